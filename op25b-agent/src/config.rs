@@ -1,0 +1,506 @@
+//! The agent's TOML configuration: parsed strictly (unknown keys refused),
+//! validated whole, with every error naming `file:line` and the key.
+//! A configuration either loads entirely or not at all.
+
+use std::{
+    fmt,
+    ops::Range,
+    path::{Path, PathBuf},
+};
+
+use op25b_common::verdict::MAX_BLOCKED_PORTS;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::{
+    policy::Policy,
+    prefix::{read_list_file, ListFileError, Prefix, PrefixSet},
+};
+
+/// Submission ports (RFC 6409 / RFC 8314) must stay open whatever the config says.
+pub const SUBMISSION_PORTS: [u16; 2] = [587, 465];
+pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/op25b";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    pin_path: Option<Spanned<String>>,
+    #[serde(default)]
+    on_exit: Option<OnExit>,
+    #[serde(default)]
+    interfaces: Vec<InterfaceConfig>,
+    #[serde(default)]
+    policy: RawPolicy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    blocked_ports: Option<Vec<Spanned<i64>>>,
+    #[serde(default)]
+    dynamic: Vec<Spanned<String>>,
+    #[serde(default)]
+    dynamic_files: Vec<Spanned<String>>,
+    #[serde(default)]
+    exempt: Vec<Spanned<String>>,
+    #[serde(default)]
+    exempt_files: Vec<Spanned<String>>,
+    #[serde(default)]
+    allowed_destinations: Vec<Spanned<String>>,
+    #[serde(default)]
+    allowed_destinations_files: Vec<Spanned<String>>,
+}
+
+/// What happens to enforcement when the agent stops.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExit {
+    /// Leave the program attached (pinned links): enforcement outlives the agent.
+    #[default]
+    Keep,
+    /// Detach from every interface and remove the pins.
+    Detach,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum XdpModeSetting {
+    /// Native (driver) mode, falling back to generic (skb) mode with a warning.
+    #[default]
+    Auto,
+    Driver,
+    Skb,
+}
+
+impl XdpModeSetting {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Driver => "driver",
+            Self::Skb => "skb",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceConfig {
+    pub name: String,
+    #[serde(default)]
+    pub xdp_mode: XdpModeSetting,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub pin_path: PathBuf,
+    pub on_exit: OnExit,
+    pub interfaces: Vec<InterfaceConfig>,
+    pub policy: Policy,
+    /// Every list file the policy was read from (watched for live reload).
+    pub list_files: Vec<PathBuf>,
+}
+
+/// One problem, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// `file:line` (or just `file` when there is no line).
+    pub location: String,
+    /// The key, e.g. `policy.dynamic[2]`, when the problem is in the config itself.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "{}: {key}: {}", self.location, self.message),
+            None => write!(f, "{}: {}", self.location, self.message),
+        }
+    }
+}
+
+/// The configuration was refused; nothing of it was applied.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects problems against one config file's text.
+struct Checker<'a> {
+    path: &'a Path,
+    text: &'a str,
+    problems: Vec<ConfigProblem>,
+}
+
+impl Checker<'_> {
+    fn line_of(&self, span: &Range<usize>) -> usize {
+        self.text[..span.start.min(self.text.len())]
+            .bytes()
+            .filter(|&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn at(&mut self, span: &Range<usize>, key: String, message: impl fmt::Display) {
+        let location = format!("{}:{}", self.path.display(), self.line_of(span));
+        self.problems.push(ConfigProblem {
+            location,
+            key: Some(key),
+            message: message.to_string(),
+        });
+    }
+
+    /// A problem with a key whose line is not known (e.g. inside an array of tables).
+    fn key(&mut self, key: String, message: impl fmt::Display) {
+        self.problems.push(ConfigProblem {
+            location: self.path.display().to_string(),
+            key: Some(key),
+            message: message.to_string(),
+        });
+    }
+
+    fn list_file(&mut self, error: &ListFileError) {
+        let (location, message) = match error {
+            ListFileError::Read { path, source } => {
+                (path.display().to_string(), format!("cannot read: {source}"))
+            }
+            ListFileError::Line { path, line, source } => {
+                (format!("{}:{line}", path.display()), source.to_string())
+            }
+        };
+        self.problems.push(ConfigProblem {
+            location,
+            key: None,
+            message,
+        });
+    }
+
+    fn prefixes(&mut self, key: &str, entries: &[Spanned<String>], into: &mut PrefixSet) {
+        for (i, entry) in entries.iter().enumerate() {
+            match entry.get_ref().trim().parse::<Prefix>() {
+                Ok(prefix) => into.insert(prefix),
+                Err(e) => self.at(&entry.span(), format!("policy.{key}[{i}]"), e),
+            }
+        }
+    }
+
+    fn files(
+        &mut self,
+        key: &str,
+        entries: &[Spanned<String>],
+        into: &mut PrefixSet,
+        seen: &mut Vec<PathBuf>,
+    ) {
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        for (i, entry) in entries.iter().enumerate() {
+            if entry.get_ref().trim().is_empty() {
+                self.at(
+                    &entry.span(),
+                    format!("policy.{key}[{i}]"),
+                    "empty file name",
+                );
+                continue;
+            }
+            let file = base.join(entry.get_ref());
+            if let Err(e) = read_list_file(&file, into) {
+                self.list_file(&e);
+            }
+            seen.push(file);
+        }
+    }
+
+    fn ports(&mut self, ports: Option<&[Spanned<i64>]>) -> Vec<u16> {
+        let Some(ports) = ports else {
+            return vec![25];
+        };
+        let mut valid = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let key = format!("policy.blocked_ports[{i}]");
+            let value = *port.get_ref();
+            match u16::try_from(value) {
+                Ok(0) | Err(_) => {
+                    self.at(&port.span(), key, format!("port {value} is not in 1..=65535"));
+                }
+                Ok(p) if SUBMISSION_PORTS.contains(&p) => self.at(
+                    &port.span(),
+                    key,
+                    format!("port {p} is a mail submission port and must never be blocked (RFC 5068, RFC 8314)"),
+                ),
+                Ok(p) if valid.contains(&p) => {
+                    self.at(&port.span(), key, format!("port {p} is listed twice"));
+                }
+                Ok(p) => valid.push(p),
+            }
+        }
+        if let Some(extra) = ports.get(MAX_BLOCKED_PORTS) {
+            self.at(
+                &extra.span(),
+                "policy.blocked_ports".into(),
+                format!(
+                    "{} ports given, at most {} are supported",
+                    ports.len(),
+                    MAX_BLOCKED_PORTS
+                ),
+            );
+        }
+        valid
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates `path` and every list file it names.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            problems: vec![ConfigProblem {
+                location: path.display().to_string(),
+                key: None,
+                message: format!("cannot read: {e}"),
+            }],
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses config `text` as if read from `path` (list files resolve beside it).
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let mut check = Checker {
+            path,
+            text,
+            problems: Vec::new(),
+        };
+        let raw: RawConfig = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                let location = format!("{}:{}", path.display(), check.line_of(&span));
+                check.problems.push(ConfigProblem {
+                    location,
+                    key: None,
+                    message: e.message().to_owned(),
+                });
+                return Err(ConfigError {
+                    problems: check.problems,
+                });
+            }
+        };
+        let p = &raw.policy;
+        let mut list_files = Vec::new();
+        let mut policy = Policy {
+            blocked_ports: check.ports(p.blocked_ports.as_deref()),
+            ..Policy::default()
+        };
+        check.prefixes("dynamic", &p.dynamic, &mut policy.dynamic);
+        check.files(
+            "dynamic_files",
+            &p.dynamic_files,
+            &mut policy.dynamic,
+            &mut list_files,
+        );
+        check.prefixes("exempt", &p.exempt, &mut policy.exempt);
+        check.files(
+            "exempt_files",
+            &p.exempt_files,
+            &mut policy.exempt,
+            &mut list_files,
+        );
+        check.prefixes(
+            "allowed_destinations",
+            &p.allowed_destinations,
+            &mut policy.allowed_destinations,
+        );
+        check.files(
+            "allowed_destinations_files",
+            &p.allowed_destinations_files,
+            &mut policy.allowed_destinations,
+            &mut list_files,
+        );
+
+        let pin_path = match &raw.pin_path {
+            Some(pin) if !Path::new(pin.get_ref()).is_absolute() => {
+                check.at(
+                    &pin.span(),
+                    "pin_path".into(),
+                    "must be an absolute path on a bpffs",
+                );
+                PathBuf::new()
+            }
+            Some(pin) => PathBuf::from(pin.get_ref()),
+            None => PathBuf::from(DEFAULT_PIN_PATH),
+        };
+        let mut names = Vec::new();
+        for (i, iface) in raw.interfaces.iter().enumerate() {
+            if iface.name.is_empty() || iface.name.len() > 15 || iface.name.contains(['/', ' ']) {
+                check.key(
+                    format!("interfaces[{i}].name"),
+                    format!("{:?} is not an interface name", iface.name),
+                );
+            } else if names.contains(&&iface.name) {
+                check.key(
+                    format!("interfaces[{i}].name"),
+                    format!("{:?} is listed twice", iface.name),
+                );
+            }
+            names.push(&iface.name);
+        }
+        if raw.interfaces.len() > op25b_common::abi::MAX_INTERFACE_SLOTS as usize {
+            check.key(
+                "interfaces".into(),
+                format!(
+                    "at most {} interfaces are supported",
+                    op25b_common::abi::MAX_INTERFACE_SLOTS
+                ),
+            );
+        }
+
+        if !check.problems.is_empty() {
+            return Err(ConfigError {
+                problems: check.problems,
+            });
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            pin_path,
+            on_exit: raw.on_exit.unwrap_or_default(),
+            interfaces: raw.interfaces,
+            policy,
+            list_files,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "op25b-config-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        let path = dir().join("op25b.toml");
+        match Config::parse(&path, text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e
+                .problems
+                .iter()
+                .map(|p| p.to_string().replace(&dir().display().to_string(), "D"))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_issue_example_parses() {
+        let d = dir();
+        std::fs::write(
+            d.join("dynamic.txt"),
+            "# pools\n100.96.0.0/11\n2001:db8:2000::/36 # v6 pool\n",
+        )
+        .unwrap();
+        let text = r#"
+[policy]
+blocked_ports = [25]
+dynamic = ["100.64.0.0/10", "2001:db8:1000::/36"]
+dynamic_files = ["dynamic.txt"]
+exempt = ["100.64.1.7/32"]
+exempt_files = []
+allowed_destinations = ["192.0.2.25/32"]
+allowed_destinations_files = []
+"#;
+        let config = Config::parse(&d.join("op25b.toml"), text).unwrap();
+        assert_eq!(config.policy.blocked_ports, vec![25]);
+        assert_eq!(
+            (
+                config.policy.dynamic.v4.len(),
+                config.policy.dynamic.v6.len()
+            ),
+            (2, 2)
+        );
+        assert_eq!(config.policy.exempt.len(), 1);
+        assert_eq!(config.pin_path, PathBuf::from(DEFAULT_PIN_PATH));
+        assert_eq!(config.on_exit, OnExit::Keep);
+        assert_eq!(config.list_files, vec![d.join("dynamic.txt")]);
+    }
+
+    #[test]
+    fn defaults_block_port_25_only() {
+        let config = Config::parse(&dir().join("x.toml"), "").unwrap();
+        assert_eq!(config.policy.blocked_ports, vec![25]);
+        assert!(config.policy.dynamic.is_empty());
+    }
+
+    #[test]
+    fn each_class_of_bad_config_names_its_place() {
+        let cases: &[(&str, &str)] = &[
+            ("[policy]\nblocked_port = [25]\n", "D/op25b.toml:2: unknown field `blocked_port`"),
+            ("[policy\n", "D/op25b.toml:1: "),
+            ("[policy]\nblocked_ports = [25, 587]\n", "D/op25b.toml:2: policy.blocked_ports[1]: port 587 is a mail submission port"),
+            ("[policy]\nblocked_ports = [\n 465]\n", "D/op25b.toml:3: policy.blocked_ports[0]: port 465 is a mail submission port"),
+            ("[policy]\nblocked_ports = [0]\n", "D/op25b.toml:2: policy.blocked_ports[0]: port 0 is not in 1..=65535"),
+            ("[policy]\nblocked_ports = [65536]\n", "D/op25b.toml:2: policy.blocked_ports[0]: port 65536 is not in 1..=65535"),
+            ("[policy]\nblocked_ports = [1,2,3,4,5,6,7,8,9]\n", "D/op25b.toml:2: policy.blocked_ports: 9 ports given, at most 8"),
+            ("[policy]\nblocked_ports = [25, 25]\n", "policy.blocked_ports[1]: port 25 is listed twice"),
+            ("[policy]\ndynamic = [\n\"100.64.0.0/10\",\n\"100.64.0.1/10\"]\n", "D/op25b.toml:4: policy.dynamic[1]: host bits set in 100.64.0.1/10"),
+            ("[policy]\nexempt = [\"2001:db8::1/64\"]\n", "D/op25b.toml:2: policy.exempt[0]: host bits set"),
+            ("[policy]\nallowed_destinations = [\"192.0.2.300/32\"]\n", "D/op25b.toml:2: policy.allowed_destinations[0]: \"192.0.2.300\" is not an IPv4 or IPv6 address"),
+            ("[policy]\ndynamic_files = [\"missing.txt\"]\n", "D/missing.txt: cannot read"),
+            ("pin_path = \"relative/dir\"\n", "D/op25b.toml:1: pin_path: must be an absolute path"),
+            ("on_exit = \"maybe\"\n", "D/op25b.toml:1: unknown variant `maybe`"),
+            ("[[interfaces]]\nname = \"eth1\"\nxdp_mode = \"fast\"\n", "D/op25b.toml:3: unknown variant `fast`"),
+            ("[[interfaces]]\nname = \"eth1\"\n[[interfaces]]\nname = \"eth1\"\n", "interfaces[1].name: \"eth1\" is listed twice"),
+            ("[[interfaces]]\nname = \"a-name-far-too-long\"\n", "interfaces[0].name: \"a-name-far-too-long\" is not an interface name"),
+        ];
+        for (text, expected) in cases {
+            let got = problems(text);
+            assert!(
+                got.iter()
+                    .any(|p| p.starts_with(expected) || p.contains(expected)),
+                "for {text:?} expected {expected:?}, got {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_list_line_names_file_and_line() {
+        let d = dir();
+        std::fs::write(
+            d.join("bad-list.txt"),
+            "100.64.0.0/10\n\n# comment\n100.64.0.1/10\n",
+        )
+        .unwrap();
+        let got = problems("[policy]\ndynamic_files = [\"bad-list.txt\"]\n");
+        assert_eq!(
+            got,
+            vec!["D/bad-list.txt:4: host bits set in 100.64.0.1/10: did you mean 100.64.0.0/10?"]
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_not_just_the_first() {
+        let got = problems(
+            "[policy]\nblocked_ports = [587]\ndynamic = [\"x\"]\nexempt = [\"1.2.3.4/33\"]\n",
+        );
+        assert_eq!(got.len(), 3, "{got:?}");
+    }
+}

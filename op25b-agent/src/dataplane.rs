@@ -1,0 +1,423 @@
+//! The kernel side as user space sees it: loading the embedded XDP program,
+//! keeping its policy maps equal to a [`Policy`], reading its counters and
+//! running frames through it with `BPF_PROG_TEST_RUN`.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use aya::{
+    maps::{lpm_trie::Key, Array, LpmTrie, MapData, MapError, PerCpuArray},
+    programs::{ProgramError, TestRun, TestRunOptions, Xdp},
+    Ebpf, EbpfError, EbpfLoader,
+};
+use op25b_common::{
+    abi::{
+        counter_index, Counter, RuntimeConfig, COUNTER_ENTRIES, GLOBAL_INTERFACE_SLOT,
+        MAP_ALLOWED_DST_V4, MAP_ALLOWED_DST_V6, MAP_COUNTERS, MAP_DYNAMIC_V4, MAP_DYNAMIC_V6,
+        MAP_EXEMPT_V4, MAP_EXEMPT_V6, PROGRAM_NAME,
+    },
+    Action, BlockedPorts, Reason,
+};
+
+use crate::{
+    policy::{ListKind, Policy},
+    prefix::{Prefix, PrefixSet},
+};
+
+/// The XDP program, built by build.rs from `op25b-ebpf`.
+pub static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/op25b"));
+
+/// Largest frame `BPF_PROG_TEST_RUN` accepts for XDP without fragments:
+/// a page less the kernel's XDP headroom and the skb_shared_info tailroom.
+pub const TEST_RUN_MAX_FRAME: usize = 4096 - 256 - 320;
+/// Smallest: the kernel refuses test runs shorter than an Ethernet header.
+pub const TEST_RUN_MIN_FRAME: usize = 14;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("cannot load the op25b program: {0}")]
+    Load(#[from] EbpfError),
+    #[error("the op25b program was refused by the kernel: {0}")]
+    Program(#[from] ProgramError),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("map {0} is missing from the program object")]
+    MissingMap(&'static str),
+    #[error("the program has no writable runtime configuration section")]
+    MissingRuntimeConfig,
+    #[error("one test run moved the counters of {0:?}; is the program attached and counting live traffic in this slot?")]
+    CountersMoved(Vec<Reason>),
+    #[error("blocked ports {0:?} do not fit the program (at most 8, none 0)")]
+    BadPorts(Vec<u16>),
+}
+
+fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
+    move |source| DataplaneError::Map { name, source }
+}
+
+/// Where the maps live.
+#[derive(Clone, Debug)]
+pub enum Maps {
+    /// Fresh maps that die with this process (replay, explain, tests).
+    Private,
+    /// Maps pinned by name in this bpffs directory, created if absent and
+    /// reused if present, so every instance and every agent generation
+    /// shares one policy and one set of counters.
+    Pinned(PathBuf),
+}
+
+/// Outcome of one test run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestRunOutcome {
+    /// The XDP return code.
+    pub code: u32,
+    /// The frame as the program left it.
+    pub frame_out: Vec<u8>,
+}
+
+impl TestRunOutcome {
+    pub fn action(&self) -> Option<Action> {
+        Action::from_xdp(self.code)
+    }
+}
+
+/// A test run's result with the reason the program counted it under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Judgement {
+    pub outcome: TestRunOutcome,
+    pub reason: Reason,
+}
+
+/// What applying a policy changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    pub added: usize,
+    pub removed: usize,
+    pub ports_changed: bool,
+}
+
+pub struct Dataplane {
+    ebpf: Ebpf,
+    slot: u32,
+    /// Packet counts per reason after the last [`Dataplane::judge`].
+    judged: Option<[u64; Reason::ALL.len()]>,
+    /// What the maps hold, as far as this process knows (read from the maps
+    /// once when adopting pinned maps).
+    applied: Option<Policy>,
+}
+
+/// The `.data` section map that holds `RUNTIME_CONFIG`.
+fn runtime_config_map_name(ebpf: &Ebpf) -> Option<String> {
+    ebpf.maps()
+        .map(|(name, _)| name)
+        .find(|name| name.starts_with(".data"))
+        .map(str::to_owned)
+}
+
+impl Dataplane {
+    /// Loads the program into the kernel (not attached anywhere), counting
+    /// in interface `slot`.
+    pub fn load(maps: &Maps, slot: u32) -> Result<Self, DataplaneError> {
+        let mut loader = EbpfLoader::new();
+        loader.override_global(GLOBAL_INTERFACE_SLOT, &slot, true);
+        let pins: Vec<(&str, PathBuf)>;
+        if let Maps::Pinned(dir) = maps {
+            pins = shared_map_names()
+                .map(|name| (name, dir.join(name)))
+                .collect();
+            for (name, path) in &pins {
+                loader.map_pin_path(name, path.as_path());
+            }
+        }
+        let mut ebpf = loader.load(PROGRAM_OBJECT)?;
+        let program: &mut Xdp = ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or(DataplaneError::MissingMap(PROGRAM_NAME))?
+            .try_into()?;
+        program.load()?;
+        if runtime_config_map_name(&ebpf).is_none() {
+            return Err(DataplaneError::MissingRuntimeConfig);
+        }
+        Ok(Self {
+            ebpf,
+            slot,
+            judged: None,
+            applied: match maps {
+                Maps::Private => Some(Policy {
+                    blocked_ports: vec![25],
+                    ..Policy::default()
+                }),
+                Maps::Pinned(_) => None,
+            },
+        })
+    }
+
+    pub fn program(&self) -> &Xdp {
+        self.ebpf
+            .program(PROGRAM_NAME)
+            .and_then(|p| p.try_into().ok())
+            .expect("loaded in Dataplane::load")
+    }
+
+    pub fn program_mut(&mut self) -> &mut Xdp {
+        self.ebpf
+            .program_mut(PROGRAM_NAME)
+            .and_then(|p| p.try_into().ok())
+            .expect("loaded in Dataplane::load")
+    }
+
+    /// Instructions the verifier processed to accept the program (its
+    /// budget is 1,000,000).
+    pub fn verified_instructions(&self) -> Option<u32> {
+        self.program().info().ok()?.verified_instruction_count()
+    }
+
+    /// Makes the maps hold exactly `policy`: new entries go in before stale
+    /// ones come out, and an entry in both is never touched, so no packet
+    /// ever sees a policy that is neither the old nor the new one for it.
+    pub fn apply(&mut self, policy: &Policy) -> Result<ApplyStats, DataplaneError> {
+        let ports = BlockedPorts::new(&policy.blocked_ports)
+            .ok_or_else(|| DataplaneError::BadPorts(policy.blocked_ports.clone()))?;
+        let current = match self.applied.take() {
+            Some(current) => current,
+            None => self.read_policy()?,
+        };
+        let mut stats = ApplyStats::default();
+        let result = (|| {
+            for kind in ListKind::ALL {
+                stats.added += self.insert_missing(kind, current.list(kind), policy.list(kind))?;
+            }
+            if current.blocked_ports != policy.blocked_ports {
+                self.write_runtime_config(RuntimeConfig {
+                    blocked_ports: ports,
+                })?;
+                stats.ports_changed = true;
+            }
+            for kind in ListKind::ALL {
+                stats.removed += self.remove_stale(kind, current.list(kind), policy.list(kind))?;
+            }
+            Ok(())
+        })();
+        // On failure, the maps are somewhere between: re-read them next time.
+        self.applied = result.is_ok().then(|| policy.clone());
+        result.map(|()| stats)
+    }
+
+    fn insert_missing(
+        &mut self,
+        kind: ListKind,
+        current: &PrefixSet,
+        wanted: &PrefixSet,
+    ) -> Result<usize, DataplaneError> {
+        let (v4, v6) = map_names(kind);
+        let added_v4 = {
+            let mut trie = self.trie::<4>(v4)?;
+            insert_all(&mut trie, v4, wanted.v4.difference(&current.v4))?
+        };
+        let mut trie = self.trie::<16>(v6)?;
+        Ok(added_v4 + insert_all(&mut trie, v6, wanted.v6.difference(&current.v6))?)
+    }
+
+    fn remove_stale(
+        &mut self,
+        kind: ListKind,
+        current: &PrefixSet,
+        wanted: &PrefixSet,
+    ) -> Result<usize, DataplaneError> {
+        let (v4, v6) = map_names(kind);
+        let removed_v4 = {
+            let mut trie = self.trie::<4>(v4)?;
+            remove_all(&mut trie, v4, current.v4.difference(&wanted.v4))?
+        };
+        let mut trie = self.trie::<16>(v6)?;
+        Ok(removed_v4 + remove_all(&mut trie, v6, current.v6.difference(&wanted.v6))?)
+    }
+
+    fn trie<const N: usize>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<LpmTrie<&mut MapData, [u8; N], u32>, DataplaneError> {
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DataplaneError::MissingMap(name))?;
+        LpmTrie::try_from(map).map_err(map_err(name))
+    }
+
+    /// Reads back what the maps hold (used when adopting pinned maps).
+    pub fn read_policy(&mut self) -> Result<Policy, DataplaneError> {
+        let mut policy = Policy {
+            blocked_ports: self
+                .read_runtime_config()?
+                .blocked_ports
+                .ports
+                .into_iter()
+                .filter(|&p| p != 0)
+                .collect(),
+            ..Policy::default()
+        };
+        for kind in ListKind::ALL {
+            let (v4, v6) = map_names(kind);
+            let set = policy.list_mut(kind);
+            for key in self.trie::<4>(v4)?.keys() {
+                let key = key.map_err(map_err(v4))?;
+                set.insert(key_prefix(IpAddr::from(key.data()), key.prefix_len()));
+            }
+            for key in self.trie::<16>(v6)?.keys() {
+                let key = key.map_err(map_err(v6))?;
+                set.insert(key_prefix(IpAddr::from(key.data()), key.prefix_len()));
+            }
+        }
+        Ok(policy)
+    }
+
+    fn runtime_config_map(&mut self) -> Result<Array<&mut MapData, RuntimeConfig>, DataplaneError> {
+        let name =
+            runtime_config_map_name(&self.ebpf).ok_or(DataplaneError::MissingRuntimeConfig)?;
+        let map = self
+            .ebpf
+            .map_mut(&name)
+            .ok_or(DataplaneError::MissingRuntimeConfig)?;
+        Array::try_from(map).map_err(map_err("RUNTIME_CONFIG"))
+    }
+
+    pub fn read_runtime_config(&mut self) -> Result<RuntimeConfig, DataplaneError> {
+        self.runtime_config_map()?
+            .get(&0, 0)
+            .map_err(map_err("RUNTIME_CONFIG"))
+    }
+
+    fn write_runtime_config(&mut self, config: RuntimeConfig) -> Result<(), DataplaneError> {
+        self.runtime_config_map()?
+            .set(0, config, 0)
+            .map_err(map_err("RUNTIME_CONFIG"))
+    }
+
+    /// Packets and bytes per reason in `slot`, summed over CPUs.
+    pub fn counters(&self, slot: u32) -> Result<Vec<(Reason, Counter)>, DataplaneError> {
+        let map = self
+            .ebpf
+            .map(MAP_COUNTERS)
+            .ok_or(DataplaneError::MissingMap(MAP_COUNTERS))?;
+        let counters: PerCpuArray<&MapData, Counter> =
+            PerCpuArray::try_from(map).map_err(map_err(MAP_COUNTERS))?;
+        Reason::ALL
+            .iter()
+            .map(|&reason| {
+                let index = counter_index(slot, reason.index());
+                debug_assert!(index < COUNTER_ENTRIES);
+                let per_cpu = counters.get(&index, 0).map_err(map_err(MAP_COUNTERS))?;
+                let sum = per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
+                    packets: acc.packets + c.packets,
+                    bytes: acc.bytes + c.bytes,
+                });
+                Ok((reason, sum))
+            })
+            .collect()
+    }
+
+    /// Runs `frame` through the program and tells what it decided and why.
+    /// The reason is read from the counter that moved, so it is the
+    /// kernel's own reason, not a host-side guess.
+    pub fn judge(&mut self, frame: &[u8]) -> Result<Judgement, DataplaneError> {
+        let before = match self.judged {
+            Some(counts) => counts,
+            None => self.packet_counts()?,
+        };
+        let outcome = self.test_run(frame)?;
+        let after = self.packet_counts()?;
+        self.judged = Some(after);
+        let moved: Vec<Reason> = Reason::ALL
+            .iter()
+            .zip(before.iter().zip(after.iter()))
+            .filter(|(_, (b, a))| a != b)
+            .map(|(r, _)| *r)
+            .collect();
+        let [reason] = moved[..] else {
+            return Err(DataplaneError::CountersMoved(moved));
+        };
+        Ok(Judgement { outcome, reason })
+    }
+
+    fn packet_counts(&self) -> Result<[u64; Reason::ALL.len()], DataplaneError> {
+        let mut counts = [0; Reason::ALL.len()];
+        for (slot, (_, counter)) in counts.iter_mut().zip(self.counters(self.slot)?) {
+            *slot = counter.packets;
+        }
+        Ok(counts)
+    }
+
+    /// Runs `frame` through the program once.
+    pub fn test_run(&self, frame: &[u8]) -> Result<TestRunOutcome, DataplaneError> {
+        let mut out = vec![0u8; frame.len() + 256];
+        let result = self.program().test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..TestRunOptions::default()
+        })?;
+        out.truncate(result.data_size_out as usize);
+        Ok(TestRunOutcome {
+            code: result.return_value,
+            frame_out: out,
+        })
+    }
+}
+
+/// Maps shared between instances and agent generations when pinned.
+fn shared_map_names() -> impl Iterator<Item = &'static str> {
+    op25b_common::abi::POLICY_MAPS
+        .into_iter()
+        .chain([MAP_COUNTERS])
+}
+
+const fn map_names(kind: ListKind) -> (&'static str, &'static str) {
+    match kind {
+        ListKind::Dynamic => (MAP_DYNAMIC_V4, MAP_DYNAMIC_V6),
+        ListKind::Exempt => (MAP_EXEMPT_V4, MAP_EXEMPT_V6),
+        ListKind::AllowedDestinations => (MAP_ALLOWED_DST_V4, MAP_ALLOWED_DST_V6),
+    }
+}
+
+fn key_prefix(addr: IpAddr, len: u32) -> Prefix {
+    // The kernel only holds what we inserted: valid, host bits clear.
+    Prefix::new(addr, u8::try_from(len).unwrap_or(u8::MAX)).expect("trie keys are valid prefixes")
+}
+
+fn trie_key<const N: usize>(prefix: &Prefix) -> Key<[u8; N]> {
+    let bytes: [u8; N] = match prefix.addr() {
+        IpAddr::V4(a) => a.octets().as_slice().try_into(),
+        IpAddr::V6(a) => a.octets().as_slice().try_into(),
+    }
+    .expect("family matches the map");
+    Key::new(u32::from(prefix.len()), bytes)
+}
+
+fn insert_all<'a, const N: usize>(
+    trie: &mut LpmTrie<&mut MapData, [u8; N], u32>,
+    name: &'static str,
+    prefixes: impl Iterator<Item = &'a Prefix>,
+) -> Result<usize, DataplaneError> {
+    let mut n = 0;
+    for prefix in prefixes {
+        trie.insert(&trie_key::<N>(prefix), 0, 0)
+            .map_err(map_err(name))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn remove_all<'a, const N: usize>(
+    trie: &mut LpmTrie<&mut MapData, [u8; N], u32>,
+    name: &'static str,
+    prefixes: impl Iterator<Item = &'a Prefix>,
+) -> Result<usize, DataplaneError> {
+    let mut n = 0;
+    for prefix in prefixes {
+        trie.remove(&trie_key::<N>(prefix)).map_err(map_err(name))?;
+        n += 1;
+    }
+    Ok(n)
+}

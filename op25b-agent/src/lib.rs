@@ -1,0 +1,19 @@
+//! op25b's user space: configuration, policy, the data-plane handle and the
+//! operator commands. The `op25b-agent` binary is a thin shell over this.
+pub mod capture;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod dataplane;
+pub mod frame;
+pub mod policy;
+pub mod prefix;
+pub mod replay;
+
+/// Version, git revision and program build identity, for `--version`.
+pub const VERSION_LONG: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("OP25B_GIT_REVISION"),
+    ")"
+);

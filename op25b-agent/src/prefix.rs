@@ -1,0 +1,314 @@
+//! CIDR prefixes, parsed strictly, and the list files operators keep them in.
+
+use std::{
+    collections::BTreeSet,
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use op25b_common::IpAddrBytes;
+
+/// An IPv4 or IPv6 prefix with no host bits set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Prefix {
+    addr: IpAddr,
+    len: u8,
+}
+
+/// What is wrong with one CIDR string.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PrefixError {
+    #[error("{0:?} is not an IPv4 or IPv6 address")]
+    BadAddress(String),
+    #[error("{0:?} is not a prefix length")]
+    BadLength(String),
+    #[error("prefix length /{len} is longer than {max} bits")]
+    LengthTooLong { len: u8, max: u8 },
+    #[error("host bits set in {given}: did you mean {suggested}?")]
+    HostBitsSet { given: String, suggested: Prefix },
+}
+
+impl Prefix {
+    pub fn new(addr: IpAddr, len: u8) -> Result<Self, PrefixError> {
+        let max = max_len(addr);
+        if len > max {
+            return Err(PrefixError::LengthTooLong { len, max });
+        }
+        let prefix = Self {
+            addr: truncate(addr, len),
+            len,
+        };
+        if prefix.addr != addr {
+            return Err(PrefixError::HostBitsSet {
+                given: format!("{addr}/{len}"),
+                suggested: prefix,
+            });
+        }
+        Ok(prefix)
+    }
+
+    pub const fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The prefix length in bits.
+    #[expect(
+        clippy::len_without_is_empty,
+        reason = "a prefix length, not a container size"
+    )]
+    pub const fn len(&self) -> u8 {
+        self.len
+    }
+
+    pub const fn is_ipv4(&self) -> bool {
+        self.addr.is_ipv4()
+    }
+
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        addr.is_ipv4() == self.addr.is_ipv4() && truncate(addr, self.len) == self.addr
+    }
+
+    /// The address as the kernel's trie keys hold it (network byte order).
+    pub fn addr_bytes(&self) -> IpAddrBytes {
+        ip_bytes(self.addr)
+    }
+}
+
+/// An address as op25b-common sees it.
+pub fn ip_bytes(addr: IpAddr) -> IpAddrBytes {
+    match addr {
+        IpAddr::V4(a) => IpAddrBytes::V4(a.octets()),
+        IpAddr::V6(a) => IpAddrBytes::V6(a.octets()),
+    }
+}
+
+/// The inverse of [`ip_bytes`].
+pub fn ip_addr(bytes: &IpAddrBytes) -> IpAddr {
+    match *bytes {
+        IpAddrBytes::V4(a) => IpAddr::V4(Ipv4Addr::from(a)),
+        IpAddrBytes::V6(a) => IpAddr::V6(Ipv6Addr::from(a)),
+    }
+}
+
+const fn max_len(addr: IpAddr) -> u8 {
+    if addr.is_ipv4() {
+        32
+    } else {
+        128
+    }
+}
+
+fn truncate(addr: IpAddr, len: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
+        }
+        IpAddr::V6(a) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
+        }
+    }
+}
+
+impl FromStr for Prefix {
+    type Err = PrefixError;
+
+    /// `addr/len`, or a bare address meaning a single host (/32 or /128).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, len) = match s.split_once('/') {
+            Some((addr, len)) => (addr, Some(len)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| PrefixError::BadAddress(addr.to_owned()))?;
+        let len = match len {
+            Some(len) if !len.is_empty() && len.bytes().all(|b| b.is_ascii_digit()) => len
+                .parse::<u8>()
+                .map_err(|_| PrefixError::BadLength(len.to_owned()))?,
+            Some(len) => return Err(PrefixError::BadLength(len.to_owned())),
+            None => max_len(addr),
+        };
+        Self::new(addr, len)
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// A set of prefixes of both families, ordered (so diffs are deterministic).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrefixSet {
+    pub v4: BTreeSet<Prefix>,
+    pub v6: BTreeSet<Prefix>,
+}
+
+impl PrefixSet {
+    pub fn insert(&mut self, prefix: Prefix) {
+        if prefix.is_ipv4() {
+            self.v4.insert(prefix);
+        } else {
+            self.v6.insert(prefix);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Longest-prefix match, the way the kernel's LPM trie answers.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        let family = if addr.is_ipv4() { &self.v4 } else { &self.v6 };
+        (0..=max_len(addr)).any(|len| {
+            family.contains(&Prefix {
+                addr: truncate(addr, len),
+                len,
+            })
+        })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Prefix> {
+        self.v4.iter().chain(self.v6.iter())
+    }
+}
+
+impl FromIterator<Prefix> for PrefixSet {
+    fn from_iter<I: IntoIterator<Item = Prefix>>(iter: I) -> Self {
+        let mut set = Self::default();
+        for prefix in iter {
+            set.insert(prefix);
+        }
+        set
+    }
+}
+
+/// A list file could not be read, or a line in it is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ListFileError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: {source}", path.display())]
+    Line {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: PrefixError,
+    },
+}
+
+/// Reads a list file: one CIDR per line, `#` starts a comment, blank lines
+/// are skipped, both families may mix. The first bad line fails the file.
+pub fn read_list_file(path: &Path, into: &mut PrefixSet) -> Result<(), ListFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ListFileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_list(&text, into).map_err(|(line, source)| ListFileError::Line {
+        path: path.to_owned(),
+        line,
+        source,
+    })
+}
+
+/// Parses list text; on error returns the 1-based line number.
+pub fn parse_list(text: &str, into: &mut PrefixSet) -> Result<(), (usize, PrefixError)> {
+    for (index, raw) in text.lines().enumerate() {
+        let entry = raw.split('#').next().unwrap_or("").trim();
+        if entry.is_empty() {
+            continue;
+        }
+        into.insert(entry.parse().map_err(|e| (index + 1, e))?);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Prefix {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_both_families_and_bare_hosts() {
+        assert_eq!(p("100.64.0.0/10").len(), 10);
+        assert_eq!(p("2001:db8::/32").len(), 32);
+        assert_eq!(p("192.0.2.25").to_string(), "192.0.2.25/32");
+        assert_eq!(p("2001:db8::1").to_string(), "2001:db8::1/128");
+        assert_eq!(p("0.0.0.0/0").to_string(), "0.0.0.0/0");
+    }
+
+    #[test]
+    fn refuses_host_bits_and_says_what_was_meant() {
+        let err = "100.64.0.1/10".parse::<Prefix>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "host bits set in 100.64.0.1/10: did you mean 100.64.0.0/10?"
+        );
+        assert!(matches!(
+            "2001:db8::1/64".parse::<Prefix>(),
+            Err(PrefixError::HostBitsSet { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_garbage() {
+        for bad in [
+            "",
+            "/",
+            "100.64.0.0/",
+            "100.64.0.0/33",
+            "::/129",
+            "100.64.0.0/x",
+            "100.64/10",
+            "1.2.3.4/+8",
+            "host.example",
+            "100.64.0.0/10/3",
+        ] {
+            assert!(bad.parse::<Prefix>().is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn longest_prefix_match_agrees_with_contains() {
+        let set: PrefixSet = [p("100.64.0.0/10"), p("2001:db8:1000::/36")]
+            .into_iter()
+            .collect();
+        assert!(set.contains("100.127.255.255".parse().unwrap()));
+        assert!(!set.contains("100.128.0.0".parse().unwrap()));
+        assert!(set.contains("2001:db8:1fff::1".parse().unwrap()));
+        assert!(!set.contains("2001:db8:2000::1".parse().unwrap()));
+        assert!(!set.contains("::ffff:100.64.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn list_text_reports_the_bad_line() {
+        let text = "# pools\n100.64.0.0/10  # east\n\n2001:db8::/32\n10.0.0.1/8\n";
+        let mut set = PrefixSet::default();
+        let (line, err) = parse_list(text, &mut set).unwrap_err();
+        assert_eq!(line, 5);
+        assert!(matches!(err, PrefixError::HostBitsSet { .. }));
+    }
+
+    #[test]
+    fn list_text_with_comments_and_both_families() {
+        let mut set = PrefixSet::default();
+        parse_list("\n# c\n 100.64.0.0/10 \n2001:db8::/32#x\n", &mut set).unwrap();
+        assert_eq!((set.v4.len(), set.v6.len()), (1, 1));
+    }
+}

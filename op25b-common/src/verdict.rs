@@ -1,0 +1,104 @@
+//! The ordered OP25B decision. Policy lookups happen only once a packet is
+//! known to be TCP to a blocked port (or undecidable TCP), so all other
+//! traffic costs no map lookup.
+
+use crate::{
+    packet::PacketBytes,
+    parse::{parse, Parsed},
+    reason::{Reason, Verdict},
+};
+
+/// An address in network byte order, as it appears in the packet and in the
+/// LPM trie keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IpAddrBytes {
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
+
+/// The policy lists, as the decision needs them. The kernel implements this
+/// over LPM-trie maps, host tests over plain prefix lists.
+pub trait PolicyLookup {
+    /// Is `src` in a dynamic (residential) prefix?
+    fn is_dynamic(&self, src: &IpAddrBytes) -> bool;
+    /// Is `dst` one of the ISP's own relays (allowed destinations)?
+    fn is_allowed_destination(&self, dst: &IpAddrBytes) -> bool;
+    /// Does `src` hold an exemption? Wins over dynamic whatever the prefix lengths.
+    fn is_exempt(&self, src: &IpAddrBytes) -> bool;
+}
+
+/// At most this many blocked ports (the configuration refuses more).
+pub const MAX_BLOCKED_PORTS: usize = 8;
+
+/// The blocked destination ports; port 0 marks an unused slot, so a
+/// zero-filled block blocks nothing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockedPorts {
+    pub ports: [u16; MAX_BLOCKED_PORTS],
+}
+
+impl BlockedPorts {
+    /// `[25]`: the default of the configuration.
+    pub const SMTP: Self = Self {
+        ports: [25, 0, 0, 0, 0, 0, 0, 0],
+    };
+
+    /// Fills the slots from `ports`; `None` if there are more than
+    /// [`MAX_BLOCKED_PORTS`] or one is 0.
+    pub fn new(ports: &[u16]) -> Option<Self> {
+        if ports.len() > MAX_BLOCKED_PORTS || ports.contains(&0) {
+            return None;
+        }
+        let mut block = Self {
+            ports: [0; MAX_BLOCKED_PORTS],
+        };
+        block.ports[..ports.len()].copy_from_slice(ports);
+        Some(block)
+    }
+
+    #[inline(always)]
+    pub fn contains(&self, port: u16) -> bool {
+        if port == 0 {
+            return false;
+        }
+        // Early exits keep the verifier's paths linear in the slot count.
+        for slot in self.ports {
+            if slot == port {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Decides one frame. This function *is* the policy: the XDP program calls
+/// it on the live frame, host tests call it on a byte slice.
+#[inline(always)]
+pub fn decide<P, L>(pkt: &P, ports: &BlockedPorts, policy: &L) -> Verdict
+where
+    P: PacketBytes + ?Sized,
+    L: PolicyLookup,
+{
+    let segment = match parse(pkt) {
+        Parsed::Decided(reason) => return reason.into(),
+        Parsed::Tcp(segment) => segment,
+    };
+    if let Some(port) = segment.dst_port {
+        if !ports.contains(port) {
+            return Reason::NotSmtp.into();
+        }
+    }
+    let reason = if !policy.is_dynamic(&segment.src) {
+        Reason::SrcNotDynamic
+    } else if policy.is_allowed_destination(&segment.dst) {
+        Reason::DstAllowed
+    } else if policy.is_exempt(&segment.src) {
+        Reason::SrcExempt
+    } else if segment.dst_port.is_some() {
+        Reason::Blocked
+    } else {
+        Reason::Undecidable
+    };
+    reason.into()
+}

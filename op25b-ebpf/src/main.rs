@@ -1,0 +1,126 @@
+//! The op25b XDP program: a thin shell around `op25b_common::decide`.
+//!
+//! Everything that decides lives in `op25b-common`; this file only binds it
+//! to the kernel: the frame reader, the maps, the globals and the counters.
+#![no_std]
+#![no_main]
+
+use core::{cell::UnsafeCell, ptr};
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{map, xdp},
+    maps::{lpm_trie::Key, LpmTrie, PerCpuArray},
+    programs::XdpContext,
+    Global,
+};
+use op25b_common::{
+    abi::{counter_index, Counter, RuntimeConfig, COUNTER_ENTRIES, POLICY_MAP_CAPACITY},
+    decide, IpAddrBytes, PacketBytes, PolicyLookup,
+};
+
+// Policy tries; names must match `op25b_common::abi::MAP_*`.
+#[map]
+static DYNAMIC_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(POLICY_MAP_CAPACITY, 0);
+#[map]
+static DYNAMIC_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(POLICY_MAP_CAPACITY, 0);
+#[map]
+static EXEMPT_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(POLICY_MAP_CAPACITY, 0);
+#[map]
+static EXEMPT_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(POLICY_MAP_CAPACITY, 0);
+#[map]
+static ALLOWED_DST_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(POLICY_MAP_CAPACITY, 0);
+#[map]
+static ALLOWED_DST_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(POLICY_MAP_CAPACITY, 0);
+
+/// Packets and bytes per (interface slot, reason), per CPU.
+#[map]
+static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_ENTRIES, 0);
+
+/// Writable by user space at run time (it lives in `.data`); read with a
+/// plain load, so checking the port costs no map lookup.
+#[repr(transparent)]
+struct Mutable<T>(UnsafeCell<T>);
+// SAFETY: the program only reads it; user space replaces it whole.
+unsafe impl<T> Sync for Mutable<T> {}
+
+#[unsafe(no_mangle)]
+static RUNTIME_CONFIG: Mutable<RuntimeConfig> = Mutable(UnsafeCell::new(RuntimeConfig::DEFAULT));
+
+/// Which slot of `COUNTERS` this instance counts in; set at load.
+#[unsafe(no_mangle)]
+static INTERFACE_SLOT: Global<u32> = Global::new(0);
+
+/// The live frame, read only through a bounds check against `data_end`.
+struct Frame<'a>(&'a XdpContext);
+
+impl PacketBytes for Frame<'_> {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.0.data_end() - self.0.data()
+    }
+
+    #[inline(always)]
+    fn read<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        let start = self.0.data() + offset;
+        if start + N > self.0.data_end() {
+            return None;
+        }
+        // SAFETY: [start, start + N) was just checked to lie inside the frame.
+        Some(unsafe { ptr::read_unaligned(start as *const [u8; N]) })
+    }
+}
+
+struct KernelPolicy;
+
+#[inline(always)]
+fn lookup(v4: &LpmTrie<[u8; 4], u32>, v6: &LpmTrie<[u8; 16], u32>, addr: &IpAddrBytes) -> bool {
+    match addr {
+        IpAddrBytes::V4(a) => v4.get(Key::new(32, *a)).is_some(),
+        IpAddrBytes::V6(a) => v6.get(Key::new(128, *a)).is_some(),
+    }
+}
+
+impl PolicyLookup for KernelPolicy {
+    #[inline(always)]
+    fn is_dynamic(&self, src: &IpAddrBytes) -> bool {
+        lookup(&DYNAMIC_V4, &DYNAMIC_V6, src)
+    }
+
+    #[inline(always)]
+    fn is_allowed_destination(&self, dst: &IpAddrBytes) -> bool {
+        lookup(&ALLOWED_DST_V4, &ALLOWED_DST_V6, dst)
+    }
+
+    #[inline(always)]
+    fn is_exempt(&self, src: &IpAddrBytes) -> bool {
+        lookup(&EXEMPT_V4, &EXEMPT_V6, src)
+    }
+}
+
+#[xdp]
+pub fn op25b(ctx: XdpContext) -> u32 {
+    let frame = Frame(&ctx);
+    // SAFETY: a plain read of a value user space only ever replaces whole.
+    let config = unsafe { ptr::read_volatile(RUNTIME_CONFIG.0.get()) };
+    let verdict = decide(&frame, &config.blocked_ports, &KernelPolicy);
+    let index = counter_index(INTERFACE_SLOT.load(), verdict.reason.index());
+    if let Some(counter) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: a per-CPU cell, touched only by this CPU.
+        unsafe {
+            (*counter).packets += 1;
+            (*counter).bytes += frame.len() as u64;
+        }
+    }
+    verdict.action as u32
+}
+
+// Keeps the xdp_action import honest: op25b's actions are the kernel's.
+const _: () = assert!(op25b_common::Action::Pass as u32 == xdp_action::XDP_PASS);
+const _: () = assert!(op25b_common::Action::Drop as u32 == xdp_action::XDP_DROP);
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
