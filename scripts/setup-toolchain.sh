@@ -6,7 +6,7 @@ set -euo pipefail
 BPF_LINKER_VERSION=0.13.0
 APT_PACKAGES=(
   rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev # eBPF toolchain
-  bpftool iproute2 procps tcpdump                          # lab and tests
+  bpftool iproute2 procps tcpdump util-linux python3       # lab and tests
   python3-scapy                                            # an independent capture writer
 )
 

@@ -39,6 +39,60 @@ pub enum Command {
         config: PathBuf,
     },
 
+    /// Enforce: attach to the configured interfaces and keep the maps equal
+    /// to the configuration until SIGTERM.
+    ///
+    /// Adopts a running op25b (pinned program, maps and links) without a
+    /// gap; reloads on SIGHUP and whenever the config or a list file
+    /// changes. A configuration with any error is refused and the running
+    /// policy stays. Needs CAP_BPF, CAP_NET_ADMIN (and CAP_SYS_ADMIN to
+    /// mount bpffs if it is not mounted).
+    Run {
+        /// The configuration file (TOML).
+        #[arg(long, env = "OP25B_CONFIG")]
+        config: PathBuf,
+    },
+
+    /// Show what is enforced now: interfaces and their XDP mode, list
+    /// sizes, blocked ports and per-reason counters, read from the pinned
+    /// objects (works whether or not the agent runs).
+    Status {
+        /// Also list configured interfaces that are not attached.
+        #[arg(long, env = "OP25B_CONFIG")]
+        config: Option<PathBuf>,
+        /// The bpffs directory (default: the config's pin_path, else /sys/fs/bpf/op25b).
+        #[arg(long)]
+        pin_path: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Explain the verdict for a connection: runs a synthesized TCP SYN
+    /// through the real XDP program and prints action, reason and the
+    /// prefixes that matched.
+    ///
+    /// Uses the live pinned maps when op25b is loaded, else the policy of
+    /// --config. Test runs never touch the live counters.
+    Explain {
+        /// Source address (the subscriber).
+        src: std::net::IpAddr,
+        /// Destination address (the mail server).
+        dst: std::net::IpAddr,
+        /// TCP destination port.
+        #[arg(long, default_value_t = 25)]
+        port: u16,
+        /// Configuration to judge with when op25b is not loaded (and where its pin_path is).
+        #[arg(long, env = "OP25B_CONFIG")]
+        config: Option<PathBuf>,
+        /// The bpffs directory (default: the config's pin_path, else /sys/fs/bpf/op25b).
+        #[arg(long)]
+        pin_path: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Run every frame of a capture through the real XDP program and print
     /// one JSON verdict per frame.
     ///
@@ -49,8 +103,14 @@ pub enum Command {
     /// it anywhere; needs root (CAP_BPF).
     Replay {
         /// The configuration whose policy to judge with.
-        #[arg(long, env = "OP25B_CONFIG")]
-        config: PathBuf,
+        #[arg(long, env = "OP25B_CONFIG", required_unless_present = "live")]
+        config: Option<PathBuf>,
+        /// Judge with the live pinned maps of a running op25b instead.
+        #[arg(long)]
+        live: bool,
+        /// The bpffs directory for --live (default: the config's pin_path, else /sys/fs/bpf/op25b).
+        #[arg(long)]
+        pin_path: Option<PathBuf>,
         /// The capture file (pcap or pcapng).
         capture: PathBuf,
     },

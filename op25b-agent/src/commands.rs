@@ -2,17 +2,22 @@
 
 use std::{
     io::{self, Write as _},
-    path::Path,
+    net::IpAddr,
+    path::{Path, PathBuf},
     process::ExitCode,
 };
 
 use op25b_common::Reason;
 
 use crate::{
+    agent::{Agent, AgentError},
     capture::{Capture, CaptureError},
-    config::{Config, ConfigError},
-    dataplane::{Dataplane, DataplaneError, Maps},
+    config::{Config, ConfigError, DEFAULT_PIN_PATH},
+    dataplane::{read_pinned_runtime_config, Dataplane, DataplaneError, Maps, RUNTIME_CONFIG_PIN},
+    frame::FrameSpec,
+    pins::PinLayout,
     policy::ListKind,
+    policy::Policy,
     replay::{replay, ReplayError},
 };
 
@@ -28,6 +33,12 @@ pub enum CommandError {
     Replay(#[from] ReplayError),
     #[error("{0}")]
     Io(#[from] io::Error),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error("op25b is not loaded at {} (no pinned maps); give --config to judge with a configuration", .0.display())]
+    NotLoaded(PathBuf),
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// `check-config FILE`.
@@ -58,18 +69,202 @@ pub fn check_config(path: &Path) -> Result<ExitCode, CommandError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `replay --config FILE CAPTURE`.
-pub fn replay_capture(config: &Path, capture: &Path) -> Result<ExitCode, CommandError> {
+/// `run --config FILE`.
+pub fn run(config: &Path) -> Result<ExitCode, CommandError> {
     let config = Config::load(config)?;
-    let mut capture = Capture::open(capture)?;
+    Agent::start(config)?.run()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The pin directory: explicit, else the config's, else the default.
+fn pin_path(explicit: Option<&Path>, config: Option<&Config>) -> PathBuf {
+    explicit.map_or_else(
+        || config.map_or_else(|| PathBuf::from(DEFAULT_PIN_PATH), |c| c.pin_path.clone()),
+        Path::to_owned,
+    )
+}
+
+fn load_optional(config: Option<&Path>) -> Result<Option<Config>, CommandError> {
+    Ok(config.map(Config::load).transpose()?)
+}
+
+/// `status`.
+pub fn status(
+    config: Option<&Path>,
+    explicit_pin_path: Option<&Path>,
+    json: bool,
+) -> Result<ExitCode, CommandError> {
+    let config = load_optional(config)?;
+    let status = crate::status::read(
+        &pin_path(explicit_pin_path, config.as_ref()),
+        config.as_ref(),
+    );
+    let mut out = io::stdout().lock();
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&status).expect("status serializes")
+        )?;
+    } else {
+        write!(out, "{}", status.to_text())?;
+    }
+    Ok(if status.loaded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+/// A data plane to judge with: the live pinned policy if op25b is loaded
+/// there, else the configuration's.
+fn judging_dataplane(
+    config: Option<&Config>,
+    pins: &Path,
+    live_only: bool,
+) -> Result<(Dataplane, Policy, String), CommandError> {
+    let maps = PinLayout::new(pins).maps_dir();
+    if read_pinned_runtime_config(&maps.join(RUNTIME_CONFIG_PIN)).is_some() {
+        let mut dataplane = Dataplane::load(&Maps::PinnedPolicy(maps.clone()), 0)?;
+        let policy = dataplane.read_policy()?;
+        return Ok((
+            dataplane,
+            policy,
+            format!("the live maps at {}", maps.display()),
+        ));
+    }
+    if live_only {
+        return Err(CommandError::NotLoaded(pins.to_owned()));
+    }
+    let config = config.ok_or_else(|| CommandError::NotLoaded(pins.to_owned()))?;
     let mut dataplane = Dataplane::load(&Maps::Private, 0)?;
     dataplane.apply(&config.policy)?;
+    Ok((
+        dataplane,
+        config.policy.clone(),
+        format!("the policy of {}", config.path.display()),
+    ))
+}
+
+#[derive(serde::Serialize)]
+struct Explanation {
+    src: IpAddr,
+    dst: IpAddr,
+    port: u16,
+    action: &'static str,
+    reason: &'static str,
+    judged_against: String,
+    blocked_ports: Vec<u16>,
+    dynamic_match: Option<String>,
+    allowed_destination_match: Option<String>,
+    exempt_match: Option<String>,
+}
+
+/// `explain SRC DST [--port P]`.
+pub fn explain(
+    src: IpAddr,
+    dst: IpAddr,
+    port: u16,
+    config: Option<&Path>,
+    explicit_pin_path: Option<&Path>,
+    json: bool,
+) -> Result<ExitCode, CommandError> {
+    if src.is_ipv4() != dst.is_ipv4() {
+        return Err(CommandError::Usage(format!(
+            "{src} and {dst} are of different address families"
+        )));
+    }
+    let config = load_optional(config)?;
+    let pins = pin_path(explicit_pin_path, config.as_ref());
+    let (mut dataplane, policy, against) = judging_dataplane(config.as_ref(), &pins, false)?;
+    let frame = FrameSpec::tcp_syn(src, dst, port).build();
+    let judgement = dataplane.judge(&frame)?;
+    let e = Explanation {
+        src,
+        dst,
+        port,
+        action: judgement.reason.action().name(),
+        reason: judgement.reason.name(),
+        judged_against: against,
+        blocked_ports: policy.blocked_ports.clone(),
+        dynamic_match: policy.dynamic.longest_match(src).map(|p| p.to_string()),
+        allowed_destination_match: policy
+            .allowed_destinations
+            .longest_match(dst)
+            .map(|p| p.to_string()),
+        exempt_match: policy.exempt.longest_match(src).map(|p| p.to_string()),
+    };
+    let mut out = io::stdout().lock();
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&e).expect("explanation serializes")
+        )?;
+    } else {
+        let yes = |m: &Option<String>| {
+            m.as_ref()
+                .map_or_else(|| "no".to_owned(), |p| format!("yes ({p})"))
+        };
+        writeln!(
+            out,
+            "{src} -> {dst} port {port}/tcp SYN: {} ({})",
+            e.action, e.reason
+        )?;
+        writeln!(
+            out,
+            "  judged by the XDP program against {}",
+            e.judged_against
+        )?;
+        writeln!(out, "  blocked ports: {:?}", e.blocked_ports)?;
+        writeln!(
+            out,
+            "  source in a dynamic prefix: {}",
+            yes(&e.dynamic_match)
+        )?;
+        writeln!(
+            out,
+            "  destination is an allowed relay: {}",
+            yes(&e.allowed_destination_match)
+        )?;
+        writeln!(out, "  source is exempt: {}", yes(&e.exempt_match))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `replay [--config FILE | --live] CAPTURE`.
+pub fn replay_capture(
+    config: Option<&Path>,
+    live: bool,
+    explicit_pin_path: Option<&Path>,
+    capture: &Path,
+) -> Result<ExitCode, CommandError> {
+    let config = load_optional(config)?;
+    let mut capture = Capture::open(capture)?;
+    let (mut dataplane, _, against) = if live {
+        judging_dataplane(
+            config.as_ref(),
+            &pin_path(explicit_pin_path, config.as_ref()),
+            true,
+        )?
+    } else {
+        let config = config
+            .as_ref()
+            .expect("clap requires --config without --live");
+        let mut dataplane = Dataplane::load(&Maps::Private, 0)?;
+        dataplane.apply(&config.policy)?;
+        (
+            dataplane,
+            config.policy.clone(),
+            format!("the policy of {}", config.path.display()),
+        )
+    };
     let stdout = io::stdout().lock();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout);
     let summary = replay(&mut dataplane, &mut capture, &mut out)?;
 
     let mut err = io::stderr().lock();
-    writeln!(err, "{} frames", summary.frames)?;
+    writeln!(err, "{} frames, judged against {against}", summary.frames)?;
     for reason in Reason::ALL {
         writeln!(
             err,

@@ -126,6 +126,8 @@ impl fmt::Display for ConfigProblem {
 #[derive(Debug, thiserror::Error)]
 pub struct ConfigError {
     pub problems: Vec<ConfigProblem>,
+    /// The list files the configuration names (watched for a fix).
+    pub list_files: Vec<PathBuf>,
 }
 
 impl fmt::Display for ConfigError {
@@ -271,6 +273,7 @@ impl Config {
                 key: None,
                 message: format!("cannot read: {e}"),
             }],
+            list_files: Vec::new(),
         })?;
         Self::parse(path, &text)
     }
@@ -294,6 +297,7 @@ impl Config {
                 });
                 return Err(ConfigError {
                     problems: check.problems,
+                    list_files: Vec::new(),
                 });
             }
         };
@@ -369,6 +373,7 @@ impl Config {
         if !check.problems.is_empty() {
             return Err(ConfigError {
                 problems: check.problems,
+                list_files,
             });
         }
         Ok(Self {

@@ -2,18 +2,25 @@
 //! keeping its policy maps equal to a [`Policy`], reading its counters and
 //! running frames through it with `BPF_PROG_TEST_RUN`.
 
-use std::{net::IpAddr, path::PathBuf};
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
 
 use aya::{
-    maps::{lpm_trie::Key, Array, LpmTrie, MapData, MapError, PerCpuArray},
-    programs::{ProgramError, TestRun, TestRunOptions, Xdp},
+    maps::{lpm_trie::Key, Array, LpmTrie, MapData, MapError, PerCpuArray, PerCpuValues},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+        ProgramError, TestRun, TestRunOptions, Xdp, XdpMode,
+    },
     Ebpf, EbpfError, EbpfLoader,
 };
 use op25b_common::{
     abi::{
         counter_index, Counter, RuntimeConfig, COUNTER_ENTRIES, GLOBAL_INTERFACE_SLOT,
-        MAP_ALLOWED_DST_V4, MAP_ALLOWED_DST_V6, MAP_COUNTERS, MAP_DYNAMIC_V4, MAP_DYNAMIC_V6,
-        MAP_EXEMPT_V4, MAP_EXEMPT_V6, PROGRAM_NAME,
+        GLOBAL_RUNTIME_CONFIG, MAP_ALLOWED_DST_V4, MAP_ALLOWED_DST_V6, MAP_COUNTERS,
+        MAP_DYNAMIC_V4, MAP_DYNAMIC_V6, MAP_EXEMPT_V4, MAP_EXEMPT_V6, POLICY_MAPS, PROGRAM_NAME,
     },
     Action, BlockedPorts, Reason,
 };
@@ -44,6 +51,26 @@ pub enum DataplaneError {
         #[source]
         source: MapError,
     },
+    #[error("link {}: {source}", path.display())]
+    Link {
+        path: PathBuf,
+        #[source]
+        source: aya::programs::links::LinkError,
+    },
+    #[error("pinning link at {}: {source} ({:?})", path.display(), std::error::Error::source(source))]
+    PinLink {
+        path: PathBuf,
+        #[source]
+        source: aya::pin::PinError,
+    },
+    #[error("removing link pin {}: {source}", path.display())]
+    Unpin {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("counting possible CPUs: {0}")]
+    Cpus(#[source] std::io::Error),
     #[error("map {0} is missing from the program object")]
     MissingMap(&'static str),
     #[error("the program has no writable runtime configuration section")]
@@ -61,13 +88,40 @@ fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
 /// Where the maps live.
 #[derive(Clone, Debug)]
 pub enum Maps {
-    /// Fresh maps that die with this process (replay, explain, tests).
+    /// Fresh maps that die with this process (replay, tests).
     Private,
-    /// Maps pinned by name in this bpffs directory, created if absent and
-    /// reused if present, so every instance and every agent generation
+    /// Every map pinned by name in this bpffs directory, created if absent
+    /// and reused if present, so every instance and every agent generation
     /// shares one policy and one set of counters.
     Pinned(PathBuf),
+    /// The pinned policy (lists and ports) but private counters: for
+    /// `explain` and `replay --live`, which must not count as live traffic.
+    PinnedPolicy(PathBuf),
 }
+
+impl Maps {
+    fn pins(&self) -> Vec<(&'static str, PathBuf)> {
+        let (dir, counters) = match self {
+            Self::Private => return Vec::new(),
+            Self::Pinned(dir) => (dir, true),
+            Self::PinnedPolicy(dir) => (dir, false),
+        };
+        let mut names: Vec<&'static str> = POLICY_MAPS.to_vec();
+        names.push(RUNTIME_CONFIG_PIN);
+        if counters {
+            names.push(MAP_COUNTERS);
+        }
+        names
+            .into_iter()
+            .map(|name| (name, dir.join(name)))
+            .collect()
+    }
+}
+
+/// The pin name of the `.data` section map that holds `RUNTIME_CONFIG`.
+pub const RUNTIME_CONFIG_PIN: &str = "RUNTIME_CONFIG";
+/// The section the program's writable globals live in.
+const RUNTIME_CONFIG_SECTION: &str = ".data";
 
 /// Outcome of one test run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +135,31 @@ pub struct TestRunOutcome {
 impl TestRunOutcome {
     pub fn action(&self) -> Option<Action> {
         Action::from_xdp(self.code)
+    }
+}
+
+/// An XDP link this process holds and that is pinned on bpffs: it stays
+/// attached when the process exits unless [`HeldLink::detach`] is called.
+#[derive(Debug)]
+pub struct HeldLink {
+    link: FdLink,
+    pub path: PathBuf,
+}
+
+impl HeldLink {
+    /// Removes the pin and closes the link: the program leaves the interface.
+    pub fn detach(self) -> Result<(), DataplaneError> {
+        std::fs::remove_file(&self.path).map_err(|source| DataplaneError::Unpin {
+            path: self.path.clone(),
+            source,
+        })?;
+        drop(self.link);
+        Ok(())
+    }
+
+    /// The kernel's id of the program the link runs now.
+    pub fn program_id(&self) -> Option<u32> {
+        self.link.info().ok().map(|i| i.program_id())
     }
 }
 
@@ -109,12 +188,12 @@ pub struct Dataplane {
     applied: Option<Policy>,
 }
 
-/// The `.data` section map that holds `RUNTIME_CONFIG`.
-fn runtime_config_map_name(ebpf: &Ebpf) -> Option<String> {
-    ebpf.maps()
-        .map(|(name, _)| name)
-        .find(|name| name.starts_with(".data"))
-        .map(str::to_owned)
+/// The blocked ports currently in a pinned runtime configuration map.
+pub fn read_pinned_runtime_config(path: &std::path::Path) -> Option<RuntimeConfig> {
+    let map = MapData::from_pin(path).ok()?;
+    let map = aya::maps::Map::Array(map);
+    let array: Array<&MapData, RuntimeConfig> = Array::try_from(&map).ok()?;
+    array.get(&0, 0).ok()
 }
 
 impl Dataplane {
@@ -123,14 +202,24 @@ impl Dataplane {
     pub fn load(maps: &Maps, slot: u32) -> Result<Self, DataplaneError> {
         let mut loader = EbpfLoader::new();
         loader.override_global(GLOBAL_INTERFACE_SLOT, &slot, true);
-        let pins: Vec<(&str, PathBuf)>;
-        if let Maps::Pinned(dir) = maps {
-            pins = shared_map_names()
-                .map(|name| (name, dir.join(name)))
-                .collect();
-            for (name, path) in &pins {
-                loader.map_pin_path(name, path.as_path());
-            }
+        let pins = maps.pins();
+        // aya writes a data section's initial value into the map even when it
+        // reuses a pinned one; start from the live value so loading a new
+        // instance never flips the blocked ports, even for an instant.
+        let live_config = pins
+            .iter()
+            .find(|(name, _)| *name == RUNTIME_CONFIG_PIN)
+            .and_then(|(_, path)| read_pinned_runtime_config(path));
+        if let Some(live) = &live_config {
+            loader.override_global(GLOBAL_RUNTIME_CONFIG, live, true);
+        }
+        for (name, path) in &pins {
+            let section = if *name == RUNTIME_CONFIG_PIN {
+                RUNTIME_CONFIG_SECTION
+            } else {
+                name
+            };
+            loader.map_pin_path(section, path.as_path());
         }
         let mut ebpf = loader.load(PROGRAM_OBJECT)?;
         let program: &mut Xdp = ebpf
@@ -138,7 +227,7 @@ impl Dataplane {
             .ok_or(DataplaneError::MissingMap(PROGRAM_NAME))?
             .try_into()?;
         program.load()?;
-        if runtime_config_map_name(&ebpf).is_none() {
+        if ebpf.map(RUNTIME_CONFIG_SECTION).is_none() {
             return Err(DataplaneError::MissingRuntimeConfig);
         }
         Ok(Self {
@@ -150,7 +239,7 @@ impl Dataplane {
                     blocked_ports: vec![25],
                     ..Policy::default()
                 }),
-                Maps::Pinned(_) => None,
+                Maps::Pinned(_) | Maps::PinnedPolicy(_) => None,
             },
         })
     }
@@ -167,6 +256,74 @@ impl Dataplane {
             .program_mut(PROGRAM_NAME)
             .and_then(|p| p.try_into().ok())
             .expect("loaded in Dataplane::load")
+    }
+
+    /// Attaches this instance to `ifindex` through a new bpf_link and pins
+    /// the link at `pin`.
+    pub fn attach_pinned(
+        &mut self,
+        ifindex: u32,
+        mode: XdpMode,
+        pin: &Path,
+    ) -> Result<HeldLink, DataplaneError> {
+        let program = self.program_mut();
+        let id = program.attach_to_if_index(ifindex, mode)?;
+        let link = program.take_link(id)?;
+        let link = FdLink::try_from(link).map_err(|source| DataplaneError::Link {
+            path: pin.to_owned(),
+            source,
+        })?;
+        let pinned = link.pin(pin).map_err(|source| DataplaneError::PinLink {
+            path: pin.to_owned(),
+            source,
+        })?;
+        Ok(HeldLink {
+            link: pinned.into(),
+            path: pin.to_owned(),
+        })
+    }
+
+    /// Atomically swaps the program behind the link pinned at `pin` for
+    /// this instance (BPF_LINK_UPDATE): no packet sees the interface
+    /// without a program.
+    pub fn take_over_link(&mut self, pin: &Path) -> Result<HeldLink, DataplaneError> {
+        let link_err = |source| DataplaneError::Link {
+            path: pin.to_owned(),
+            source,
+        };
+        let pinned = PinnedLink::from_pin(pin).map_err(link_err)?;
+        let link = XdpLink::try_from(FdLink::from(pinned)).map_err(link_err)?;
+        let program = self.program_mut();
+        let id = program.attach_to_link(link)?;
+        let link = FdLink::try_from(program.take_link(id)?).map_err(link_err)?;
+        Ok(HeldLink {
+            link,
+            path: pin.to_owned(),
+        })
+    }
+
+    /// The kernel's id of this instance's program.
+    pub fn program_id(&self) -> Option<u32> {
+        Some(self.program().info().ok()?.id())
+    }
+
+    /// Zeroes one interface slot's counters (a slot handed to a new interface).
+    pub fn reset_counters(&mut self, slot: u32) -> Result<(), DataplaneError> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_COUNTERS)
+            .ok_or(DataplaneError::MissingMap(MAP_COUNTERS))?;
+        let mut counters: PerCpuArray<&mut MapData, Counter> =
+            PerCpuArray::try_from(map).map_err(map_err(MAP_COUNTERS))?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| DataplaneError::Cpus(e))?;
+        for reason in 0..op25b_common::reason::REASON_SLOTS {
+            let zero =
+                PerCpuValues::try_from(vec![Counter::default(); cpus]).expect("one value per CPU");
+            counters
+                .set(counter_index(slot, reason), zero, 0)
+                .map_err(map_err(MAP_COUNTERS))?;
+        }
+        Ok(())
     }
 
     /// Instructions the verifier processed to accept the program (its
@@ -212,7 +369,7 @@ impl Dataplane {
         current: &PrefixSet,
         wanted: &PrefixSet,
     ) -> Result<usize, DataplaneError> {
-        let (v4, v6) = map_names(kind);
+        let (v4, v6) = list_map_names(kind);
         let added_v4 = {
             let mut trie = self.trie::<4>(v4)?;
             insert_all(&mut trie, v4, wanted.v4.difference(&current.v4))?
@@ -227,7 +384,7 @@ impl Dataplane {
         current: &PrefixSet,
         wanted: &PrefixSet,
     ) -> Result<usize, DataplaneError> {
-        let (v4, v6) = map_names(kind);
+        let (v4, v6) = list_map_names(kind);
         let removed_v4 = {
             let mut trie = self.trie::<4>(v4)?;
             remove_all(&mut trie, v4, current.v4.difference(&wanted.v4))?
@@ -260,7 +417,7 @@ impl Dataplane {
             ..Policy::default()
         };
         for kind in ListKind::ALL {
-            let (v4, v6) = map_names(kind);
+            let (v4, v6) = list_map_names(kind);
             let set = policy.list_mut(kind);
             for key in self.trie::<4>(v4)?.keys() {
                 let key = key.map_err(map_err(v4))?;
@@ -275,11 +432,9 @@ impl Dataplane {
     }
 
     fn runtime_config_map(&mut self) -> Result<Array<&mut MapData, RuntimeConfig>, DataplaneError> {
-        let name =
-            runtime_config_map_name(&self.ebpf).ok_or(DataplaneError::MissingRuntimeConfig)?;
         let map = self
             .ebpf
-            .map_mut(&name)
+            .map_mut(RUNTIME_CONFIG_SECTION)
             .ok_or(DataplaneError::MissingRuntimeConfig)?;
         Array::try_from(map).map_err(map_err("RUNTIME_CONFIG"))
     }
@@ -366,14 +521,7 @@ impl Dataplane {
     }
 }
 
-/// Maps shared between instances and agent generations when pinned.
-fn shared_map_names() -> impl Iterator<Item = &'static str> {
-    op25b_common::abi::POLICY_MAPS
-        .into_iter()
-        .chain([MAP_COUNTERS])
-}
-
-const fn map_names(kind: ListKind) -> (&'static str, &'static str) {
+pub const fn list_map_names(kind: ListKind) -> (&'static str, &'static str) {
     match kind {
         ListKind::Dynamic => (MAP_DYNAMIC_V4, MAP_DYNAMIC_V6),
         ListKind::Exempt => (MAP_EXEMPT_V4, MAP_EXEMPT_V6),

@@ -1,14 +1,18 @@
 //! op25b's user space: configuration, policy, the data-plane handle and the
 //! operator commands. The `op25b-agent` binary is a thin shell over this.
+pub mod agent;
 pub mod capture;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod dataplane;
 pub mod frame;
+pub mod pins;
 pub mod policy;
 pub mod prefix;
 pub mod replay;
+pub mod status;
+pub mod systemd;
 
 /// Version, git revision and program build identity, for `--version`.
 pub const VERSION_LONG: &str = concat!(

@@ -20,7 +20,33 @@ fn main() -> ExitCode {
     }
     let result = match &cli.command {
         Command::CheckConfig { config } => commands::check_config(config),
-        Command::Replay { config, capture } => commands::replay_capture(config, capture),
+        Command::Run { config } => commands::run(config),
+        Command::Status {
+            config,
+            pin_path,
+            json,
+        } => commands::status(config.as_deref(), pin_path.as_deref(), *json),
+        Command::Explain {
+            src,
+            dst,
+            port,
+            config,
+            pin_path,
+            json,
+        } => commands::explain(
+            *src,
+            *dst,
+            *port,
+            config.as_deref(),
+            pin_path.as_deref(),
+            *json,
+        ),
+        Command::Replay {
+            config,
+            live,
+            pin_path,
+            capture,
+        } => commands::replay_capture(config.as_deref(), *live, pin_path.as_deref(), capture),
     };
     result.unwrap_or_else(|e| {
         eprintln!("op25b-agent: {e}");

@@ -166,14 +166,20 @@ impl PrefixSet {
         self.len() == 0
     }
 
-    /// Longest-prefix match, the way the kernel's LPM trie answers.
+    /// Does any prefix cover `addr`? (What the kernel's LPM trie answers.)
     pub fn contains(&self, addr: IpAddr) -> bool {
+        self.longest_match(addr).is_some()
+    }
+
+    /// The most specific prefix covering `addr`.
+    pub fn longest_match(&self, addr: IpAddr) -> Option<Prefix> {
         let family = if addr.is_ipv4() { &self.v4 } else { &self.v6 };
-        (0..=max_len(addr)).any(|len| {
-            family.contains(&Prefix {
+        (0..=max_len(addr)).rev().find_map(|len| {
+            let candidate = Prefix {
                 addr: truncate(addr, len),
                 len,
-            })
+            };
+            family.contains(&candidate).then_some(candidate)
         })
     }
 
