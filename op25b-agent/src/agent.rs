@@ -364,10 +364,10 @@ impl Agent {
             let state = attach(&self.layout, &name, index, slot, wanted, pin);
             match &state {
                 InterfaceState::Attached { mode, .. } => {
-                    info!(interface = %name, ifindex = index, slot, mode = %mode, "attached")
+                    info!(interface = %name, ifindex = index, slot, mode = %mode, "attached");
                 }
                 InterfaceState::Failed { error } => {
-                    error!(interface = %name, "cannot attach: {error}")
+                    error!(interface = %name, "cannot attach: {error}");
                 }
                 InterfaceState::Missing => {}
             }

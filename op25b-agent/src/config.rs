@@ -226,6 +226,51 @@ impl Checker<'_> {
         }
     }
 
+    fn pin_path(&mut self, pin: Option<&Spanned<String>>) -> PathBuf {
+        match pin {
+            Some(pin) if !Path::new(pin.get_ref()).is_absolute() => {
+                self.at(
+                    &pin.span(),
+                    "pin_path".into(),
+                    "must be an absolute path on a bpffs",
+                );
+                PathBuf::new()
+            }
+            Some(pin) => PathBuf::from(pin.get_ref()),
+            None => PathBuf::from(DEFAULT_PIN_PATH),
+        }
+    }
+
+    fn interfaces(&mut self, interfaces: &[InterfaceConfig]) {
+        let mut names = Vec::new();
+        for (i, iface) in interfaces.iter().enumerate() {
+            if iface.name.is_empty()
+                || iface.name.len() > 15
+                || iface.name.contains(['/', ' ', ':'])
+            {
+                self.key(
+                    format!("interfaces[{i}].name"),
+                    format!("{:?} is not an interface name", iface.name),
+                );
+            } else if names.contains(&&iface.name) {
+                self.key(
+                    format!("interfaces[{i}].name"),
+                    format!("{:?} is listed twice", iface.name),
+                );
+            }
+            names.push(&iface.name);
+        }
+        if interfaces.len() > op25b_common::abi::MAX_INTERFACE_SLOTS as usize {
+            self.key(
+                "interfaces".into(),
+                format!(
+                    "at most {} interfaces are supported",
+                    op25b_common::abi::MAX_INTERFACE_SLOTS
+                ),
+            );
+        }
+    }
+
     fn ports(&mut self, ports: Option<&[Spanned<i64>]>) -> Vec<u16> {
         let Some(ports) = ports else {
             return vec![25];
@@ -333,42 +378,8 @@ impl Config {
             &mut list_files,
         );
 
-        let pin_path = match &raw.pin_path {
-            Some(pin) if !Path::new(pin.get_ref()).is_absolute() => {
-                check.at(
-                    &pin.span(),
-                    "pin_path".into(),
-                    "must be an absolute path on a bpffs",
-                );
-                PathBuf::new()
-            }
-            Some(pin) => PathBuf::from(pin.get_ref()),
-            None => PathBuf::from(DEFAULT_PIN_PATH),
-        };
-        let mut names = Vec::new();
-        for (i, iface) in raw.interfaces.iter().enumerate() {
-            if iface.name.is_empty() || iface.name.len() > 15 || iface.name.contains(['/', ' ']) {
-                check.key(
-                    format!("interfaces[{i}].name"),
-                    format!("{:?} is not an interface name", iface.name),
-                );
-            } else if names.contains(&&iface.name) {
-                check.key(
-                    format!("interfaces[{i}].name"),
-                    format!("{:?} is listed twice", iface.name),
-                );
-            }
-            names.push(&iface.name);
-        }
-        if raw.interfaces.len() > op25b_common::abi::MAX_INTERFACE_SLOTS as usize {
-            check.key(
-                "interfaces".into(),
-                format!(
-                    "at most {} interfaces are supported",
-                    op25b_common::abi::MAX_INTERFACE_SLOTS
-                ),
-            );
-        }
+        let pin_path = check.pin_path(raw.pin_path.as_ref());
+        check.interfaces(&raw.interfaces);
 
         if !check.problems.is_empty() {
             return Err(ConfigError {

@@ -62,7 +62,7 @@ fn count_keys<const N: usize>(path: &Path) -> usize {
     let Ok(trie) = LpmTrie::<&MapData, [u8; N], u32>::try_from(&map) else {
         return 0;
     };
-    trie.keys().filter(Result::is_ok).count()
+    trie.keys().flatten().count()
 }
 
 fn slot_counters(counters: Option<&PerCpuArray<&MapData, Counter>>, slot: u32) -> Vec<ReasonCount> {

@@ -3,6 +3,7 @@
 //! and guards for privileged resources.
 
 pub mod fixtures;
+pub mod lab;
 pub mod netns;
 
 use op25b_agent::{
