@@ -29,6 +29,7 @@ use crate::{
     dataplane::{Dataplane, DataplaneError, HeldLink, Maps},
     pins::{ifindex, AttachMode, LinkPin, PinError, PinLayout},
     policy::ListKind,
+    telemetry::{InterfaceView, Telemetry},
 };
 
 /// How often files are checked for changes (an edit takes effect within this).
@@ -44,6 +45,8 @@ pub enum AgentError {
     Pins(#[from] PinError),
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
     #[error("another op25b-agent already manages {}", path.display())]
     AlreadyRunning { path: PathBuf },
     #[error("{}: {source}", path.display())]
@@ -85,14 +88,6 @@ impl Interface {
     }
 }
 
-/// Reload outcomes, for logs and metrics.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ReloadStats {
-    pub succeeded: u64,
-    pub failed: u64,
-    pub last_success: Option<SystemTime>,
-}
-
 /// Identity of a watched file: a change in any part means "reload".
 type FileStamp = Option<(std::time::SystemTime, u64, u64)>;
 
@@ -109,7 +104,10 @@ pub struct Agent {
     control: Dataplane,
     pub interfaces: BTreeMap<String, Interface>,
     watched: Vec<(PathBuf, FileStamp)>,
-    pub reloads: ReloadStats,
+    pub telemetry: Arc<Telemetry>,
+    events_reopen: Arc<AtomicBool>,
+    events_stop: Arc<AtomicBool>,
+    events_thread: Option<std::thread::JoinHandle<()>>,
     /// Holds the flock on the pin directory for the agent's lifetime.
     _lock: std::fs::File,
 }
@@ -128,22 +126,50 @@ impl Agent {
             "policy in the maps: {}",
             policy_summary(&config)
         );
+        let telemetry = Arc::new(Telemetry::new(
+            &layout.maps_dir(),
+            config.events.top_capacity,
+        ));
+        telemetry.set_policy(&config.policy);
+        record_reload(&telemetry, true);
+        if !config.metrics.listen_address.is_empty() {
+            let bound = crate::http::serve(&config.metrics.listen_address, Arc::clone(&telemetry))?;
+            info!("metrics on http://{bound}/metrics");
+        }
+        let (events_reopen, events_stop, events_thread) = crate::events::spawn(
+            layout.maps_dir(),
+            config.events.clone(),
+            Arc::clone(&telemetry),
+        );
         let mut agent = Self {
             watched: watch_list(&config),
             config,
             layout,
             control,
             interfaces: BTreeMap::new(),
-            reloads: ReloadStats {
-                succeeded: 1,
-                failed: 0,
-                last_success: Some(SystemTime::now()),
-            },
+            telemetry,
+            events_reopen,
+            events_stop,
+            events_thread: Some(events_thread),
             _lock: lock,
         };
         agent.set_interfaces(&agent.config.interfaces.clone());
         agent.detach_unconfigured_pins();
         Ok(agent)
+    }
+
+    /// Publishes interface states to metrics and readiness.
+    fn publish_interfaces(&self) {
+        let views = self
+            .interfaces
+            .values()
+            .map(|i| InterfaceView {
+                name: i.name.clone(),
+                slot: i.slot,
+                mode: i.attached_mode(),
+            })
+            .collect();
+        self.telemetry.set_interfaces(views, self.is_ready());
     }
 
     pub fn config(&self) -> &Config {
@@ -161,20 +187,21 @@ impl Agent {
     pub fn run(mut self) -> Result<(), AgentError> {
         let stop = Arc::new(AtomicBool::new(false));
         let hup = Arc::new(AtomicBool::new(false));
-        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-            signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(|source| {
+        let signals = [
+            (signal_hook::consts::SIGTERM, &stop),
+            (signal_hook::consts::SIGINT, &stop),
+            (signal_hook::consts::SIGHUP, &hup),
+            // logrotate's postrotate: reopen the event log.
+            (signal_hook::consts::SIGUSR1, &self.events_reopen),
+        ];
+        for (signal, flag) in signals {
+            signal_hook::flag::register(signal, Arc::clone(flag)).map_err(|source| {
                 AgentError::Io {
                     path: PathBuf::from("signal handler"),
                     source,
                 }
             })?;
         }
-        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup)).map_err(
-            |source| AgentError::Io {
-                path: PathBuf::from("signal handler"),
-                source,
-            },
-        )?;
         crate::systemd::notify_ready();
         info!(
             "running; SIGHUP or editing {} reloads",
@@ -209,7 +236,7 @@ impl Agent {
         let new = match Config::load(&self.config.path) {
             Ok(new) => new,
             Err(e) => {
-                self.reloads.failed += 1;
+                record_reload(&self.telemetry, false);
                 // Also watch list files only the refused config names, so fixing them retries.
                 self.watched
                     .extend(e.list_files.iter().map(|p| (p.clone(), stamp(p))));
@@ -237,7 +264,7 @@ impl Agent {
                 policy_summary(&new)
             ),
             Err(e) => {
-                self.reloads.failed += 1;
+                record_reload(&self.telemetry, false);
                 error!(trigger, "reload failed while updating maps (entries added so far stay, none removed): {e}");
                 return;
             }
@@ -245,8 +272,8 @@ impl Agent {
         let pin_path = self.config.pin_path.clone();
         self.config = Config { pin_path, ..new };
         self.set_interfaces(&self.config.interfaces.clone());
-        self.reloads.succeeded += 1;
-        self.reloads.last_success = Some(SystemTime::now());
+        self.telemetry.set_policy(&self.config.policy);
+        record_reload(&self.telemetry, true);
     }
 
     /// Brings the interface table in line with `wanted`.
@@ -375,9 +402,14 @@ impl Agent {
                 iface.state = state;
             }
         }
+        self.publish_interfaces();
     }
 
-    fn shutdown(self) {
+    fn shutdown(mut self) {
+        self.events_stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.events_thread.take() {
+            let _ = thread.join();
+        }
         match self.config.on_exit {
             OnExit::Keep => {
                 let attached: Vec<&str> = self
@@ -399,6 +431,19 @@ impl Agent {
                 let _ = std::fs::remove_dir_all(&self.layout.root);
             }
         }
+    }
+}
+
+fn record_reload(telemetry: &Telemetry, ok: bool) {
+    telemetry
+        .reloads
+        .with_label_values(&[if ok { "success" } else { "failure" }])
+        .inc();
+    if ok {
+        let now = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        telemetry.last_reload_success.set(now);
     }
 }
 

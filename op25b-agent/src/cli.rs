@@ -93,6 +93,30 @@ pub enum Command {
         json: bool,
     },
 
+    /// Suspected infected subscribers: the sources with the most blocked
+    /// connection attempts in a window, asked of the running agent.
+    ///
+    /// Counts come from the kernel's block events (each carries the
+    /// attempts the per-source rate limit folded into it); memory is
+    /// bounded by a Space-Saving sketch per 5-minute bucket, kept 24 h.
+    Top {
+        /// How far back: 1h, 30m, 24h (5-minute resolution).
+        #[arg(long, default_value = "1h")]
+        window: String,
+        /// How many sources.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// The agent's configuration (for its metrics.listen_address).
+        #[arg(long, env = "OP25B_CONFIG")]
+        config: Option<PathBuf>,
+        /// The agent's HTTP address, overriding the config.
+        #[arg(long)]
+        address: Option<String>,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Run every frame of a capture through the real XDP program and print
     /// one JSON verdict per frame.
     ///

@@ -12,7 +12,7 @@ use op25b_common::Reason;
 use crate::{
     agent::{Agent, AgentError},
     capture::{Capture, CaptureError},
-    config::{Config, ConfigError, DEFAULT_PIN_PATH},
+    config::{Config, ConfigError, MetricsConfig, DEFAULT_PIN_PATH},
     dataplane::{read_pinned_runtime_config, Dataplane, DataplaneError, Maps, RUNTIME_CONFIG_PIN},
     frame::FrameSpec,
     pins::PinLayout,
@@ -39,6 +39,8 @@ pub enum CommandError {
     NotLoaded(PathBuf),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
 }
 
 /// `check-config FILE`.
@@ -228,6 +230,57 @@ pub fn explain(
             yes(&e.allowed_destination_match)
         )?;
         writeln!(out, "  source is exempt: {}", yes(&e.exempt_match))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `top [--window 1h]`: asks the running agent.
+pub fn top(
+    window: &str,
+    limit: usize,
+    config: Option<&Path>,
+    address: Option<&str>,
+    json: bool,
+) -> Result<ExitCode, CommandError> {
+    let config = load_optional(config)?;
+    let address = address.map_or_else(
+        || {
+            config.as_ref().map_or_else(
+                || MetricsConfig::default().listen_address,
+                |c| c.metrics.listen_address.clone(),
+            )
+        },
+        str::to_owned,
+    );
+    let body = crate::http::get(
+        &address,
+        &format!("/api/v1/top?window={window}&limit={limit}"),
+    )?;
+    let mut out = io::stdout().lock();
+    if json {
+        writeln!(out, "{body}")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let answer: crate::http::TopAnswer = serde_json::from_str(&body)
+        .map_err(|e| CommandError::Usage(format!("bad answer from {address}: {e}")))?;
+    writeln!(
+        out,
+        "{:<40} {:>10} {:>8} {:<20} {:<20} {:>6}",
+        "source", "attempts", "±error", "first seen", "last seen", "dests"
+    )?;
+    for s in &answer.sources {
+        writeln!(
+            out,
+            "{:<40} {:>10} {:>8} {:<20} {:<20} {:>6}",
+            s.source, s.attempts, s.error, s.first_seen, s.last_seen, s.distinct_destinations
+        )?;
+    }
+    if answer.sources.is_empty() {
+        writeln!(
+            out,
+            "(no blocked connection attempts in the last {} s)",
+            answer.window_seconds
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -32,6 +32,64 @@ struct RawConfig {
     interfaces: Vec<InterfaceConfig>,
     #[serde(default)]
     policy: RawPolicy,
+    #[serde(default)]
+    metrics: MetricsConfig,
+    #[serde(default)]
+    events: RawEvents,
+}
+
+/// `[metrics]`: the Prometheus endpoint and the abuse-desk API.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `/metrics`, `/healthz`, `/readyz`, `/api/v1/top`; "" disables.
+    pub listen_address: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen_address: "127.0.0.1:9725".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    path: Option<String>,
+    max_file_bytes: Option<Spanned<i64>>,
+    max_files: Option<Spanned<i64>>,
+    per_source_interval_seconds: Option<Spanned<f64>>,
+    top_capacity: Option<Spanned<i64>>,
+}
+
+/// `[events]`: block events (JSON lines) and the top-sources sketch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventsConfig {
+    /// JSON-lines file for block events; `None` keeps them in memory only
+    /// (they still feed `top`). Reopened on SIGUSR1 (logrotate).
+    pub path: Option<PathBuf>,
+    /// Rotate to `path.1` .. `path.N` past this size; 0 = never (external logrotate).
+    pub max_file_bytes: u64,
+    pub max_files: u32,
+    /// At most one event per source per interval; the kernel folds the
+    /// attempts in between into the next event's `attempts`.
+    pub per_source_interval_ns: u64,
+    /// Sources tracked per 5-minute bucket of the top-sources sketch.
+    pub top_capacity: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            max_file_bytes: 100 << 20,
+            max_files: 5,
+            per_source_interval_ns: 1_000_000_000,
+            top_capacity: 1024,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +159,8 @@ pub struct Config {
     pub policy: Policy,
     /// Every list file the policy was read from (watched for live reload).
     pub list_files: Vec<PathBuf>,
+    pub metrics: MetricsConfig,
+    pub events: EventsConfig,
 }
 
 /// One problem, with where it is.
@@ -224,6 +284,65 @@ impl Checker<'_> {
             }
             seen.push(file);
         }
+    }
+
+    fn events(&mut self, raw: &RawEvents) -> EventsConfig {
+        let mut events = EventsConfig::default();
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        events.path = raw
+            .path
+            .as_ref()
+            .filter(|p| !p.is_empty())
+            .map(|p| base.join(p));
+        let mut int = |value: &Option<Spanned<i64>>,
+                       key: &str,
+                       range: std::ops::RangeInclusive<i64>|
+         -> Option<i64> {
+            let value = value.as_ref()?;
+            if range.contains(value.get_ref()) {
+                Some(*value.get_ref())
+            } else {
+                self.at(
+                    &value.span(),
+                    format!("events.{key}"),
+                    format!(
+                        "{} is not in {}..={}",
+                        value.get_ref(),
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                None
+            }
+        };
+        if let Some(v) = int(&raw.max_file_bytes, "max_file_bytes", 0..=i64::MAX) {
+            events.max_file_bytes = v.unsigned_abs();
+        }
+        if let Some(v) = int(&raw.max_files, "max_files", 1..=1000) {
+            events.max_files = u32::try_from(v).unwrap_or(1);
+        }
+        if let Some(v) = int(&raw.top_capacity, "top_capacity", 16..=1_000_000) {
+            events.top_capacity = usize::try_from(v).unwrap_or(16);
+        }
+        if let Some(seconds) = &raw.per_source_interval_seconds {
+            let s = *seconds.get_ref();
+            if (0.0..=86_400.0).contains(&s) {
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    reason = "checked to lie in 0..=86400 s"
+                )]
+                let ns = (s * 1e9) as u64;
+                events.per_source_interval_ns = ns;
+            } else {
+                self.at(
+                    &seconds.span(),
+                    "events.per_source_interval_seconds".into(),
+                    format!("{s} is not in 0..=86400"),
+                );
+            }
+        }
+        events
     }
 
     fn pin_path(&mut self, pin: Option<&Spanned<String>>) -> PathBuf {
@@ -378,6 +497,20 @@ impl Config {
             &mut list_files,
         );
 
+        let events = check.events(&raw.events);
+        policy.event_interval_ns = events.per_source_interval_ns;
+        if !raw.metrics.listen_address.is_empty()
+            && raw
+                .metrics
+                .listen_address
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            check.key(
+                "metrics.listen_address".into(),
+                format!("{:?} is not an address:port", raw.metrics.listen_address),
+            );
+        }
         let pin_path = check.pin_path(raw.pin_path.as_ref());
         check.interfaces(&raw.interfaces);
 
@@ -394,6 +527,8 @@ impl Config {
             interfaces: raw.interfaces,
             policy,
             list_files,
+            metrics: raw.metrics,
+            events,
         })
     }
 }

@@ -109,7 +109,12 @@ impl Maps {
         let mut names: Vec<&'static str> = POLICY_MAPS.to_vec();
         names.push(RUNTIME_CONFIG_PIN);
         if counters {
-            names.push(MAP_COUNTERS);
+            // Live state: counters and the event stream with its limiter.
+            names.extend([
+                MAP_COUNTERS,
+                op25b_common::abi::MAP_EVENTS,
+                op25b_common::abi::MAP_EVENT_LIMITER,
+            ]);
         }
         names
             .into_iter()
@@ -235,10 +240,7 @@ impl Dataplane {
             slot,
             judged: None,
             applied: match maps {
-                Maps::Private => Some(Policy {
-                    blocked_ports: vec![25],
-                    ..Policy::default()
-                }),
+                Maps::Private => Some(Policy::default()),
                 Maps::Pinned(_) | Maps::PinnedPolicy(_) => None,
             },
         })
@@ -347,9 +349,12 @@ impl Dataplane {
             for kind in ListKind::ALL {
                 stats.added += self.insert_missing(kind, current.list(kind), policy.list(kind))?;
             }
-            if current.blocked_ports != policy.blocked_ports {
+            if current.blocked_ports != policy.blocked_ports
+                || current.event_interval_ns != policy.event_interval_ns
+            {
                 self.write_runtime_config(RuntimeConfig {
                     blocked_ports: ports,
+                    event_interval_ns: policy.event_interval_ns,
                 })?;
                 stats.ports_changed = true;
             }
@@ -406,14 +411,15 @@ impl Dataplane {
 
     /// Reads back what the maps hold (used when adopting pinned maps).
     pub fn read_policy(&mut self) -> Result<Policy, DataplaneError> {
+        let runtime = self.read_runtime_config()?;
         let mut policy = Policy {
-            blocked_ports: self
-                .read_runtime_config()?
+            blocked_ports: runtime
                 .blocked_ports
                 .ports
                 .into_iter()
                 .filter(|&p| p != 0)
                 .collect(),
+            event_interval_ns: runtime.event_interval_ns,
             ..Policy::default()
         };
         for kind in ListKind::ALL {

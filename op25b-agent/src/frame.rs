@@ -335,7 +335,7 @@ mod tests {
             FrameSpec::tcp_syn(src, dst, 25).ipv4_options(&[1, 1, 1, 1, 7, 7, 4, 0]),
         ] {
             match parse(spec.build().as_slice()) {
-                Parsed::Tcp(seg) => assert_eq!(seg.dst_port, Some(25), "{spec:?}"),
+                Parsed::Tcp(seg) => assert_eq!(seg.known_dst_port(), Some(25), "{spec:?}"),
                 other @ Parsed::Decided(_) => panic!("{spec:?} parsed as {other:?}"),
             }
         }

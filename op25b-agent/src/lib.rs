@@ -6,13 +6,17 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod dataplane;
+pub mod events;
 pub mod frame;
+pub mod http;
 pub mod pins;
 pub mod policy;
 pub mod prefix;
 pub mod replay;
 pub mod status;
 pub mod systemd;
+pub mod telemetry;
+pub mod top;
 
 /// Version, git revision and program build identity, for `--version`.
 pub const VERSION_LONG: &str = concat!(

@@ -41,6 +41,13 @@ fn main() -> ExitCode {
             pin_path.as_deref(),
             *json,
         ),
+        Command::Top {
+            window,
+            limit,
+            config,
+            address,
+            json,
+        } => commands::top(window, *limit, config.as_deref(), address.as_deref(), *json),
         Command::Replay {
             config,
             live,

@@ -6,12 +6,33 @@ use op25b_common::{IpAddrBytes, PolicyLookup};
 
 use crate::prefix::{ip_addr, PrefixSet};
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
     pub blocked_ports: Vec<u16>,
     pub dynamic: PrefixSet,
     pub exempt: PrefixSet,
     pub allowed_destinations: PrefixSet,
+    /// At most one block event per source per this many nanoseconds.
+    pub event_interval_ns: u64,
+}
+
+impl Default for Policy {
+    /// What a freshly loaded program holds: port 25, empty lists.
+    fn default() -> Self {
+        let runtime = op25b_common::abi::RuntimeConfig::DEFAULT;
+        Self {
+            blocked_ports: runtime
+                .blocked_ports
+                .ports
+                .into_iter()
+                .filter(|&p| p != 0)
+                .collect(),
+            dynamic: PrefixSet::default(),
+            exempt: PrefixSet::default(),
+            allowed_destinations: PrefixSet::default(),
+            event_interval_ns: runtime.event_interval_ns,
+        }
+    }
 }
 
 /// The three lists by name, in a fixed order, for code that treats them alike.

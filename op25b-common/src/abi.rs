@@ -19,6 +19,14 @@ pub const MAP_ALLOWED_DST_V6: &str = "ALLOWED_DST_V6";
 /// Per-CPU array of [`Counter`], indexed by [`counter_index`].
 pub const MAP_COUNTERS: &str = "COUNTERS";
 
+/// Ring buffer of [`BlockEvent`]s: one per blocked connection attempt that
+/// passes the per-source rate limit.
+pub const MAP_EVENTS: &str = "EVENTS";
+pub const EVENTS_RING_BYTES: u32 = 2 << 20;
+/// LRU hash: source address (IPv4 as ::ffff:a.b.c.d) -> [`EventLimiter`].
+pub const MAP_EVENT_LIMITER: &str = "EVENT_LIMITER";
+pub const EVENT_LIMITER_ENTRIES: u32 = 1 << 16;
+
 /// Every policy map, for code that handles them alike (pinning, sizes).
 pub const POLICY_MAPS: [&str; 6] = [
     MAP_DYNAMIC_V4,
@@ -44,6 +52,14 @@ pub const GLOBAL_INTERFACE_SLOT: &str = "INTERFACE_SLOT";
 pub const MAX_INTERFACE_SLOTS: u32 = 64;
 pub const COUNTER_ENTRIES: u32 = MAX_INTERFACE_SLOTS * REASON_SLOTS;
 
+/// Counter cells past the reasons, per interface slot.
+/// Blocked or undecidable connection attempts (SYN without ACK).
+pub const COUNTER_ATTEMPTS: u32 = REASON_SLOTS - 1;
+/// Attempts whose event the ring buffer had no room for.
+pub const COUNTER_EVENTS_LOST: u32 = REASON_SLOTS - 2;
+/// Attempts folded into a later event by the per-source rate limit.
+pub const COUNTER_EVENTS_SUPPRESSED: u32 = REASON_SLOTS - 3;
+
 /// Index of a (slot, reason) pair in [`MAP_COUNTERS`]; a slot out of range wraps, so the index is always in the map.
 #[inline(always)]
 pub const fn counter_index(slot: u32, reason: u32) -> u32 {
@@ -63,12 +79,63 @@ pub struct Counter {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RuntimeConfig {
     pub blocked_ports: BlockedPorts,
+    /// At most one event per source per this many nanoseconds.
+    pub event_interval_ns: u64,
 }
 
 impl RuntimeConfig {
     pub const DEFAULT: Self = Self {
         blocked_ports: BlockedPorts::SMTP,
+        event_interval_ns: 1_000_000_000,
     };
+}
+
+/// Per-source rate-limit state.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventLimiter {
+    /// `bpf_ktime_get_ns` of the last event sent for this source.
+    pub last_event_ns: u64,
+    /// Attempts since then that sent no event (reported with the next one).
+    pub suppressed: u64,
+}
+
+/// One blocked connection attempt, as the program reports it. Addresses in
+/// network byte order, IPv4 as `::ffff:a.b.c.d`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockEvent {
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC, nanoseconds since boot).
+    pub monotonic_ns: u64,
+    /// Attempts from this source this event stands for (1 + suppressed).
+    pub attempts: u64,
+    pub ifindex: u32,
+    pub slot: u32,
+    pub reason: u32,
+    /// Number of VLAN tags in `vlan_ids`.
+    pub vlan_count: u32,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub vlan_ids: [u16; 2],
+    pub pppoe_session: u16,
+    /// Bit 0: `pppoe_session` is set.
+    pub flags: u16,
+    pub _pad: u32,
+}
+
+pub const EVENT_FLAG_PPPOE: u16 = 1;
+
+/// An address as the event and limiter keys hold it.
+#[inline(always)]
+pub fn mapped_v6(addr: &crate::IpAddrBytes) -> [u8; 16] {
+    match addr {
+        crate::IpAddrBytes::V6(a) => *a,
+        crate::IpAddrBytes::V4([a, b, c, d]) => {
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, *a, *b, *c, *d]
+        }
+    }
 }
 
 #[cfg(feature = "user")]
@@ -76,6 +143,8 @@ mod user {
     // SAFETY: both are #[repr(C)], made only of integers, with no padding.
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::RuntimeConfig {}
+    unsafe impl aya::Pod for super::EventLimiter {}
+    unsafe impl aya::Pod for super::BlockEvent {}
 }
 
 #[cfg(test)]
@@ -85,7 +154,21 @@ mod tests {
     #[test]
     fn abi_types_have_no_padding() {
         assert_eq!(core::mem::size_of::<Counter>(), 16);
-        assert_eq!(core::mem::size_of::<RuntimeConfig>(), 16);
+        assert_eq!(core::mem::size_of::<RuntimeConfig>(), 24);
+        assert_eq!(core::mem::size_of::<BlockEvent>(), 80);
+        assert_eq!(core::mem::size_of::<EventLimiter>(), 16);
+    }
+
+    #[test]
+    fn extra_counters_do_not_collide_with_reasons() {
+        let extra = [
+            COUNTER_ATTEMPTS,
+            COUNTER_EVENTS_LOST,
+            COUNTER_EVENTS_SUPPRESSED,
+        ];
+        for reason in crate::Reason::ALL {
+            assert!(!extra.contains(&reason.index()), "{reason:?}");
+        }
     }
 
     #[test]

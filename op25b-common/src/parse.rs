@@ -52,9 +52,39 @@ pub enum Parsed {
 pub struct TcpSegment {
     pub src: IpAddrBytes,
     pub dst: IpAddrBytes,
-    /// `None` when the port lies beyond what this frame (a first fragment)
+    /// False when the ports lie beyond what this frame (a first fragment)
     /// carries or beyond the parsing limits: the packet is undecidable.
-    pub dst_port: Option<u16>,
+    /// (A flag beside plain integers, not `Option<u16>`: LLVM fills a
+    /// `None`'s payload with whatever register is at hand, a packet pointer
+    /// included, and the verifier refuses the masking that follows.)
+    pub ports_readable: bool,
+    pub dst_port: u16,
+    pub src_port: u16,
+    /// A SYN without ACK, or a segment whose flags lie beyond the frame
+    /// (a short first fragment: counted as an attempt, failing closed).
+    pub connection_attempt: bool,
+    /// Where the subscriber sits: tags and PPPoE session (for evidence).
+    pub encap: Encap,
+}
+
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_ACK: u8 = 0x10;
+
+/// The layer-2 path of a frame: VLAN ids outermost first (0 when absent)
+/// and the PPPoE session id.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Encap {
+    pub vlan_ids: [u16; MAX_VLAN_TAGS],
+    pub vlan_count: u8,
+    pub in_pppoe: bool,
+    pub pppoe_session: u16,
+}
+
+impl TcpSegment {
+    /// The destination port, if the frame holds it.
+    pub fn known_dst_port(&self) -> Option<u16> {
+        self.ports_readable.then_some(self.dst_port)
+    }
 }
 
 #[inline(always)]
@@ -64,16 +94,16 @@ fn be16(b: [u8; 2]) -> u16 {
 
 /// Where the network layer starts and which one it is.
 enum Link {
-    Ipv4(usize),
-    Ipv6(usize),
+    Ipv4(usize, Encap),
+    Ipv6(usize, Encap),
     Decided(Reason),
 }
 
 #[inline(always)]
 pub fn parse<P: PacketBytes + ?Sized>(pkt: &P) -> Parsed {
     match parse_link(pkt) {
-        Link::Ipv4(off) => parse_ipv4(pkt, off),
-        Link::Ipv6(off) => parse_ipv6(pkt, off),
+        Link::Ipv4(off, encap) => parse_ipv4(pkt, off, encap),
+        Link::Ipv6(off, encap) => parse_ipv6(pkt, off, encap),
         Link::Decided(reason) => Parsed::Decided(reason),
     }
 }
@@ -85,7 +115,8 @@ fn parse_link<P: PacketBytes + ?Sized>(pkt: &P) -> Link {
     };
     let mut ethertype = be16(ethertype);
     let mut off = ETH_HEADER_LEN;
-    for _ in 0..MAX_VLAN_TAGS {
+    let mut encap = Encap::default();
+    for slot in 0..MAX_VLAN_TAGS {
         if !is_vlan_tpid(ethertype) {
             break;
         }
@@ -93,13 +124,15 @@ fn parse_link<P: PacketBytes + ?Sized>(pkt: &P) -> Link {
         let Some(tag) = pkt.read::<4>(off) else {
             return Link::Decided(Reason::Malformed);
         };
+        encap.vlan_ids[slot] = be16([tag[0], tag[1]]) & 0x0fff;
+        encap.vlan_count += 1;
         ethertype = be16([tag[2], tag[3]]);
         off += 4;
     }
     match ethertype {
-        ETH_P_IPV4 => Link::Ipv4(off),
-        ETH_P_IPV6 => Link::Ipv6(off),
-        ETH_P_PPPOE_SESSION => parse_pppoe_session(pkt, off),
+        ETH_P_IPV4 => Link::Ipv4(off, encap),
+        ETH_P_IPV6 => Link::Ipv6(off, encap),
+        ETH_P_PPPOE_SESSION => parse_pppoe_session(pkt, off, encap),
         // A third tag, PPPoE discovery, ARP, LLDP, MPLS, ...
         _ => Link::Decided(Reason::NotIp),
     }
@@ -115,10 +148,12 @@ fn is_vlan_tpid(ethertype: u16) -> bool {
 /// one-byte field (PFC, RFC 1661 §6.5): parsing it keeps such frames from
 /// slipping past as `not_ip`.
 #[inline(always)]
-fn parse_pppoe_session<P: PacketBytes + ?Sized>(pkt: &P, off: usize) -> Link {
+fn parse_pppoe_session<P: PacketBytes + ?Sized>(pkt: &P, off: usize, mut encap: Encap) -> Link {
     let Some(head) = pkt.read::<7>(off) else {
         return Link::Decided(Reason::Malformed);
     };
+    encap.in_pppoe = true;
+    encap.pppoe_session = be16([head[2], head[3]]);
     let (protocol, l3) = if head[6] & 1 == 1 {
         (u16::from(head[6]), off + 7)
     } else {
@@ -128,14 +163,14 @@ fn parse_pppoe_session<P: PacketBytes + ?Sized>(pkt: &P, off: usize) -> Link {
         (be16([head[6], low]), off + 8)
     };
     match protocol {
-        PPP_IPV4 => Link::Ipv4(l3),
-        PPP_IPV6 => Link::Ipv6(l3),
+        PPP_IPV4 => Link::Ipv4(l3, encap),
+        PPP_IPV6 => Link::Ipv6(l3, encap),
         _ => Link::Decided(Reason::NotIp),
     }
 }
 
 #[inline(always)]
-fn parse_ipv4<P: PacketBytes + ?Sized>(pkt: &P, off: usize) -> Parsed {
+fn parse_ipv4<P: PacketBytes + ?Sized>(pkt: &P, off: usize, encap: Encap) -> Parsed {
     let Some(h) = pkt.read::<IPV4_MIN_HEADER_LEN>(off) else {
         return Parsed::Decided(Reason::Malformed);
     };
@@ -158,7 +193,7 @@ fn parse_ipv4<P: PacketBytes + ?Sized>(pkt: &P, off: usize) -> Parsed {
     let is_first_fragment = fragment & IPV4_MORE_FRAGMENTS != 0;
     let src = IpAddrBytes::V4([h[12], h[13], h[14], h[15]]);
     let dst = IpAddrBytes::V4([h[16], h[17], h[18], h[19]]);
-    tcp_ports(pkt, off + header_len, src, dst, is_first_fragment)
+    tcp_ports(pkt, off + header_len, (src, dst), is_first_fragment, encap)
 }
 
 /// Reads the destination port. A segment cut before it is `malformed`, unless
@@ -167,16 +202,46 @@ fn parse_ipv4<P: PacketBytes + ?Sized>(pkt: &P, off: usize) -> Parsed {
 fn tcp_ports<P: PacketBytes + ?Sized>(
     pkt: &P,
     off: usize,
-    src: IpAddrBytes,
-    dst: IpAddrBytes,
+    (src, dst): (IpAddrBytes, IpAddrBytes),
     is_first_fragment: bool,
+    encap: Encap,
 ) -> Parsed {
-    let dst_port = match pkt.read::<4>(off) {
-        Some(ports) => Some(be16([ports[2], ports[3]])),
-        None if is_first_fragment => None,
-        None => return Parsed::Decided(Reason::Malformed),
+    let Some(ports) = pkt.read::<4>(off) else {
+        return if is_first_fragment {
+            unreadable(src, dst, encap)
+        } else {
+            Parsed::Decided(Reason::Malformed)
+        };
     };
-    Parsed::Tcp(TcpSegment { src, dst, dst_port })
+    // Decided here, not carried as Option<u8>: LLVM would otherwise keep
+    // the packet pointer around and mask it, which the verifier refuses.
+    let connection_attempt = match pkt.read::<1>(off + 13) {
+        Some([flags]) => flags & (TCP_SYN | TCP_ACK) == TCP_SYN,
+        None => true,
+    };
+    Parsed::Tcp(TcpSegment {
+        src,
+        dst,
+        ports_readable: true,
+        dst_port: be16([ports[2], ports[3]]),
+        src_port: be16([ports[0], ports[1]]),
+        connection_attempt,
+        encap,
+    })
+}
+
+/// A TCP segment whose ports are out of reach: undecidable.
+#[inline(always)]
+fn unreadable(src: IpAddrBytes, dst: IpAddrBytes, encap: Encap) -> Parsed {
+    Parsed::Tcp(TcpSegment {
+        src,
+        dst,
+        ports_readable: false,
+        dst_port: 0,
+        src_port: 0,
+        connection_attempt: true,
+        encap,
+    })
 }
 
 #[inline(always)]
@@ -188,7 +253,7 @@ fn is_ipv6_extension(next: u8) -> bool {
 }
 
 #[inline(always)]
-fn parse_ipv6<P: PacketBytes + ?Sized>(pkt: &P, off: usize) -> Parsed {
+fn parse_ipv6<P: PacketBytes + ?Sized>(pkt: &P, off: usize, encap: Encap) -> Parsed {
     let Some(h) = pkt.read::<IPV6_HEADER_LEN>(off) else {
         return Parsed::Decided(Reason::Malformed);
     };
@@ -207,7 +272,7 @@ fn parse_ipv6<P: PacketBytes + ?Sized>(pkt: &P, off: usize) -> Parsed {
     // One more pass than the limit: the last may only find the upper layer.
     for walked in 0..=MAX_IPV6_EXT_HEADERS {
         if next == IPPROTO_TCP {
-            return tcp_ports(pkt, off, src, dst, is_first_fragment);
+            return tcp_ports(pkt, off, (src, dst), is_first_fragment, encap);
         }
         if !is_ipv6_extension(next) {
             return Parsed::Decided(Reason::NotTcp);
@@ -217,7 +282,7 @@ fn parse_ipv6<P: PacketBytes + ?Sized>(pkt: &P, off: usize) -> Parsed {
         }
         // Every extension header starts with (next header, length).
         let Some(ext) = pkt.read::<4>(off) else {
-            return truncated_ipv6(src, dst, is_first_fragment);
+            return truncated_ipv6(src, dst, is_first_fragment, encap);
         };
         let header_len = match next {
             IPPROTO_FRAGMENT => {
@@ -240,29 +305,26 @@ fn parse_ipv6<P: PacketBytes + ?Sized>(pkt: &P, off: usize) -> Parsed {
         };
         // The whole header must be in the frame, as the kernel requires.
         if pkt.read::<1>(off + header_len - 1).is_none() {
-            return truncated_ipv6(src, dst, is_first_fragment);
+            return truncated_ipv6(src, dst, is_first_fragment, encap);
         }
         next = ext[0];
         off += header_len;
     }
     // More extension headers than we walk: fail closed, for dynamic sources only.
-    Parsed::Tcp(TcpSegment {
-        src,
-        dst,
-        dst_port: None,
-    })
+    unreadable(src, dst, encap)
 }
 
 /// An extension header chain cut short: broken in a whole packet, but in a
 /// first fragment the upper layer may simply be in the next one.
 #[inline(always)]
-fn truncated_ipv6(src: IpAddrBytes, dst: IpAddrBytes, is_first_fragment: bool) -> Parsed {
+fn truncated_ipv6(
+    src: IpAddrBytes,
+    dst: IpAddrBytes,
+    is_first_fragment: bool,
+    encap: Encap,
+) -> Parsed {
     if is_first_fragment {
-        Parsed::Tcp(TcpSegment {
-            src,
-            dst,
-            dst_port: None,
-        })
+        unreadable(src, dst, encap)
     } else {
         Parsed::Decided(Reason::Malformed)
     }

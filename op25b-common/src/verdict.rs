@@ -4,7 +4,7 @@
 
 use crate::{
     packet::PacketBytes,
-    parse::{parse, Parsed},
+    parse::{parse, Parsed, TcpSegment},
     reason::{Reason, Verdict},
 };
 
@@ -80,14 +80,35 @@ where
     P: PacketBytes + ?Sized,
     L: PolicyLookup,
 {
+    judge(pkt, ports, policy).0
+}
+
+/// [`decide`], also handing back the TCP segment it judged (for counting
+/// connection attempts and reporting blocked ones).
+#[inline(always)]
+pub fn judge<P, L>(pkt: &P, ports: &BlockedPorts, policy: &L) -> (Verdict, Option<TcpSegment>)
+where
+    P: PacketBytes + ?Sized,
+    L: PolicyLookup,
+{
     let segment = match parse(pkt) {
-        Parsed::Decided(reason) => return reason.into(),
+        Parsed::Decided(reason) => return (reason.into(), None),
         Parsed::Tcp(segment) => segment,
     };
-    if let Some(port) = segment.dst_port {
-        if !ports.contains(port) {
-            return Reason::NotSmtp.into();
-        }
+    (
+        decide_segment(&segment, ports, policy).into(),
+        Some(segment),
+    )
+}
+
+#[inline(always)]
+fn decide_segment<L: PolicyLookup>(
+    segment: &TcpSegment,
+    ports: &BlockedPorts,
+    policy: &L,
+) -> Reason {
+    if segment.ports_readable && !ports.contains(segment.dst_port) {
+        return Reason::NotSmtp;
     }
     let reason = if !policy.is_dynamic(&segment.src) {
         Reason::SrcNotDynamic
@@ -95,10 +116,10 @@ where
         Reason::DstAllowed
     } else if policy.is_exempt(&segment.src) {
         Reason::SrcExempt
-    } else if segment.dst_port.is_some() {
+    } else if segment.ports_readable {
         Reason::Blocked
     } else {
         Reason::Undecidable
     };
-    reason.into()
+    reason
 }

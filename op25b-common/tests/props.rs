@@ -62,8 +62,8 @@ proptest! {
         let ports = BlockedPorts::new(&[port]).unwrap();
         let v = decide(f.as_slice(), &ports, &Uniform { dynamic: true, allowed: false, exempt: false });
         match parse(f.as_slice()) {
-            Parsed::Tcp(seg) if seg.dst_port == Some(port) => prop_assert_eq!(v.reason, Reason::Blocked),
-            Parsed::Tcp(seg) if seg.dst_port.is_none() => prop_assert_eq!(v.reason, Reason::Undecidable),
+            Parsed::Tcp(seg) if seg.known_dst_port() == Some(port) => prop_assert_eq!(v.reason, Reason::Blocked),
+            Parsed::Tcp(seg) if seg.known_dst_port().is_none() => prop_assert_eq!(v.reason, Reason::Undecidable),
             Parsed::Tcp(_) => prop_assert_eq!(v.reason, Reason::NotSmtp),
             Parsed::Decided(r) => prop_assert_eq!(v.reason, r),
         }
@@ -73,7 +73,7 @@ proptest! {
     fn submission_ports_are_never_blocked_by_default(f in frame()) {
         let v = decide(f.as_slice(), &BlockedPorts::SMTP, &Uniform { dynamic: true, allowed: false, exempt: false });
         if let Parsed::Tcp(seg) = parse(f.as_slice()) {
-            if matches!(seg.dst_port, Some(587 | 465)) {
+            if matches!(seg.known_dst_port(), Some(587 | 465)) {
                 prop_assert_eq!(v.reason, Reason::NotSmtp);
             }
         }

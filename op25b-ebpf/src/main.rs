@@ -9,14 +9,21 @@ use core::{cell::UnsafeCell, ptr};
 
 use aya_ebpf::{
     bindings::xdp_action,
+    helpers::bpf_ktime_get_ns,
     macros::{map, xdp},
-    maps::{lpm_trie::Key, LpmTrie, PerCpuArray},
+    maps::{lpm_trie::Key, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
     programs::XdpContext,
     Global,
 };
 use op25b_common::{
-    abi::{counter_index, Counter, RuntimeConfig, COUNTER_ENTRIES, POLICY_MAP_CAPACITY},
-    decide, IpAddrBytes, PacketBytes, PolicyLookup,
+    abi::{
+        counter_index, mapped_v6, BlockEvent, Counter, EventLimiter, RuntimeConfig,
+        COUNTER_ATTEMPTS, COUNTER_ENTRIES, COUNTER_EVENTS_LOST, COUNTER_EVENTS_SUPPRESSED,
+        EVENTS_RING_BYTES, EVENT_FLAG_PPPOE, EVENT_LIMITER_ENTRIES, POLICY_MAP_CAPACITY,
+    },
+    judge,
+    parse::TcpSegment,
+    Action, IpAddrBytes, PacketBytes, PolicyLookup, Verdict,
 };
 
 // Policy tries; names must match `op25b_common::abi::MAP_*`.
@@ -36,6 +43,13 @@ static ALLOWED_DST_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(POLICY
 /// Packets and bytes per (interface slot, reason), per CPU.
 #[map]
 static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_ENTRIES, 0);
+
+/// Blocked connection attempts for user space, rate-limited per source.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
+#[map]
+static EVENT_LIMITER: LruHashMap<[u8; 16], EventLimiter> =
+    LruHashMap::with_max_entries(EVENT_LIMITER_ENTRIES, 0);
 
 /// Writable by user space at run time (it lives in `.data`); read with a
 /// plain load, so checking the port costs no map lookup.
@@ -98,21 +112,86 @@ impl PolicyLookup for KernelPolicy {
     }
 }
 
+#[inline(always)]
+fn count(slot: u32, cell: u32, bytes: u64) {
+    if let Some(counter) = COUNTERS.get_ptr_mut(counter_index(slot, cell)) {
+        // SAFETY: a per-CPU cell, touched only by this CPU.
+        unsafe {
+            (*counter).packets += 1;
+            (*counter).bytes += bytes;
+        }
+    }
+}
+
 #[xdp]
 pub fn op25b(ctx: XdpContext) -> u32 {
     let frame = Frame(&ctx);
     // SAFETY: a plain read of a value user space only ever replaces whole.
     let config = unsafe { ptr::read_volatile(RUNTIME_CONFIG.0.get()) };
-    let verdict = decide(&frame, &config.blocked_ports, &KernelPolicy);
-    let index = counter_index(INTERFACE_SLOT.load(), verdict.reason.index());
-    if let Some(counter) = COUNTERS.get_ptr_mut(index) {
-        // SAFETY: a per-CPU cell, touched only by this CPU.
-        unsafe {
-            (*counter).packets += 1;
-            (*counter).bytes += frame.len() as u64;
+    let (verdict, segment) = judge(&frame, &config.blocked_ports, &KernelPolicy);
+    let slot = INTERFACE_SLOT.load();
+    let bytes = frame.len() as u64;
+    count(slot, verdict.reason.index(), bytes);
+    if verdict.action == Action::Drop {
+        if let Some(segment) = segment {
+            if segment.connection_attempt {
+                count(slot, COUNTER_ATTEMPTS, bytes);
+                report(&ctx, slot, &verdict, &segment, config.event_interval_ns);
+            }
         }
     }
     verdict.action as u32
+}
+
+/// Sends an event for a blocked attempt unless this source had one less
+/// than `interval_ns` ago; suppressed attempts ride along in the next one.
+#[inline(always)]
+fn report(ctx: &XdpContext, slot: u32, verdict: &Verdict, segment: &TcpSegment, interval_ns: u64) {
+    let src = mapped_v6(&segment.src);
+    // SAFETY: no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let mut attempts = 1;
+    if let Some(state) = EVENT_LIMITER.get_ptr_mut(src) {
+        // SAFETY: a live map value; racing CPUs can at worst send one extra event.
+        unsafe {
+            if now.wrapping_sub((*state).last_event_ns) < interval_ns {
+                (*state).suppressed += 1;
+                count(slot, COUNTER_EVENTS_SUPPRESSED, 0);
+                return;
+            }
+            attempts += (*state).suppressed;
+        }
+    }
+    let Some(mut entry) = EVENTS.reserve::<BlockEvent>(0) else {
+        count(slot, COUNTER_EVENTS_LOST, 0);
+        return;
+    };
+    let encap = &segment.encap;
+    entry.write(BlockEvent {
+        monotonic_ns: now,
+        attempts,
+        ifindex: ctx.ingress_ifindex() as u32,
+        slot,
+        reason: verdict.reason.index(),
+        vlan_count: u32::from(encap.vlan_count),
+        src,
+        dst: mapped_v6(&segment.dst),
+        src_port: segment.src_port,
+        dst_port: segment.dst_port,
+        vlan_ids: encap.vlan_ids,
+        pppoe_session: encap.pppoe_session,
+        flags: if encap.in_pppoe { EVENT_FLAG_PPPOE } else { 0 },
+        _pad: 0,
+    });
+    entry.submit(0);
+    let _ = EVENT_LIMITER.insert(
+        src,
+        EventLimiter {
+            last_event_ns: now,
+            suppressed: 0,
+        },
+        0,
+    );
 }
 
 // Keeps the xdp_action import honest: op25b's actions are the kernel's.

@@ -37,6 +37,7 @@ pub fn standard_policy() -> Policy {
         dynamic: set(&["100.64.0.0/10", "2001:db8:1000::/36"]),
         exempt: set(&["100.64.1.7/32", "2001:db8:1000::7/128"]),
         allowed_destinations: set(&["192.0.2.25/32", "2001:db8:25::25/128"]),
+        ..Policy::default()
     }
 }
 
