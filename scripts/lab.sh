@@ -96,7 +96,8 @@ demo() {
   # The example config from deploy/, pointed at the lab's interface.
   cp -r "$ROOT/deploy/lists" "$dir/"
   sed -e "s#^pin_path = .*#pin_path = \"$pin\"#" -e "s#^on_exit = .*#on_exit = \"detach\"#" \
-      -e "s#^name = \"eth1\"#name = \"${n}r0\"#" "$ROOT/deploy/op25b.toml" > "$dir/op25b.toml"
+      -e "s#^name = \"eth1\"#name = \"${n}r0\"#" -e "s#^path = .*#path = \"$dir/events.jsonl\"#" \
+      "$ROOT/deploy/op25b.toml" > "$dir/op25b.toml"
   "$agent" check-config "$dir/op25b.toml"
 
   echo "== starting op25b-agent on the router's subscriber-facing ${n}r0"
@@ -134,6 +135,13 @@ demo() {
   if [ $ok = 1 ]; then echo "  dynamic 100.64.1.2 -> outside MX:25 connected after the edit (within $((SECONDS - start + 1)) s)"
   else echo "  the live exemption did not take effect  <-- UNEXPECTED"; failed=1; fi
 
+  echo "== the abuse desk: op25b-agent top --window 1h"
+  nsenter --net="/run/netns/${n}r" "$agent" top --window 1h --config "$dir/op25b.toml"
+  echo "== block events (JSON lines in $dir/events.jsonl)"
+  sed -n '1,6p' "$dir/events.jsonl"
+  echo "== the NOC: op25b series from http://127.0.0.1:9725/metrics (router namespace)"
+  ip netns exec "${n}r" /usr/bin/python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9725/metrics").read().decode())' \
+    | grep -E '^op25b_(blocked_connection_attempts_total|interface_attached|policy_prefixes|policy_reloads_total)|reason="blocked"' | grep -v ' 0$'
   echo "== op25b-agent status"
   nsenter --net="/run/netns/${n}r" "$agent" status --config "$dir/op25b.toml"
   echo "== agent log"

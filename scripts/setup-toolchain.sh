@@ -8,6 +8,7 @@ APT_PACKAGES=(
   rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev # eBPF toolchain
   bpftool iproute2 procps tcpdump util-linux python3       # lab and tests
   python3-scapy                                            # an independent capture writer
+  prometheus                                               # a real scraper, promtool
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }

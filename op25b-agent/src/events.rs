@@ -203,7 +203,7 @@ pub fn pump(
             if let Some(log) = log.as_mut() {
                 let line = serde_json::to_string(&record).expect("event serializes");
                 if let Err(e) = log.write(&line) {
-                    telemetry.events_unwritten.inc();
+                    telemetry.events_unwritten.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("event log: {e}");
                 }
             }
@@ -242,4 +242,59 @@ pub fn spawn(
         .spawn(move || pump(&maps_dir, &config, &telemetry, &r, &s))
         .expect("spawn events thread");
     (reopen, stop, handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_by_size_and_keeps_max_files() {
+        let dir = std::env::temp_dir().join(format!("op25b-events-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("events.jsonl");
+        let mut log = EventLog::open(&path, 100, 2).unwrap();
+        for i in 0..20 {
+            log.write(&format!(
+                "{{\"n\":{i:04},\"pad\":\"xxxxxxxxxxxxxxxxxxxx\"}}"
+            ))
+            .unwrap();
+        }
+        log.file.flush().unwrap();
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        assert!(size(&path) <= 100, "current file over the limit");
+        assert!(size(&dir.join("events.jsonl.1")) > 0 && size(&dir.join("events.jsonl.2")) > 0);
+        assert!(
+            !dir.join("events.jsonl.3").exists(),
+            "more than max_files kept"
+        );
+        let newest = std::fs::read_to_string(&path).unwrap();
+        assert!(newest.contains("\"n\":0019"), "{newest}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn kernel_events_become_records() {
+        let mut e = BlockEvent {
+            attempts: 3,
+            slot: 1,
+            reason: Reason::Blocked.index(),
+            vlan_count: 2,
+            vlan_ids: [100, 200],
+            src_port: 40000,
+            dst_port: 25,
+            pppoe_session: 0x1234,
+            flags: EVENT_FLAG_PPPOE,
+            ..BlockEvent::default()
+        };
+        e.src[10..16].copy_from_slice(&[0xff, 0xff, 100, 64, 1, 2]);
+        e.dst = "2001:db8::25".parse::<Ipv6Addr>().unwrap().octets();
+        let r = EventRecord::from_kernel(&e, "eth1".into());
+        assert_eq!(r.src, "100.64.1.2".parse::<IpAddr>().unwrap());
+        assert_eq!(r.dst, "2001:db8::25".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            (r.vlan, r.pppoe_session, r.attempts, r.reason),
+            (vec![100, 200], Some(0x1234), 3, "blocked")
+        );
+    }
 }

@@ -85,7 +85,7 @@ pub fn parse_top_query(query: &str) -> Result<(u64, usize), String> {
                     .parse()
                     .ok()
                     .filter(|l| (1..=10_000).contains(l))
-                    .ok_or_else(|| format!("limit={value:?}: give 1..=10000"))?
+                    .ok_or_else(|| format!("limit={value:?}: give 1..=10000"))?;
             }
             _ => return Err(format!("unknown parameter {key:?} (window, limit)")),
         }
@@ -114,7 +114,7 @@ fn handle(request: Request, telemetry: &Telemetry) {
         ),
         "/healthz" => respond(request, 200, "text/plain", b"ok\n".to_vec()),
         "/readyz" if telemetry.is_ready() => {
-            respond(request, 200, "text/plain", b"ready\n".to_vec())
+            respond(request, 200, "text/plain", b"ready\n".to_vec());
         }
         "/readyz" => respond(
             request,

@@ -44,8 +44,10 @@ pub struct Telemetry {
     attached: IntGaugeVec,
     interfaces: RwLock<Vec<InterfaceView>>,
     ready: AtomicBool,
-    /// Events the agent could not write (disk full, ...), on top of the kernel's.
-    pub events_unwritten: IntCounter,
+    /// Events the agent could not write (disk full, ...), folded into
+    /// `op25b_events_lost_total` with the kernel's.
+    pub events_unwritten: std::sync::atomic::AtomicU64,
+    top_sources: IntGaugeVec,
     pub top: Mutex<TopSources>,
 }
 
@@ -80,7 +82,12 @@ impl Telemetry {
             .expect("valid metric"),
             interfaces: RwLock::new(Vec::new()),
             ready: AtomicBool::new(false),
-            events_unwritten: IntCounter::new("op25b_events_unwritten_total", "unused").expect("valid metric"),
+            events_unwritten: std::sync::atomic::AtomicU64::new(0),
+            top_sources: IntGaugeVec::new(
+                Opts::new("op25b_top_sources", "Distinct sources with blocked connection attempts in the window (as tracked by the bounded sketch)."),
+                &["window"],
+            )
+            .expect("valid metric"),
             top: Mutex::new(TopSources::new(top_capacity)),
         };
         let build = IntGauge::with_opts(
@@ -111,6 +118,9 @@ impl Telemetry {
             .register(Box::new(t.attached.clone()))
             .expect("unique metric");
         t.registry.register(Box::new(build)).expect("unique metric");
+        t.registry
+            .register(Box::new(t.top_sources.clone()))
+            .expect("unique metric");
         t
     }
 
@@ -191,12 +201,27 @@ impl Telemetry {
             );
             lost += read(view.slot, COUNTER_EVENTS_LOST).packets;
         }
-        advance(&self.events_lost, lost + self.events_unwritten.get());
+        advance(
+            &self.events_lost,
+            lost + self.events_unwritten.load(Ordering::Relaxed),
+        );
     }
 
     /// The text exposition of every series.
     pub fn render(&self) -> Vec<u8> {
         self.refresh_kernel_counters();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let sources = self
+            .top
+            .lock()
+            .expect("not poisoned")
+            .top(now, 3600, usize::MAX)
+            .len();
+        self.top_sources
+            .with_label_values(&["1h"])
+            .set(i64::try_from(sources).unwrap_or(i64::MAX));
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

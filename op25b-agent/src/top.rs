@@ -20,7 +20,8 @@ use std::{
 use serde::Serialize;
 
 pub const BUCKET_SECONDS: u64 = 300;
-pub const BUCKETS: usize = 24 * 3600 / BUCKET_SECONDS as usize;
+pub const BUCKETS: usize = 24 * 3600 / 300;
+const _: () = assert!(BUCKETS as u64 * BUCKET_SECONDS == 24 * 3600);
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Entry {

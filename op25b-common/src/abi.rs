@@ -122,7 +122,7 @@ pub struct BlockEvent {
     pub pppoe_session: u16,
     /// Bit 0: `pppoe_session` is set.
     pub flags: u16,
-    pub _pad: u32,
+    pub pad: u32,
 }
 
 pub const EVENT_FLAG_PPPOE: u16 = 1;

@@ -110,7 +110,7 @@ fn decide_segment<L: PolicyLookup>(
     if segment.ports_readable && !ports.contains(segment.dst_port) {
         return Reason::NotSmtp;
     }
-    let reason = if !policy.is_dynamic(&segment.src) {
+    if !policy.is_dynamic(&segment.src) {
         Reason::SrcNotDynamic
     } else if policy.is_allowed_destination(&segment.dst) {
         Reason::DstAllowed
@@ -120,6 +120,5 @@ fn decide_segment<L: PolicyLookup>(
         Reason::Blocked
     } else {
         Reason::Undecidable
-    };
-    reason
+    }
 }

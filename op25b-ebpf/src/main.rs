@@ -181,7 +181,7 @@ fn report(ctx: &XdpContext, slot: u32, verdict: &Verdict, segment: &TcpSegment, 
         vlan_ids: encap.vlan_ids,
         pppoe_session: encap.pppoe_session,
         flags: if encap.in_pppoe { EVENT_FLAG_PPPOE } else { 0 },
-        _pad: 0,
+        pad: 0,
     });
     entry.submit(0);
     let _ = EVENT_LIMITER.insert(

@@ -27,6 +27,12 @@ impl Lab {
     /// Creates the lab and an agent config from deploy/ for its router;
     /// `extra_interfaces` are configured too (they may not exist yet).
     pub fn up(extra_interfaces: &[&str]) -> Self {
+        Self::up_with(extra_interfaces, "")
+    }
+
+    /// Like [`Lab::up`], appending `extra_toml` (e.g. an `[events]` section)
+    /// to the agent's configuration.
+    pub fn up_with(extra_interfaces: &[&str], extra_toml: &str) -> Self {
         crate::require_root();
         let name = format!("o5{}", unique_suffix());
         let dir = TempDir::new(&name);
@@ -58,13 +64,15 @@ impl Lab {
             );
         }
         let example = fs::read_to_string(repo().join("deploy/op25b.toml")).unwrap();
+        // The example's [policy] section only: a test adds its own others.
         let policy = &example[example
             .find("[policy]")
             .expect("deploy config has [policy]")..];
+        let policy = &policy[..policy[1..].find("\n[").map_or(policy.len(), |end| end + 1)];
         fs::write(
             &lab.config,
             format!(
-                "pin_path = \"{}\"\non_exit = \"keep\"\n{interfaces}\n{policy}",
+                "pin_path = \"{}\"\non_exit = \"keep\"\n{interfaces}\n{policy}\n{extra_toml}",
                 lab.pin.display()
             ),
         )
@@ -216,6 +224,92 @@ impl Lab {
             .filter(|c| c["reason"] == reason)
             .map(|c| c["packets"].as_u64().unwrap())
             .sum()
+    }
+}
+
+impl Lab {
+    /// An AF_PACKET sender on the subscriber's interface (pnet); the socket
+    /// lives in the subscriber namespace it was opened in.
+    pub fn subscriber_sender(&self) -> Box<dyn pnet_datalink::DataLinkSender> {
+        let s0 = format!("{}s0", self.name);
+        in_netns(&self.ns('s'), move || {
+            let iface = pnet_datalink::interfaces()
+                .into_iter()
+                .find(|i| i.name == s0)
+                .expect("subscriber veth");
+            match pnet_datalink::channel(&iface, pnet_datalink::Config::default()) {
+                Ok(pnet_datalink::Channel::Ethernet(tx, _rx)) => tx,
+                _ => panic!("AF_PACKET channel on {s0}"),
+            }
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// A TCP SYN frame from the subscriber side to the router's MAC.
+    pub fn syn_frame(&self, src: &str, dst: &str, dst_port: u16, src_port: u16) -> Vec<u8> {
+        let mut spec = op25b_agent::frame::FrameSpec::tcp_syn(
+            src.parse().unwrap(),
+            dst.parse().unwrap(),
+            dst_port,
+        );
+        spec.src_mac = self.mac('s', &format!("{}s0", self.name));
+        spec.dst_mac = self.mac('r', &format!("{}r0", self.name));
+        spec.transport = op25b_agent::frame::Transport::Tcp {
+            src_port,
+            dst_port,
+            flags: op25b_agent::frame::TCP_SYN,
+        };
+        spec.build()
+    }
+
+    /// Sends SYNs from `src` to `dst`:25 until `stop` (about 3,000 a second),
+    /// counting them in `sent`.
+    pub fn syn_flood(
+        &self,
+        src: &str,
+        dst: &str,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> std::thread::JoinHandle<()> {
+        use std::sync::atomic::Ordering;
+        let mut tx = self.subscriber_sender();
+        let template = self.syn_frame(src, dst, 25, 10_000);
+        std::thread::spawn(move || {
+            let mut port: u16 = 10_000;
+            let mut frame = template;
+            while !stop.load(Ordering::Relaxed) {
+                port = port.wrapping_add(1).max(10_000);
+                // Source port at the TCP header's start; nobody checks the checksum on the way.
+                let l4 = frame.len() - 20;
+                frame[l4..l4 + 2].copy_from_slice(&port.to_be_bytes());
+                tx.send_to(&frame, None).unwrap().unwrap();
+                sent.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_micros(300));
+            }
+        })
+    }
+
+    /// GET `path` from the agent's HTTP endpoint inside the router namespace.
+    pub fn http_get(&self, path: &str) -> Result<String, String> {
+        let path = path.to_owned();
+        in_netns(&self.ns('r'), move || {
+            op25b_agent::http::get("127.0.0.1:9725", &path).map_err(|e| e.to_string())
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// The agent's resident memory in KiB (nsenter execs the agent, so the
+    /// child's pid is the agent's).
+    pub fn agent_rss_kib(&self) -> u64 {
+        let pid = self.agent.as_ref().expect("agent running").id();
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS")
     }
 }
 

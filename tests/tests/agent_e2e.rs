@@ -12,11 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use op25b_agent::frame::FrameSpec;
-use op25b_tests::{
-    lab::{in_netns, Lab},
-    netns::run,
-};
+use op25b_tests::{lab::Lab, netns::run};
 
 const DYN4: &str = "100.64.1.2";
 const EXEMPT4: &str = "100.64.1.7";
@@ -248,45 +244,6 @@ fn interface_created_after_start_gets_attached() {
     assert_eq!(entry["mode"], "skb", "xdp_mode = \"skb\" was configured");
 }
 
-/// Injects TCP SYNs from `src` to the outside MX's port 25 through the
-/// router until `stop`; counts what it sent.
-fn syn_flood(
-    lab: &Lab,
-    src: &'static str,
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
-) -> std::thread::JoinHandle<()> {
-    let s0 = format!("{}s0", lab.name);
-    let router_mac = lab.mac('r', &format!("{}r0", lab.name));
-    let own_mac = lab.mac('s', &s0);
-    in_netns(&lab.ns('s'), move || {
-        let iface = pnet_datalink::interfaces()
-            .into_iter()
-            .find(|i| i.name == s0)
-            .expect("subscriber veth");
-        let Ok(pnet_datalink::Channel::Ethernet(mut tx, _rx)) =
-            pnet_datalink::channel(&iface, pnet_datalink::Config::default())
-        else {
-            panic!("AF_PACKET channel");
-        };
-        let mut spec = FrameSpec::tcp_syn(src.parse().unwrap(), MX4.parse().unwrap(), 25);
-        spec.src_mac = own_mac;
-        spec.dst_mac = router_mac;
-        let mut port: u16 = 10_000;
-        while !stop.load(Ordering::Relaxed) {
-            port = port.wrapping_add(1).max(10_000);
-            spec.transport = op25b_agent::frame::Transport::Tcp {
-                src_port: port,
-                dst_port: 25,
-                flags: op25b_agent::frame::TCP_SYN,
-            };
-            tx.send_to(&spec.build(), None).unwrap().unwrap();
-            sent.fetch_add(1, Ordering::Relaxed);
-            std::thread::sleep(Duration::from_micros(300));
-        }
-    })
-}
-
 /// Port-25 SYNs from `src` that reached the internet namespace.
 fn arrived(lab: &Lab, src: &str) -> u64 {
     let out = run(
@@ -350,7 +307,7 @@ fn restarts_upgrades_and_kill_9_under_syn_traffic_let_nothing_through() {
     let r0 = format!("{}r0", lab.name);
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
-    let flood = syn_flood(&lab, DYN4, Arc::clone(&stop), Arc::clone(&sent));
+    let flood = lab.syn_flood(DYN4, MX4, Arc::clone(&stop), Arc::clone(&sent));
     let blocked_before = lab.counted(&r0, "blocked");
     let mut program_ids = vec![lab.xdp_prog_id(&r0).unwrap()];
 
@@ -396,12 +353,7 @@ fn restarts_upgrades_and_kill_9_under_syn_traffic_let_nothing_through() {
 
     // Control: the same frames from the exempt source do arrive.
     let stop = Arc::new(AtomicBool::new(false));
-    let flood = syn_flood(
-        &lab,
-        EXEMPT4,
-        Arc::clone(&stop),
-        Arc::new(AtomicU64::new(0)),
-    );
+    let flood = lab.syn_flood(EXEMPT4, MX4, Arc::clone(&stop), Arc::new(AtomicU64::new(0)));
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     flood.join().unwrap();
