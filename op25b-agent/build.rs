@@ -21,5 +21,14 @@ fn main() -> anyhow::Result<()> {
         );
     println!("cargo:rustc-env=OP25B_GIT_REVISION={revision}");
     println!("cargo:rerun-if-changed=../.git/HEAD");
-    aya_build::build_ebpf([ebpf], Toolchain::Custom("debian"))
+    aya_build::build_ebpf([ebpf], Toolchain::Custom("debian"))?;
+    // The program's build identity for --version: FNV-1a of the object.
+    let out_dir =
+        std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let object = std::fs::read(out_dir.join("op25b")).unwrap_or_default();
+    let hash = object.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    println!("cargo:rustc-env=OP25B_PROGRAM_ID={hash:016x}");
+    Ok(())
 }

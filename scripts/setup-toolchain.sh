@@ -9,6 +9,7 @@ APT_PACKAGES=(
   bpftool iproute2 procps tcpdump util-linux python3       # lab and tests
   python3-scapy                                            # an independent capture writer
   prometheus                                               # a real scraper, promtool
+  systemd man-db dpkg-dev                                  # unit checks, man pages, packaging
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }

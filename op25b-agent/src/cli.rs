@@ -117,6 +117,20 @@ pub enum Command {
         json: bool,
     },
 
+    /// Write the man pages (op25b-agent.1 and one per subcommand) into DIR.
+    #[command(hide = true)]
+    Man {
+        /// Output directory.
+        dir: PathBuf,
+    },
+
+    /// Print a shell completion script.
+    #[command(hide = true)]
+    Completions {
+        /// bash, zsh, fish, ...
+        shell: clap_complete::Shell,
+    },
+
     /// Run every frame of a capture through the real XDP program and print
     /// one JSON verdict per frame.
     ///

@@ -234,6 +234,22 @@ pub fn explain(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `man DIR`: one page for the tool and one per subcommand.
+pub fn man(dir: &Path) -> Result<ExitCode, CommandError> {
+    use clap::CommandFactory as _;
+    std::fs::create_dir_all(dir)?;
+    clap_mangen::generate_to(crate::cli::Cli::command(), dir)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `completions SHELL`.
+pub fn completions(shell: clap_complete::Shell) -> ExitCode {
+    use clap::CommandFactory as _;
+    let mut cmd = crate::cli::Cli::command();
+    clap_complete::generate(shell, &mut cmd, "op25b-agent", &mut io::stdout());
+    ExitCode::SUCCESS
+}
+
 /// `top [--window 1h]`: asks the running agent.
 pub fn top(
     window: &str,

@@ -21,7 +21,9 @@ pub mod top;
 /// Version, git revision and program build identity, for `--version`.
 pub const VERSION_LONG: &str = concat!(
     env!("CARGO_PKG_VERSION"),
-    " (",
+    " (git ",
     env!("OP25B_GIT_REVISION"),
+    ", XDP program ",
+    env!("OP25B_PROGRAM_ID"),
     ")"
 );

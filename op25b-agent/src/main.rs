@@ -48,6 +48,8 @@ fn main() -> ExitCode {
             address,
             json,
         } => commands::top(window, *limit, config.as_deref(), address.as_deref(), *json),
+        Command::Man { dir } => commands::man(dir),
+        Command::Completions { shell } => Ok(commands::completions(*shell)),
         Command::Replay {
             config,
             live,

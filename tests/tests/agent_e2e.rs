@@ -396,3 +396,94 @@ fn check_config_exit_codes_and_locations() {
         "{stderr}"
     );
 }
+
+/// The capabilities the systemd unit grants, from the unit file itself.
+fn unit_capabilities() -> Vec<String> {
+    let unit = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/systemd/op25b-agent.service"
+    ))
+    .unwrap();
+    let line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("the unit bounds capabilities");
+    line.split_whitespace()
+        .map(|c| c.trim_start_matches("CAP_").to_lowercase())
+        .collect()
+}
+
+/// Runs `run` under `setpriv` with only `caps`; true if it attached.
+fn attaches_with(lab: &Lab, caps: &[String]) -> bool {
+    let bounding = format!(
+        "-all,{}",
+        caps.iter()
+            .map(|c| format!("+{c}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.ns('r')))
+        .args([
+            "setpriv",
+            &format!("--bounding-set={bounding}"),
+            "--inh-caps=-all",
+            "--no-new-privs",
+        ])
+        .arg(op25b_tests::agent_bin())
+        .args(["run", "--config"])
+        .arg(&lab.config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let r0 = format!("{}r0", lab.name);
+    let start = std::time::Instant::now();
+    let mut attached = false;
+    while start.elapsed() < Duration::from_secs(5) {
+        if lab.xdp_prog_id(&r0).is_some() {
+            attached = true;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    attached
+}
+
+#[test]
+fn the_units_capabilities_suffice_and_each_is_needed() {
+    let caps = unit_capabilities();
+    assert_eq!(caps, ["bpf", "net_admin", "perfmon"]);
+    let lab = Lab::up(&[]);
+    assert!(
+        attaches_with(&lab, &caps),
+        "the agent cannot attach with {caps:?}"
+    );
+    assert!(lab.connects(EXEMPT4, MX4, 25, 2.0));
+    assert!(
+        !lab.connects(DYN4, MX4, 25, 0.5),
+        "attached but not enforcing under reduced capabilities"
+    );
+    let detach = |lab: &Lab| {
+        // No process holds the link: removing its pin detaches it.
+        let _ = fs::remove_dir_all(&lab.pin);
+        let r0 = format!("{}r0", lab.name);
+        lab.wait_for(Duration::from_secs(3), "the program to detach", |l| {
+            l.xdp_prog_id(&r0).is_none()
+        });
+    };
+    detach(&lab);
+    for missing in &caps {
+        let fewer: Vec<String> = caps.iter().filter(|c| c != &missing).cloned().collect();
+        assert!(
+            !attaches_with(&lab, &fewer),
+            "CAP_{} is in the unit but not needed",
+            missing.to_uppercase()
+        );
+        detach(&lab);
+    }
+}
