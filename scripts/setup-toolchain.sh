@@ -10,6 +10,7 @@ APT_PACKAGES=(
   python3-scapy                                            # an independent capture writer
   prometheus                                               # a real scraper, promtool
   systemd man-db dpkg-dev                                  # unit checks, man pages, packaging
+  xdp-tools nftables ethtool                               # benchmark peers
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }

@@ -178,7 +178,7 @@ pub fn explain(
     }
     let config = load_optional(config)?;
     let pins = pin_path(explicit_pin_path, config.as_ref());
-    let (mut dataplane, policy, against) = judging_dataplane(config.as_ref(), &pins, false)?;
+    let (dataplane, policy, against) = judging_dataplane(config.as_ref(), &pins, false)?;
     let frame = FrameSpec::tcp_syn(src, dst, port).build();
     let judgement = dataplane.judge(&frame)?;
     let e = Explanation {

@@ -30,6 +30,10 @@ use crate::{
     prefix::{Prefix, PrefixSet},
 };
 
+/// Benchmark baselines (`op25b-ebpf/src/bench_programs.rs`), built alongside.
+pub static BENCH_PROGRAMS_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-programs"));
+
 /// The XDP program, built by build.rs from `op25b-ebpf`.
 pub static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/op25b"));
 
@@ -186,8 +190,6 @@ pub struct ApplyStats {
 pub struct Dataplane {
     ebpf: Ebpf,
     slot: u32,
-    /// Packet counts per reason after the last [`Dataplane::judge`].
-    judged: Option<[u64; Reason::ALL.len()]>,
     /// What the maps hold, as far as this process knows (read from the maps
     /// once when adopting pinned maps).
     applied: Option<Policy>,
@@ -238,7 +240,6 @@ impl Dataplane {
         Ok(Self {
             ebpf,
             slot,
-            judged: None,
             applied: match maps {
                 Maps::Private => Some(Policy::default()),
                 Maps::Pinned(_) | Maps::PinnedPolicy(_) => None,
@@ -302,6 +303,24 @@ impl Dataplane {
             link,
             path: pin.to_owned(),
         })
+    }
+
+    /// Kernel memory charged to the six policy tries (fdinfo `memlock`,
+    /// which reports the tries' real usage on current kernels).
+    pub fn policy_memory_bytes(&self) -> u64 {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        POLICY_MAPS
+            .iter()
+            .filter_map(|name| {
+                let aya::maps::Map::LpmTrie(data) = self.ebpf.map(name)? else {
+                    return None;
+                };
+                let fd = data.fd().as_fd().as_raw_fd();
+                let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+                info.lines()
+                    .find_map(|l| l.strip_prefix("memlock:")?.trim().parse::<u64>().ok())
+            })
+            .sum()
     }
 
     /// The kernel's id of this instance's program.
@@ -483,14 +502,12 @@ impl Dataplane {
     /// Runs `frame` through the program and tells what it decided and why.
     /// The reason is read from the counter that moved, so it is the
     /// kernel's own reason, not a host-side guess.
-    pub fn judge(&mut self, frame: &[u8]) -> Result<Judgement, DataplaneError> {
-        let before = match self.judged {
-            Some(counts) => counts,
-            None => self.packet_counts()?,
-        };
+    pub fn judge(&self, frame: &[u8]) -> Result<Judgement, DataplaneError> {
+        // Read before every run: anything else sharing the counters (other
+        // test runs by fd, benchmarks) must not be blamed on this frame.
+        let before = self.packet_counts()?;
         let outcome = self.test_run(frame)?;
         let after = self.packet_counts()?;
-        self.judged = Some(after);
         let moved: Vec<Reason> = Reason::ALL
             .iter()
             .zip(before.iter().zip(after.iter()))

@@ -56,9 +56,9 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
-/// Wall-clock time of a `bpf_ktime_get_ns` (CLOCK_MONOTONIC) stamp.
+/// Wall-clock time of a `bpf_ktime_get_coarse_ns` (CLOCK_MONOTONIC_COARSE) stamp.
 pub fn wall_clock(monotonic_ns: u64) -> SystemTime {
-    let age = clock_ns(libc::CLOCK_MONOTONIC).saturating_sub(monotonic_ns);
+    let age = clock_ns(libc::CLOCK_MONOTONIC_COARSE).saturating_sub(monotonic_ns);
     SystemTime::now() - Duration::from_nanos(age)
 }
 

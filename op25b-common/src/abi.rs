@@ -23,9 +23,12 @@ pub const MAP_COUNTERS: &str = "COUNTERS";
 /// passes the per-source rate limit.
 pub const MAP_EVENTS: &str = "EVENTS";
 pub const EVENTS_RING_BYTES: u32 = 2 << 20;
-/// LRU hash: source address (IPv4 as ::ffff:a.b.c.d) -> [`EventLimiter`].
+/// Per-CPU direct-mapped cache of [`EventLimiter`] slots, indexed by
+/// [`limiter_slot`] of the source. A per-CPU array lookup is inlined by
+/// the verifier, so rate limiting costs a few instructions, not a hash-map
+/// walk; two sources sharing a slot evict each other (counted).
 pub const MAP_EVENT_LIMITER: &str = "EVENT_LIMITER";
-pub const EVENT_LIMITER_ENTRIES: u32 = 1 << 16;
+pub const EVENT_LIMITER_SLOTS: u32 = 1 << 14;
 
 /// Every policy map, for code that handles them alike (pinning, sizes).
 pub const POLICY_MAPS: [&str; 6] = [
@@ -59,6 +62,8 @@ pub const COUNTER_ATTEMPTS: u32 = REASON_SLOTS - 1;
 pub const COUNTER_EVENTS_LOST: u32 = REASON_SLOTS - 2;
 /// Attempts folded into a later event by the per-source rate limit.
 pub const COUNTER_EVENTS_SUPPRESSED: u32 = REASON_SLOTS - 3;
+/// Folded attempts dropped because another source took the limiter slot.
+pub const COUNTER_EVENTS_EVICTED: u32 = REASON_SLOTS - 4;
 
 /// Index of a (slot, reason) pair in [`MAP_COUNTERS`]; a slot out of range wraps, so the index is always in the map.
 #[inline(always)]
@@ -90,14 +95,29 @@ impl RuntimeConfig {
     };
 }
 
-/// Per-source rate-limit state.
+/// Per-source rate-limit state (one slot of the per-CPU cache).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventLimiter {
-    /// `bpf_ktime_get_ns` of the last event sent for this source.
+    /// The source this slot tracks (IPv4 as `::ffff:a.b.c.d`).
+    pub src: [u8; 16],
+    /// Coarse monotonic time of the last event sent for this source.
     pub last_event_ns: u64,
     /// Attempts since then that sent no event (reported with the next one).
     pub suppressed: u64,
+}
+
+/// The limiter slot of a source: a multiplicative hash of its 16 bytes.
+#[inline(always)]
+pub fn limiter_slot(src: &[u8; 16]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    let mut i = 0;
+    while i < 16 {
+        let word = u32::from_ne_bytes([src[i], src[i + 1], src[i + 2], src[i + 3]]);
+        h = (h ^ word).wrapping_mul(0x0100_0193);
+        i += 4;
+    }
+    (h ^ (h >> 15)) & (EVENT_LIMITER_SLOTS - 1)
 }
 
 /// One blocked connection attempt, as the program reports it. Addresses in
@@ -105,7 +125,7 @@ pub struct EventLimiter {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BlockEvent {
-    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC, nanoseconds since boot).
+    /// `bpf_ktime_get_coarse_ns` (CLOCK_MONOTONIC_COARSE, ns since boot).
     pub monotonic_ns: u64,
     /// Attempts from this source this event stands for (1 + suppressed).
     pub attempts: u64,
@@ -156,7 +176,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<Counter>(), 16);
         assert_eq!(core::mem::size_of::<RuntimeConfig>(), 24);
         assert_eq!(core::mem::size_of::<BlockEvent>(), 80);
-        assert_eq!(core::mem::size_of::<EventLimiter>(), 16);
+        assert_eq!(core::mem::size_of::<EventLimiter>(), 32);
     }
 
     #[test]
@@ -165,6 +185,7 @@ mod tests {
             COUNTER_ATTEMPTS,
             COUNTER_EVENTS_LOST,
             COUNTER_EVENTS_SUPPRESSED,
+            COUNTER_EVENTS_EVICTED,
         ];
         for reason in crate::Reason::ALL {
             assert!(!extra.contains(&reason.index()), "{reason:?}");

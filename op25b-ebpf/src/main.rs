@@ -9,17 +9,18 @@ use core::{cell::UnsafeCell, ptr};
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::bpf_ktime_get_ns,
+    helpers::bpf_ktime_get_coarse_ns,
     macros::{map, xdp},
-    maps::{lpm_trie::Key, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{lpm_trie::Key, Array, LpmTrie, PerCpuArray, RingBuf},
     programs::XdpContext,
     Global,
 };
 use op25b_common::{
     abi::{
-        counter_index, mapped_v6, BlockEvent, Counter, EventLimiter, RuntimeConfig,
-        COUNTER_ATTEMPTS, COUNTER_ENTRIES, COUNTER_EVENTS_LOST, COUNTER_EVENTS_SUPPRESSED,
-        EVENTS_RING_BYTES, EVENT_FLAG_PPPOE, EVENT_LIMITER_ENTRIES, POLICY_MAP_CAPACITY,
+        counter_index, limiter_slot, mapped_v6, BlockEvent, Counter, EventLimiter, RuntimeConfig,
+        COUNTER_ATTEMPTS, COUNTER_ENTRIES, COUNTER_EVENTS_EVICTED, COUNTER_EVENTS_LOST,
+        COUNTER_EVENTS_SUPPRESSED, EVENTS_RING_BYTES, EVENT_FLAG_PPPOE, EVENT_LIMITER_SLOTS,
+        POLICY_MAP_CAPACITY,
     },
     judge,
     parse::TcpSegment,
@@ -48,8 +49,7 @@ static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_EN
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
 #[map]
-static EVENT_LIMITER: LruHashMap<[u8; 16], EventLimiter> =
-    LruHashMap::with_max_entries(EVENT_LIMITER_ENTRIES, 0);
+static EVENT_LIMITER: Array<EventLimiter> = Array::with_max_entries(EVENT_LIMITER_SLOTS, 0);
 
 /// Writable by user space at run time (it lives in `.data`); read with a
 /// plain load, so checking the port costs no map lookup.
@@ -113,11 +113,11 @@ impl PolicyLookup for KernelPolicy {
 }
 
 #[inline(always)]
-fn count(slot: u32, cell: u32, bytes: u64) {
+fn count(slot: u32, cell: u32, packets: u64, bytes: u64) {
     if let Some(counter) = COUNTERS.get_ptr_mut(counter_index(slot, cell)) {
         // SAFETY: a per-CPU cell, touched only by this CPU.
         unsafe {
-            (*counter).packets += 1;
+            (*counter).packets += packets;
             (*counter).bytes += bytes;
         }
     }
@@ -131,11 +131,11 @@ pub fn op25b(ctx: XdpContext) -> u32 {
     let (verdict, segment) = judge(&frame, &config.blocked_ports, &KernelPolicy);
     let slot = INTERFACE_SLOT.load();
     let bytes = frame.len() as u64;
-    count(slot, verdict.reason.index(), bytes);
+    count(slot, verdict.reason.index(), 1, bytes);
     if verdict.action == Action::Drop {
         if let Some(segment) = segment {
             if segment.connection_attempt {
-                count(slot, COUNTER_ATTEMPTS, bytes);
+                count(slot, COUNTER_ATTEMPTS, 1, bytes);
                 report(&ctx, slot, &verdict, &segment, config.event_interval_ns);
             }
         }
@@ -148,22 +148,39 @@ pub fn op25b(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn report(ctx: &XdpContext, slot: u32, verdict: &Verdict, segment: &TcpSegment, interval_ns: u64) {
     let src = mapped_v6(&segment.src);
-    // SAFETY: no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let mut attempts = 1;
-    if let Some(state) = EVENT_LIMITER.get_ptr_mut(src) {
-        // SAFETY: a live map value; racing CPUs can at worst send one extra event.
-        unsafe {
+    let Some(state) = EVENT_LIMITER.get_ptr_mut(limiter_slot(&src)) else {
+        return;
+    };
+    // SAFETY: no preconditions; coarse (jiffy) resolution is plenty for a
+    // per-second limit and costs far less than the precise clock.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // SAFETY: a live array value shared by all CPUs. Updates are plain
+    // stores (the BPF target has no atomic add here): CPUs racing on one
+    // source can drop a few folded attempts or send an extra event, never
+    // corrupt anything.
+    unsafe {
+        if (*state).src == src {
             if now.wrapping_sub((*state).last_event_ns) < interval_ns {
                 (*state).suppressed += 1;
-                count(slot, COUNTER_EVENTS_SUPPRESSED, 0);
+                count(slot, COUNTER_EVENTS_SUPPRESSED, 1, 0);
                 return;
             }
-            attempts += (*state).suppressed;
+        } else if (*state).suppressed > 0 {
+            // Another source held the slot: its folded attempts are lost to events.
+            count(slot, COUNTER_EVENTS_EVICTED, (*state).suppressed, 0);
+            (*state).suppressed = 0;
         }
     }
+    // SAFETY: as above.
+    let attempts = unsafe {
+        let folded = (*state).suppressed;
+        (*state).suppressed = 0;
+        (*state).src = src;
+        (*state).last_event_ns = now;
+        1 + folded
+    };
     let Some(mut entry) = EVENTS.reserve::<BlockEvent>(0) else {
-        count(slot, COUNTER_EVENTS_LOST, 0);
+        count(slot, COUNTER_EVENTS_LOST, 1, 0);
         return;
     };
     let encap = &segment.encap;
@@ -184,14 +201,6 @@ fn report(ctx: &XdpContext, slot: u32, verdict: &Verdict, segment: &TcpSegment, 
         pad: 0,
     });
     entry.submit(0);
-    let _ = EVENT_LIMITER.insert(
-        src,
-        EventLimiter {
-            last_event_ns: now,
-            suppressed: 0,
-        },
-        0,
-    );
 }
 
 // Keeps the xdp_action import honest: op25b's actions are the kernel's.

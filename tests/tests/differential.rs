@@ -154,7 +154,7 @@ fn kernel_and_host_agree_on_100k_frames() {
     let mut rng = StdRng::seed_from_u64(seed);
     let policy = standard_policy();
     let ports = BlockedPorts::new(&policy.blocked_ports).unwrap();
-    let mut dp = load_dataplane(&policy);
+    let dp = load_dataplane(&policy);
     let table: Vec<Vec<u8>> = fixtures::standard().into_iter().map(|f| f.frame).collect();
 
     let mut by_reason: BTreeMap<Reason, usize> = BTreeMap::new();

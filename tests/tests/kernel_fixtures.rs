@@ -58,7 +58,7 @@ fn multi_port_fixtures_in_the_kernel() {
 fn every_truncation_of_every_fixture() {
     let policy = standard_policy();
     let ports = BlockedPorts::new(&policy.blocked_ports).unwrap();
-    let mut dp = load_dataplane(&policy);
+    let dp = load_dataplane(&policy);
     let mut runs = 0;
     for f in fixtures::standard() {
         let mut seen = Vec::new();

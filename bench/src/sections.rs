@@ -1,0 +1,715 @@
+//! The measurements and their report.
+// Counts and nanoseconds far below 2^52: f64 is exact enough for a report.
+#![allow(clippy::cast_precision_loss)]
+
+use std::{
+    fmt::Write as _,
+    net::IpAddr,
+    os::fd::AsFd as _,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use aya::programs::{Xdp, XdpMode};
+use op25b_agent::{
+    dataplane::{Dataplane, Maps, BENCH_PROGRAMS_OBJECT},
+    frame::{Ext, FrameSpec},
+    policy::Policy,
+    prefix::PrefixSet,
+};
+use op25b_common::{decide, parse::ETH_P_8021AD, BlockedPorts, Reason};
+use rand::{rngs::StdRng, SeedableRng as _};
+use serde::Serialize;
+
+use crate::{
+    lab::{sh, BenchNet},
+    prefixes, testrun, Target,
+};
+
+const DYN4: &str = "100.64.1.2";
+const MX4: &str = "198.51.100.25";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("bench address")
+}
+
+fn set(items: &[&str]) -> PrefixSet {
+    items
+        .iter()
+        .map(|p| p.parse().expect("bench prefix"))
+        .collect()
+}
+
+fn small_policy() -> Policy {
+    Policy {
+        dynamic: set(&["100.64.0.0/10", "2001:db8:1000::/36"]),
+        exempt: set(&["100.64.1.7/32"]),
+        allowed_destinations: set(&["192.0.2.25/32"]),
+        ..Policy::default()
+    }
+}
+
+/// The per-packet rows: (name, frame, expected reason).
+fn paths() -> Vec<(&'static str, Vec<u8>, Reason)> {
+    let v4 = FrameSpec::tcp_syn(ip(DYN4), ip(MX4), 25);
+    let mut arp = v4.build();
+    arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    arp.truncate(60);
+    vec![
+        ("non-IP (ARP)", arp, Reason::NotIp),
+        (
+            "TCP/443",
+            FrameSpec::tcp_syn(ip(DYN4), ip(MX4), 443).build(),
+            Reason::NotSmtp,
+        ),
+        ("TCP/25 blocked", v4.build(), Reason::Blocked),
+        (
+            "TCP/25 exempt",
+            FrameSpec::tcp_syn(ip("100.64.1.7"), ip(MX4), 25).build(),
+            Reason::SrcExempt,
+        ),
+        (
+            "TCP/25 to allowed relay",
+            FrameSpec::tcp_syn(ip(DYN4), ip("192.0.2.25"), 25).build(),
+            Reason::DstAllowed,
+        ),
+        (
+            "IPv6 TCP/25 blocked",
+            FrameSpec::tcp_syn(ip("2001:db8:1000::2"), ip("2001:db8:5100::25"), 25).build(),
+            Reason::Blocked,
+        ),
+        (
+            "QinQ+PPPoE TCP/25 blocked",
+            v4.clone()
+                .vlan(ETH_P_8021AD, 10)
+                .dot1q(100)
+                .pppoe(0x1234)
+                .build(),
+            Reason::Blocked,
+        ),
+        (
+            "non-first fragment",
+            v4.clone().ipv4_fragment(100, false).build(),
+            Reason::Fragment,
+        ),
+        (
+            "IPv6 + 2 ext headers, TCP/25 blocked",
+            FrameSpec::tcp_syn(ip("2001:db8:1000::2"), ip("2001:db8:5100::25"), 25)
+                .ipv6_ext(&[Ext::HopByHop, Ext::DestinationOptions])
+                .build(),
+            Reason::Blocked,
+        ),
+    ]
+}
+
+fn measure(
+    fd: std::os::fd::BorrowedFd<'_>,
+    frame: &[u8],
+    repeat: u32,
+    runs: usize,
+) -> anyhow::Result<f64> {
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        samples.push(f64::from(testrun::run(fd, frame, repeat)?.1));
+    }
+    Ok(testrun::median(samples))
+}
+
+struct Baselines {
+    _ebpf: aya::Ebpf,
+}
+
+fn bench_program<'a>(ebpf: &'a mut aya::Ebpf, name: &str) -> anyhow::Result<&'a mut Xdp> {
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .context("bench program")?
+        .try_into()?;
+    if prog.fd().is_err() {
+        prog.load()?;
+    }
+    Ok(prog)
+}
+
+#[derive(Debug, Serialize)]
+pub struct PathRow {
+    pub path: &'static str,
+    pub reason: &'static str,
+    pub op25b_ns: f64,
+    pub floor_ns: f64,
+    pub op25b_minus_floor_ns: f64,
+    pub xdp_filter_ns: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PerPacket {
+    pub repeat: u32,
+    pub runs: usize,
+    pub rows: Vec<PathRow>,
+    pub verified_instructions: Option<u32>,
+}
+
+/// xdp-filter (Debian xdp-tools) on the bench's rx veth, dropping TCP dport 25.
+struct XdpFilter<'a>(&'a str);
+
+impl<'a> XdpFilter<'a> {
+    fn load(dev: &'a str) -> anyhow::Result<Self> {
+        sh(
+            "xdp-filter",
+            &["load", "-m", "native", "-f", "tcp,ipv4,ipv6", dev],
+        )?;
+        sh("xdp-filter", &["port", "-p", "tcp", "-m", "dst", "25"])?;
+        Ok(Self(dev))
+    }
+
+    fn program_fd(&self) -> anyhow::Result<aya::programs::ProgramFd> {
+        let out = sh("ip", &["-j", "link", "show", "dev", self.0])?;
+        let v: serde_json::Value = serde_json::from_str(&out)?;
+        let id = v[0]["xdp"]["prog"]["id"]
+            .as_u64()
+            .context("xdp-filter attached a program")?;
+        let info = aya::programs::loaded_programs()
+            .flatten()
+            .find(|p| u64::from(p.id()) == id)
+            .context("xdp-filter program by id")?;
+        Ok(info.fd()?)
+    }
+}
+
+impl Drop for XdpFilter<'_> {
+    fn drop(&mut self) {
+        let _ = sh("xdp-filter", &["unload", self.0]);
+    }
+}
+
+pub fn per_packet(net: &BenchNet, repeat: u32, runs: usize) -> anyhow::Result<PerPacket> {
+    let mut dp = Dataplane::load(&Maps::Private, 0)?;
+    dp.apply(&small_policy())?;
+    let mut baselines = aya::Ebpf::load(BENCH_PROGRAMS_OBJECT)?;
+    let filter = XdpFilter::load(&net.rx).ok();
+    let filter_fd = filter.as_ref().map(XdpFilter::program_fd).transpose()?;
+    let mut rows = Vec::new();
+    for (path, frame, reason) in paths() {
+        anyhow::ensure!(
+            dp.judge(&frame)?.reason == reason,
+            "{path}: op25b did not say {reason:?}"
+        );
+        let op25b_ns = measure(dp.program().fd()?.as_fd(), &frame, repeat, runs)?;
+        let floor = bench_program(&mut baselines, "xdp_pass_floor")?;
+        let floor_ns = measure(floor.fd()?.as_fd(), &frame, repeat, runs)?;
+        let xdp_filter_ns = filter_fd
+            .as_ref()
+            .map(|fd| measure(fd.as_fd(), &frame, repeat, runs))
+            .transpose()?;
+        rows.push(PathRow {
+            path,
+            reason: reason.name(),
+            op25b_ns,
+            floor_ns,
+            op25b_minus_floor_ns: op25b_ns - floor_ns,
+            xdp_filter_ns,
+        });
+    }
+    let _keep = Baselines { _ebpf: baselines };
+    Ok(PerPacket {
+        repeat,
+        runs,
+        rows,
+        verified_instructions: dp.verified_instructions(),
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct ScaleRow {
+    pub prefixes_per_list: usize,
+    pub blocked_ns_random_sources: f64,
+    pub policy_map_memory_bytes: u64,
+    pub load_dynamic_ms: f64,
+    pub load_exempt_ms: f64,
+    pub reload_1pct_ms: f64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A list with 1% of its prefixes replaced by new ones.
+fn churn(rng: &mut StdRng, list: &PrefixSet, dynamic: bool) -> PrefixSet {
+    let change = (list.len() / 100).max(1);
+    let mut next: PrefixSet = list.iter().skip(change).copied().collect();
+    let fresh = prefixes::list(rng, list.len() + change * 4, dynamic);
+    for p in fresh.iter() {
+        if next.len() >= list.len() {
+            break;
+        }
+        if !list.v4.contains(p) && !list.v6.contains(p) {
+            next.insert(*p);
+        }
+    }
+    next
+}
+
+pub fn scale(n: usize, repeat: u32, runs: usize) -> anyhow::Result<ScaleRow> {
+    let mut rng = StdRng::seed_from_u64(25);
+    let dynamic = prefixes::list(&mut rng, n, true);
+    let exempt = prefixes::list(&mut rng, n, false);
+    let mut dp = Dataplane::load(&Maps::Private, 0)?;
+    let mut policy = Policy {
+        dynamic,
+        allowed_destinations: set(&["192.0.2.25/32"]),
+        ..Policy::default()
+    };
+    let t = Instant::now();
+    dp.apply(&policy)?;
+    let load_dynamic = t.elapsed();
+    policy.exempt = exempt;
+    let t = Instant::now();
+    dp.apply(&policy)?;
+    let load_exempt = t.elapsed();
+
+    let ports = BlockedPorts::SMTP;
+    let mut frames = Vec::new();
+    while frames.len() < 32 {
+        let src = prefixes::host_in(&mut rng, &policy.dynamic);
+        let frame = FrameSpec::tcp_syn(IpAddr::V4(src), ip(MX4), 25).build();
+        if decide(frame.as_slice(), &ports, &policy).reason == Reason::Blocked {
+            frames.push(frame);
+        }
+    }
+    let per_frame = (repeat / 32).max(1);
+    let fd = dp.program().fd()?.try_clone()?;
+    let mut samples = Vec::new();
+    for _ in 0..runs {
+        let mut total = 0.0;
+        for frame in &frames {
+            total += f64::from(testrun::run(fd.as_fd(), frame, per_frame)?.1);
+        }
+        samples.push(total / frames.len() as f64);
+    }
+    let memory = dp.policy_memory_bytes();
+    let reloaded = Policy {
+        dynamic: churn(&mut rng, &policy.dynamic, true),
+        ..policy.clone()
+    };
+    let t = Instant::now();
+    dp.apply(&reloaded)?;
+    let reload = t.elapsed();
+    Ok(ScaleRow {
+        prefixes_per_list: n,
+        blocked_ns_random_sources: testrun::median(samples),
+        policy_map_memory_bytes: memory,
+        load_dynamic_ms: ms(load_dynamic),
+        load_exempt_ms: ms(load_exempt),
+        reload_1pct_ms: ms(reload),
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct ThroughputRow {
+    pub receiver: &'static str,
+    /// What the generator pushed per second in this run.
+    pub offered_mpps: f64,
+    pub processed: u64,
+    pub elapsed_ms: f64,
+    pub mpps: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Throughput {
+    pub frames_offered: u32,
+    pub generator_offered_mpps: f64,
+    pub rows: Vec<ThroughputRow>,
+}
+
+fn ethtool_stat(dev: &str, name: &str) -> u64 {
+    sh("ethtool", &["-S", dev])
+        .ok()
+        .and_then(|out| {
+            out.lines().find_map(|l| {
+                l.trim()
+                    .strip_prefix(&format!("{name}:"))?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+        })
+        .unwrap_or(0)
+}
+
+fn nft_counter() -> u64 {
+    sh("nft", &["list", "chain", "netdev", "o5bench", "in"])
+        .ok()
+        .and_then(|out| {
+            out.split("packets ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+pub fn throughput(net: &BenchNet, frames: u32) -> anyhow::Result<Throughput> {
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut dynamic = prefixes::list(&mut rng, 1_000, true);
+    dynamic.insert("100.64.0.0/10".parse()?);
+    let policy = Policy {
+        dynamic: dynamic.clone(),
+        ..small_policy()
+    };
+    let rx_mac = {
+        let out = sh("ip", &["-j", "link", "show", "dev", &net.rx])?;
+        let v: serde_json::Value = serde_json::from_str(&out)?;
+        let mac: Vec<u8> = v[0]["address"]
+            .as_str()
+            .context("mac")?
+            .split(':')
+            .map(|h| u8::from_str_radix(h, 16))
+            .collect::<Result<_, _>>()?;
+        <[u8; 6]>::try_from(mac).map_err(|_| anyhow::anyhow!("mac"))?
+    };
+    let mut spec = FrameSpec::tcp_syn(ip(DYN4), ip(MX4), 25);
+    spec.dst_mac = rx_mac;
+    let frame = spec.build();
+    let mut generator = aya::Ebpf::load(BENCH_PROGRAMS_OBJECT)?;
+    let tx_index = BenchNet::ifindex(&net.tx);
+    let rx_index = BenchNet::ifindex(&net.rx);
+    let mut offered = 0.0;
+    let mut rows = Vec::new();
+
+    let mut run = |receiver: &'static str, count: &dyn Fn() -> u64| -> anyhow::Result<()> {
+        let gen = bench_program(&mut generator, "xdp_tx_generator")?;
+        let before = count();
+        let t = Instant::now();
+        testrun::live(gen.fd()?.as_fd(), &frame, tx_index, frames, 64)?;
+        let elapsed = t.elapsed();
+        std::thread::sleep(Duration::from_millis(200));
+        let processed = count() - before;
+        let offered_mpps = f64::from(frames) / elapsed.as_secs_f64() / 1e6;
+        if receiver.starts_with("XDP_DROP") {
+            offered = offered_mpps;
+        }
+        rows.push(ThroughputRow {
+            receiver,
+            offered_mpps,
+            processed,
+            elapsed_ms: ms(elapsed),
+            mpps: processed as f64 / elapsed.as_secs_f64() / 1e6,
+        });
+        Ok(())
+    };
+
+    // A receiver that only drops: the ceiling of generator + veth.
+    let mut baselines = aya::Ebpf::load(BENCH_PROGRAMS_OBJECT)?;
+    let drop_all = bench_program(&mut baselines, "xdp_drop_all")?;
+    let link = drop_all.attach_to_if_index(rx_index, XdpMode::Driver)?;
+    run("XDP_DROP only (ceiling)", &|| {
+        ethtool_stat(&net.rx, "rx_queue_0_xdp_packets")
+    })?;
+    drop_all.detach(link)?;
+
+    let mut dp = Dataplane::load(&Maps::Private, 0)?;
+    dp.apply(&policy)?;
+    let link = dp
+        .program_mut()
+        .attach_to_if_index(rx_index, XdpMode::Driver)?;
+    let counted = |dp: &Dataplane| {
+        dp.counters(0).map_or(0, |c| {
+            c.iter()
+                .find(|(r, _)| *r == Reason::Blocked)
+                .map_or(0, |(_, c)| c.packets)
+        })
+    };
+    run("op25b", &|| counted(&dp))?;
+    dp.program_mut().detach(link)?;
+
+    if let Ok(filter) = XdpFilter::load(&net.rx) {
+        run("xdp-filter (tcp dport 25)", &|| {
+            ethtool_stat(&net.rx, "rx_queue_0_xdp_packets")
+        })?;
+        drop(filter);
+    }
+
+    // Without XDP on rx, veth needs NAPI (GRO) to take XDP_TX frames.
+    sh("ethtool", &["-K", &net.rx, "gro", "on"])?;
+    let elements: Vec<String> = dynamic.v4.iter().map(ToString::to_string).collect();
+    let script = format!(
+        "table netdev o5bench {{\n set dyn {{ type ipv4_addr; flags interval; auto-merge; elements = {{ {} }} }}\n chain in {{ type filter hook ingress device {} priority -500;\n  ip saddr @dyn tcp dport 25 counter drop\n }}\n}}\n",
+        elements.join(", "),
+        net.rx
+    );
+    let path = std::env::temp_dir().join(format!("op25b-bench-{}.nft", std::process::id()));
+    std::fs::write(&path, script)?;
+    sh("nft", &["-f", path.to_str().context("path")?])?;
+    let _ = std::fs::remove_file(&path);
+    run("nftables netdev ingress, interval set", &nft_counter)?;
+    sh("nft", &["delete", "table", "netdev", "o5bench"])?;
+    // veth counts frames taken through its NAPI (GRO) path as xdp_packets.
+    run("no filter (stack, no XDP)", &|| {
+        ethtool_stat(&net.rx, "rx_queue_0_xdp_packets")
+    })?;
+
+    Ok(Throughput {
+        frames_offered: frames,
+        generator_offered_mpps: offered,
+        rows,
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReloadUnderTraffic {
+    pub prefixes: usize,
+    pub reloads: usize,
+    pub reload_ms: Vec<f64>,
+    pub frames_judged: u64,
+    pub misverdicts: u64,
+}
+
+/// Judges stable frames (same verdict under the old and new policy) in a
+/// second program instance on the same pinned maps while the control
+/// instance reloads a large list back and forth.
+pub fn reload_under_traffic(n: usize) -> anyhow::Result<ReloadUnderTraffic> {
+    let dir = std::path::PathBuf::from(format!("/sys/fs/bpf/op25b-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let result = (|| {
+        let mut rng = StdRng::seed_from_u64(99);
+        let old = Policy {
+            dynamic: prefixes::list(&mut rng, n, true),
+            exempt: prefixes::list(&mut rng, n / 10, false),
+            ..small_policy()
+        };
+        let new = Policy {
+            dynamic: churn(&mut rng, &old.dynamic, true),
+            exempt: churn(&mut rng, &old.exempt, false),
+            ..old.clone()
+        };
+        let mut control = Dataplane::load(&Maps::Pinned(dir.clone()), 0)?;
+        control.apply(&old)?;
+        let tester = Dataplane::load(&Maps::Pinned(dir.clone()), 1)?;
+        let ports = BlockedPorts::SMTP;
+        let mut frames = Vec::new();
+        for _ in 0..400 {
+            let src = prefixes::host_in(&mut rng, &old.dynamic);
+            for s in [IpAddr::V4(src), ip("203.0.113.10")] {
+                let frame = FrameSpec::tcp_syn(s, ip(MX4), 25).build();
+                let (a, b) = (
+                    decide(frame.as_slice(), &ports, &old),
+                    decide(frame.as_slice(), &ports, &new),
+                );
+                if a == b {
+                    frames.push((frame, a.reason));
+                }
+            }
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (judged, wrong) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let worker = {
+            let (stop, judged, wrong) =
+                (Arc::clone(&stop), Arc::clone(&judged), Arc::clone(&wrong));
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                testrun::pin_to_cpu(1);
+                while !stop.load(Ordering::Relaxed) {
+                    for (frame, expected) in &frames {
+                        if tester.judge(frame)?.reason != *expected {
+                            wrong.fetch_add(1, Ordering::Relaxed);
+                        }
+                        judged.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(())
+            })
+        };
+        let mut reload_ms = Vec::new();
+        for policy in [&new, &old, &new] {
+            let t = Instant::now();
+            control.apply(policy)?;
+            reload_ms.push(ms(t.elapsed()));
+        }
+        stop.store(true, Ordering::Relaxed);
+        worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("tester panicked"))??;
+        Ok(ReloadUnderTraffic {
+            prefixes: n,
+            reloads: reload_ms.len(),
+            reload_ms,
+            frames_judged: judged.load(Ordering::Relaxed),
+            misverdicts: wrong.load(Ordering::Relaxed),
+        })
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+pub fn targets(
+    per_packet: &PerPacket,
+    scale: &[ScaleRow],
+    throughput: &Throughput,
+    reload: &ReloadUnderTraffic,
+) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for row in per_packet
+        .rows
+        .iter()
+        .filter(|r| matches!(r.reason, "not_ip" | "not_smtp" | "fragment"))
+    {
+        targets.push(Target {
+            name: format!("non-SMTP path {} ≤ floor + 5 ns", row.path),
+            measured: format!("floor + {:.1} ns", row.op25b_minus_floor_ns),
+            limit: "floor + 5 ns".into(),
+            met: row.op25b_minus_floor_ns <= 5.0,
+        });
+    }
+    let at = |n: usize| scale.iter().find(|r| r.prefixes_per_list == n);
+    if let (Some(small), Some(big)) = (at(10), at(100_000)) {
+        let ratio = big.blocked_ns_random_sources / small.blocked_ns_random_sources;
+        targets.push(Target {
+            name: "blocked path, 100,000 prefixes vs 10".into(),
+            measured: format!("{ratio:.2}×"),
+            limit: "≤ 2×".into(),
+            met: ratio <= 2.0,
+        });
+    }
+    if let Some(million) = at(1_000_000) {
+        targets.push(Target {
+            name: "1,000,000-prefix list loads".into(),
+            measured: format!("{:.0} ms", million.load_dynamic_ms),
+            limit: "≤ 2000 ms".into(),
+            met: million.load_dynamic_ms <= 2000.0,
+        });
+    }
+    let rate = |name: &str| {
+        throughput
+            .rows
+            .iter()
+            .find(|r| r.receiver.starts_with(name))
+            .map(|r| r.mpps)
+    };
+    if let (Some(op), Some(xf)) = (rate("op25b"), rate("xdp-filter")) {
+        targets.push(Target {
+            name: "drop rate vs xdp-filter".into(),
+            measured: format!("{:.2}×", op / xf),
+            limit: "≥ 1×".into(),
+            met: op >= xf,
+        });
+    }
+    if let (Some(op), Some(nf)) = (rate("op25b"), rate("nftables")) {
+        targets.push(Target {
+            name: "drop rate vs nftables".into(),
+            measured: format!("{:.2}×", op / nf),
+            limit: "≥ 5×".into(),
+            met: op >= 5.0 * nf,
+        });
+    }
+    targets.push(Target {
+        name: format!(
+            "mis-verdicts while a {}-prefix list reloads",
+            reload.prefixes
+        ),
+        measured: reload.misverdicts.to_string(),
+        limit: "0".into(),
+        met: reload.misverdicts == 0,
+    });
+    targets
+}
+
+#[allow(clippy::too_many_lines, reason = "one report, table after table")]
+pub fn markdown(
+    machine: &str,
+    per_packet: &PerPacket,
+    scale: &[ScaleRow],
+    throughput: &Throughput,
+    reload: &ReloadUnderTraffic,
+    targets: &[Target],
+) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "Machine: {machine}\n");
+    let _ = writeln!(
+        md,
+        "Per-packet cost (BPF_PROG_TEST_RUN, repeat {}, median of {}, one CPU, bpf_stats off; verifier: {} instructions)\n",
+        per_packet.repeat,
+        per_packet.runs,
+        per_packet.verified_instructions.map_or_else(|| "?".into(), |n| n.to_string())
+    );
+    let _ = writeln!(
+        md,
+        "| path | verdict | op25b ns | floor ns | op25b − floor | ratio | xdp-filter ns |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|");
+    for r in &per_packet.rows {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.1} | {:.1} | {:+.1} | {:.2}× | {} |",
+            r.path,
+            r.reason,
+            r.op25b_ns,
+            r.floor_ns,
+            r.op25b_minus_floor_ns,
+            r.op25b_ns / r.floor_ns.max(0.1),
+            r.xdp_filter_ns
+                .map_or_else(|| "n/a".into(), |v| format!("{v:.1}"))
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nScale (dynamic and exempt lists, half IPv4 half IPv6, carrier-like prefix lengths)\n"
+    );
+    let _ = writeln!(md, "| prefixes per list | blocked ns (random sources) | trie memory | load dynamic | load exempt | reload 1% |");
+    let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|");
+    for r in scale {
+        let _ = writeln!(
+            md,
+            "| {} | {:.1} | {:.1} MiB | {:.0} ms | {:.0} ms | {:.0} ms |",
+            r.prefixes_per_list,
+            r.blocked_ns_random_sources,
+            r.policy_map_memory_bytes as f64 / f64::from(1 << 20),
+            r.load_dynamic_ms,
+            r.load_exempt_ms,
+            r.reload_1pct_ms
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nThroughput through a veth pair ({} blocked SYNs from a BPF_PROG_TEST_RUN live-frame generator, generator alone into an XDP_DROP receiver: {:.2} Mpps; generator and receiver share the bench CPU)\n",
+        throughput.frames_offered, throughput.generator_offered_mpps
+    );
+    let _ = writeln!(
+        md,
+        "| receiver | offered Mpps | processed | processed Mpps |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|");
+    for r in &throughput.rows {
+        let _ = writeln!(
+            md,
+            "| {} | {:.2} | {} | {:.2} |",
+            r.receiver, r.offered_mpps, r.processed, r.mpps
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nReload under traffic: {} prefixes per list, {} reloads ({} ms), {} frames judged meanwhile, {} mis-verdicts\n",
+        reload.prefixes,
+        reload.reloads,
+        reload.reload_ms.iter().map(|m| format!("{m:.0}")).collect::<Vec<_>>().join(", "),
+        reload.frames_judged,
+        reload.misverdicts
+    );
+    let _ = writeln!(md, "| target | measured | limit | met |");
+    let _ = writeln!(md, "|---|---|---|---|");
+    for t in targets {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            t.name,
+            t.measured,
+            t.limit,
+            if t.met { "yes" } else { "**no**" }
+        );
+    }
+    md
+}

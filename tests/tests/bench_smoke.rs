@@ -1,0 +1,63 @@
+//! The benchmark's smoke mode runs every section with tiny repeats, so the
+//! benchmark cannot rot between real runs. Needs root, xdp-tools, nftables.
+use std::process::Command;
+
+#[test]
+fn benchmark_smoke_mode_runs_every_section() {
+    op25b_tests::require_root();
+    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/op25b-bench");
+    assert!(
+        bin.exists(),
+        "{} missing: scripts/test.sh builds it",
+        bin.display()
+    );
+    let dir = op25b_tests::TempDir::new("bench");
+    let json = dir.path().join("bench.json");
+    let out = Command::new(&bin)
+        .arg("--smoke")
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for heading in [
+        "| path | verdict | op25b ns",
+        "| prefixes per list |",
+        "| receiver |",
+        "| target |",
+        "Reload under traffic",
+    ] {
+        assert!(table.contains(heading), "missing {heading:?} in\n{table}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["smoke"], true);
+    let rows = report["per_packet"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 9);
+    assert!(rows
+        .iter()
+        .all(|r| r["op25b_ns"].as_f64().unwrap() > 0.0 && r["floor_ns"].as_f64().unwrap() > 0.0));
+    assert!(
+        rows.iter().all(|r| r["xdp_filter_ns"].as_f64().is_some()),
+        "xdp-filter was not measured"
+    );
+    let receivers: Vec<&str> = report["throughput"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["receiver"].as_str().unwrap())
+        .collect();
+    assert_eq!(receivers.len(), 5, "{receivers:?}");
+    assert_eq!(report["reload_under_traffic"]["misverdicts"], 0);
+    assert!(
+        report["reload_under_traffic"]["frames_judged"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+}
