@@ -29,6 +29,7 @@ use crate::{
     dataplane::{Dataplane, DataplaneError, HeldLink, Maps},
     pins::{ifindex, AttachMode, LinkPin, PinError, PinLayout},
     policy::ListKind,
+    provisioning::Provisioning,
     telemetry::{InterfaceView, Telemetry},
 };
 
@@ -47,6 +48,8 @@ pub enum AgentError {
     Dataplane(#[from] DataplaneError),
     #[error(transparent)]
     Http(#[from] crate::http::HttpError),
+    #[error(transparent)]
+    Provisioning(#[from] crate::provisioning::ProvisioningError),
     #[error("another op25b-agent already manages {}", path.display())]
     AlreadyRunning { path: PathBuf },
     #[error("{}: {source}", path.display())]
@@ -108,6 +111,8 @@ pub struct Agent {
     events_reopen: Arc<AtomicBool>,
     events_stop: Arc<AtomicBool>,
     events_thread: Option<std::thread::JoinHandle<()>>,
+    /// Run-time grants (the provisioning API), when configured.
+    provisioning: Option<Arc<Provisioning>>,
     /// Holds the flock on the pin directory for the agent's lifetime.
     _lock: std::fs::File,
 }
@@ -119,7 +124,23 @@ impl Agent {
         layout.prepare()?;
         let lock = lock_dir(&layout.root)?;
         let mut control = Dataplane::load(&Maps::Pinned(layout.maps_dir()), 0)?;
-        let stats = control.apply(&config.policy)?;
+        let provisioning = match &config.api {
+            Some(api) => {
+                let provisioning = Arc::new(Provisioning::open(api.clone())?);
+                crate::provisioning::serve(&provisioning)?;
+                info!(
+                    "provisioning API on {}",
+                    api.socket.as_ref().map_or_else(
+                        || api.listen_address.clone().unwrap_or_default(),
+                        |s| s.display().to_string()
+                    )
+                );
+                Some(provisioning)
+            }
+            None => None,
+        };
+        let effective = effective_policy(&config, provisioning.as_deref());
+        let stats = control.apply(&effective)?;
         info!(
             added = stats.added,
             removed = stats.removed,
@@ -130,7 +151,7 @@ impl Agent {
             &layout.maps_dir(),
             config.events.top_capacity,
         ));
-        telemetry.set_policy(&config.policy);
+        telemetry.set_policy(&effective);
         record_reload(&telemetry, true);
         if !config.metrics.listen_address.is_empty() {
             let bound = crate::http::serve(&config.metrics.listen_address, Arc::clone(&telemetry))?;
@@ -151,6 +172,7 @@ impl Agent {
             events_reopen,
             events_stop,
             events_thread: Some(events_thread),
+            provisioning,
             _lock: lock,
         };
         agent.set_interfaces(&agent.config.interfaces.clone());
@@ -214,6 +236,7 @@ impl Agent {
             } else if self.files_changed() {
                 self.reload("file change");
             }
+            self.apply_grants();
             if last_interface_check.elapsed() >= INTERFACE_INTERVAL {
                 self.reconcile_interfaces();
                 last_interface_check = Instant::now();
@@ -222,6 +245,38 @@ impl Agent {
         }
         self.shutdown();
         Ok(())
+    }
+
+    /// Applies grants made over the API, and removes expired ones on time.
+    fn apply_grants(&mut self) {
+        let Some(provisioning) = &self.provisioning else {
+            return;
+        };
+        let now = crate::provisioning::now_unix();
+        let expired = provisioning
+            .state()
+            .next_expiry(0)
+            .is_some_and(|t| t <= now)
+            && provisioning.expire(now);
+        if !provisioning.changed.swap(false, Ordering::Relaxed) && !expired {
+            return;
+        }
+        let effective = effective_policy(&self.config, Some(provisioning));
+        match self.control.apply(&effective) {
+            Ok(stats) => {
+                info!(
+                    added = stats.added,
+                    removed = stats.removed,
+                    expired,
+                    "run-time grants applied"
+                );
+                self.telemetry.set_policy(&effective);
+            }
+            Err(e) => {
+                error!("applying run-time grants: {e}; retrying");
+                provisioning.changed.store(true, Ordering::Relaxed);
+            }
+        }
     }
 
     fn files_changed(&mut self) -> bool {
@@ -254,7 +309,8 @@ impl Agent {
                 self.config.pin_path.display()
             );
         }
-        match self.control.apply(&new.policy) {
+        let effective = effective_policy(&new, self.provisioning.as_deref());
+        match self.control.apply(&effective) {
             Ok(stats) => info!(
                 trigger,
                 added = stats.added,
@@ -272,7 +328,7 @@ impl Agent {
         let pin_path = self.config.pin_path.clone();
         self.config = Config { pin_path, ..new };
         self.set_interfaces(&self.config.interfaces.clone());
-        self.telemetry.set_policy(&self.config.policy);
+        self.telemetry.set_policy(&effective);
         record_reload(&self.telemetry, true);
     }
 
@@ -431,6 +487,16 @@ impl Agent {
                 let _ = std::fs::remove_dir_all(&self.layout.root);
             }
         }
+    }
+}
+
+/// The configuration's policy plus the grants active now.
+fn effective_policy(config: &Config, provisioning: Option<&Provisioning>) -> crate::policy::Policy {
+    match provisioning {
+        Some(p) => p
+            .state()
+            .effective(&config.policy, crate::provisioning::now_unix()),
+        None => config.policy.clone(),
     }
 }
 

@@ -21,6 +21,45 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Where the provisioning API is and how to authenticate.
+#[derive(Debug, clap::Args)]
+pub struct ApiArgs {
+    /// The agent's configuration (for [api] socket and token_file).
+    #[arg(long, env = "OP25B_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// The API's unix socket, overriding the config.
+    #[arg(long, global = true)]
+    pub socket: Option<PathBuf>,
+    /// File holding the bearer token, overriding the config.
+    #[arg(long, global = true)]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrantAction {
+    /// Grant PREFIX (a bare address means one host).
+    Add {
+        prefix: String,
+        /// Expire after this long: 7d, 12h, 3600s. Default: never.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Why: a ticket reference or free text (audited).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Who asks (audited); default "cli:$USER".
+        #[arg(long)]
+        actor: Option<String>,
+    },
+    /// Revoke PREFIX.
+    Del { prefix: String },
+    /// List the grants.
+    List {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Human,
@@ -115,6 +154,23 @@ pub enum Command {
         /// Print the API's JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+
+    /// Grant, revoke and list exemptions over the running agent's
+    /// provisioning API (persisted, audited, optionally temporary).
+    Exempt {
+        #[command(subcommand)]
+        action: GrantAction,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+
+    /// Grant, revoke and list allowed destinations (relays) over the API.
+    AllowDestination {
+        #[command(subcommand)]
+        action: GrantAction,
+        #[command(flatten)]
+        api: ApiArgs,
     },
 
     /// Write the man pages (op25b-agent.1 and one per subcommand) into DIR.

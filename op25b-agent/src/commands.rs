@@ -234,6 +234,92 @@ pub fn explain(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `exempt …` / `allow-destination …`: one API request.
+pub fn grant(
+    list: &str,
+    action: &crate::cli::GrantAction,
+    api: &crate::cli::ApiArgs,
+) -> Result<ExitCode, CommandError> {
+    use crate::cli::GrantAction;
+    let config = load_optional(api.config.as_deref())?;
+    let defaults = config
+        .as_ref()
+        .and_then(|c| c.api.clone())
+        .unwrap_or_default();
+    let socket = api.socket.clone().or(defaults.socket).ok_or_else(|| {
+        CommandError::Usage("no API socket: give --socket or a config with [api]".into())
+    })?;
+    let token_file = api.token_file.clone().unwrap_or(defaults.token_file);
+    let token = std::fs::read_to_string(&token_file)
+        .map_err(|e| CommandError::Usage(format!("{}: {e}", token_file.display())))?;
+    let path = format!("/api/v1/{list}");
+    let (method, path, body) = match action {
+        GrantAction::Add {
+            prefix,
+            ttl,
+            reason,
+            actor,
+        } => {
+            let actor = actor.clone().unwrap_or_else(|| {
+                format!(
+                    "cli:{}",
+                    std::env::var("USER").unwrap_or_else(|_| "root".into())
+                )
+            });
+            let body = serde_json::json!({ "prefix": prefix, "ttl": ttl, "reason": reason, "actor": actor });
+            ("POST", path, Some(body.to_string()))
+        }
+        GrantAction::Del { prefix } => (
+            "DELETE",
+            format!("{path}?prefix={}", prefix.replace('/', "%2F")),
+            None,
+        ),
+        GrantAction::List { .. } => ("GET", path, None),
+    };
+    let (status, answer) =
+        crate::provisioning::request(&socket, token.trim(), method, &path, body.as_deref())
+            .map_err(|e| {
+                CommandError::Usage(format!(
+                    "{}: {e} (is the agent running with [api]?)",
+                    socket.display()
+                ))
+            })?;
+    let mut out = io::stdout().lock();
+    if !(200..300).contains(&status) {
+        let message = serde_json::from_str::<serde_json::Value>(&answer)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or(answer);
+        return Err(CommandError::Usage(format!("{status}: {message}")));
+    }
+    match action {
+        GrantAction::List { json: false } => {
+            let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+            for g in v[list].as_array().into_iter().flatten() {
+                let expires = g["expires_at"].as_u64().map_or_else(
+                    || "never".to_owned(),
+                    |t| {
+                        humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH + std::time::Duration::from_secs(t),
+                        )
+                        .to_string()
+                    },
+                );
+                writeln!(
+                    out,
+                    "{:<40} expires {:<22} by {:<16} {}",
+                    g["prefix"].as_str().unwrap_or(""),
+                    expires,
+                    g["actor"].as_str().unwrap_or(""),
+                    g["reason"].as_str().unwrap_or("")
+                )?;
+            }
+        }
+        _ => writeln!(out, "{answer}")?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `man DIR`: one page for the tool and one per subcommand.
 pub fn man(dir: &Path) -> Result<ExitCode, CommandError> {
     use clap::CommandFactory as _;

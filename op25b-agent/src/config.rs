@@ -36,6 +36,20 @@ struct RawConfig {
     metrics: MetricsConfig,
     #[serde(default)]
     events: RawEvents,
+    #[serde(default)]
+    api: Option<RawApi>,
+}
+
+/// `[api]`: the provisioning API (absent = off).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    socket: Option<String>,
+    listen_address: Option<String>,
+    token_file: Option<String>,
+    state_file: Option<String>,
+    audit_log: Option<String>,
+    max_body_bytes: Option<usize>,
 }
 
 /// `[metrics]`: the Prometheus endpoint and the abuse-desk API.
@@ -161,6 +175,8 @@ pub struct Config {
     pub list_files: Vec<PathBuf>,
     pub metrics: MetricsConfig,
     pub events: EventsConfig,
+    /// The provisioning API, when configured.
+    pub api: Option<crate::provisioning::ApiConfig>,
 }
 
 /// One problem, with where it is.
@@ -345,6 +361,46 @@ impl Checker<'_> {
         events
     }
 
+    fn api(&mut self, raw: &RawApi) -> crate::provisioning::ApiConfig {
+        let base = self.path.parent().unwrap_or(Path::new(".")).to_owned();
+        let mut api = crate::provisioning::ApiConfig::default();
+        let path =
+            |p: &Option<String>, default: PathBuf| p.as_ref().map_or(default, |p| base.join(p));
+        api.socket = match &raw.socket {
+            Some(s) if s.is_empty() => None,
+            s => Some(path(s, api.socket.clone().expect("default socket"))),
+        };
+        api.listen_address = raw.listen_address.clone().filter(|a| !a.is_empty());
+        if let Some(address) = &api.listen_address {
+            if address.parse::<std::net::SocketAddr>().is_err() {
+                self.key(
+                    "api.listen_address".into(),
+                    format!("{address:?} is not an address:port"),
+                );
+            }
+        }
+        if api.socket.is_none() && api.listen_address.is_none() {
+            self.key(
+                "api".into(),
+                "neither socket nor listen_address: the API would be unreachable",
+            );
+        }
+        api.token_file = path(&raw.token_file, api.token_file);
+        api.state_file = path(&raw.state_file, api.state_file);
+        api.audit_log = path(&raw.audit_log, api.audit_log);
+        if let Some(max) = raw.max_body_bytes {
+            if (64..=16 << 20).contains(&max) {
+                api.max_body_bytes = max;
+            } else {
+                self.key(
+                    "api.max_body_bytes".into(),
+                    format!("{max} is not in 64..=16777216"),
+                );
+            }
+        }
+        api
+    }
+
     fn pin_path(&mut self, pin: Option<&Spanned<String>>) -> PathBuf {
         match pin {
             Some(pin) if !Path::new(pin.get_ref()).is_absolute() => {
@@ -511,6 +567,7 @@ impl Config {
                 format!("{:?} is not an address:port", raw.metrics.listen_address),
             );
         }
+        let api = raw.api.as_ref().map(|a| check.api(a));
         let pin_path = check.pin_path(raw.pin_path.as_ref());
         check.interfaces(&raw.interfaces);
 
@@ -529,6 +586,7 @@ impl Config {
             list_files,
             metrics: raw.metrics,
             events,
+            api,
         })
     }
 }

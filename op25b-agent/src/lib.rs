@@ -12,6 +12,7 @@ pub mod http;
 pub mod pins;
 pub mod policy;
 pub mod prefix;
+pub mod provisioning;
 pub mod replay;
 pub mod status;
 pub mod systemd;

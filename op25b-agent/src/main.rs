@@ -49,6 +49,10 @@ fn main() -> ExitCode {
             json,
         } => commands::top(window, *limit, config.as_deref(), address.as_deref(), *json),
         Command::Man { dir } => commands::man(dir),
+        Command::Exempt { action, api } => commands::grant("exemptions", action, api),
+        Command::AllowDestination { action, api } => {
+            commands::grant("allowed_destinations", action, api)
+        }
         Command::Completions { shell } => Ok(commands::completions(*shell)),
         Command::Replay {
             config,
