@@ -113,6 +113,8 @@ pub struct Agent {
     events_thread: Option<std::thread::JoinHandle<()>>,
     /// Run-time grants (the provisioning API), when configured.
     provisioning: Option<Arc<Provisioning>>,
+    /// Expiries up to this Unix second are already out of the maps.
+    expiry_checked_at: u64,
     /// Holds the flock on the pin directory for the agent's lifetime.
     _lock: std::fs::File,
 }
@@ -173,6 +175,7 @@ impl Agent {
             events_stop,
             events_thread: Some(events_thread),
             provisioning,
+            expiry_checked_at: crate::provisioning::now_unix(),
             _lock: lock,
         };
         agent.set_interfaces(&agent.config.interfaces.clone());
@@ -248,33 +251,45 @@ impl Agent {
     }
 
     /// Applies grants made over the API, and removes expired ones on time.
+    /// Applies grants made over the API, and removes expired grants and
+    /// expired `expires_at` entries of the lists on time.
     fn apply_grants(&mut self) {
-        let Some(provisioning) = &self.provisioning else {
-            return;
-        };
         let now = crate::provisioning::now_unix();
-        let expired = provisioning
-            .state()
-            .next_expiry(0)
-            .is_some_and(|t| t <= now)
-            && provisioning.expire(now);
-        if !provisioning.changed.swap(false, Ordering::Relaxed) && !expired {
+        let lists_expired = self
+            .config
+            .policy
+            .next_expiry(self.expiry_checked_at)
+            .is_some_and(|t| t <= now);
+        self.expiry_checked_at = now;
+        let (grants_changed, grants_expired) = match &self.provisioning {
+            Some(p) => {
+                let expired = p.state().next_expiry(0).is_some_and(|t| t <= now) && p.expire(now);
+                (p.changed.swap(false, Ordering::Relaxed), expired)
+            }
+            None => (false, false),
+        };
+        let expired = lists_expired || grants_expired;
+        if !grants_changed && !expired {
             return;
         }
-        let effective = effective_policy(&self.config, Some(provisioning));
+        let provisioning = self.provisioning.clone();
+        let provisioning = provisioning.as_deref();
+        let effective = effective_policy(&self.config, provisioning);
         match self.control.apply(&effective) {
             Ok(stats) => {
                 info!(
                     added = stats.added,
                     removed = stats.removed,
                     expired,
-                    "run-time grants applied"
+                    "run-time grants and expiries applied"
                 );
                 self.telemetry.set_policy(&effective);
             }
             Err(e) => {
-                error!("applying run-time grants: {e}; retrying");
-                provisioning.changed.store(true, Ordering::Relaxed);
+                error!("applying run-time grants and expiries: {e}; retrying");
+                if let Some(p) = provisioning {
+                    p.changed.store(true, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -490,13 +505,14 @@ impl Agent {
     }
 }
 
-/// The configuration's policy plus the grants active now.
+/// The configuration's policy as of now (expired entries out) plus the
+/// grants active now.
 fn effective_policy(config: &Config, provisioning: Option<&Provisioning>) -> crate::policy::Policy {
+    let now = crate::provisioning::now_unix();
+    let base = config.policy.active(now);
     match provisioning {
-        Some(p) => p
-            .state()
-            .effective(&config.policy, crate::provisioning::now_unix()),
-        None => config.policy.clone(),
+        Some(p) => p.state().effective(&base, now),
+        None => base,
     }
 }
 

@@ -58,6 +58,15 @@ pub fn check_config(path: &Path) -> Result<ExitCode, CommandError> {
             list.v4.len(),
             list.v6.len()
         )?;
+        if !list.expiring.is_empty() {
+            let now = crate::provisioning::now_unix();
+            let expired = list.expiring.values().filter(|&&t| t <= now).count();
+            writeln!(
+                out,
+                "  {} temporary (expires_at), {expired} of them already expired",
+                list.expiring.len()
+            )?;
+        }
     }
     for iface in &config.interfaces {
         writeln!(

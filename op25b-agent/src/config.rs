@@ -14,7 +14,7 @@ use toml::Spanned;
 
 use crate::{
     policy::Policy,
-    prefix::{read_list_file, ListFileError, Prefix, PrefixSet},
+    prefix::{read_list_file, ListFileError, PrefixSet},
 };
 
 /// Submission ports (RFC 6409 / RFC 8314) must stay open whatever the config says.
@@ -270,8 +270,8 @@ impl Checker<'_> {
 
     fn prefixes(&mut self, key: &str, entries: &[Spanned<String>], into: &mut PrefixSet) {
         for (i, entry) in entries.iter().enumerate() {
-            match entry.get_ref().trim().parse::<Prefix>() {
-                Ok(prefix) => into.insert(prefix),
+            match crate::prefix::parse_entry(entry.get_ref().trim()) {
+                Ok((prefix, expires)) => into.insert_until(prefix, expires),
                 Err(e) => self.at(&entry.span(), format!("policy.{key}[{i}]"), e),
             }
         }

@@ -57,6 +57,26 @@ impl ListKind {
 }
 
 impl Policy {
+    /// The policy as it stands at `now` (Unix seconds): temporary entries
+    /// past their `expires_at` left out.
+    #[must_use]
+    pub fn active(&self, now: u64) -> Self {
+        Self {
+            dynamic: self.dynamic.active(now),
+            exempt: self.exempt.active(now),
+            allowed_destinations: self.allowed_destinations.active(now),
+            ..self.clone()
+        }
+    }
+
+    /// When the next temporary entry expires.
+    pub fn next_expiry(&self, now: u64) -> Option<u64> {
+        ListKind::ALL
+            .iter()
+            .filter_map(|k| self.list(*k).next_expiry(now))
+            .min()
+    }
+
     pub fn list(&self, kind: ListKind) -> &PrefixSet {
         match kind {
             ListKind::Dynamic => &self.dynamic,

@@ -28,6 +28,30 @@ pub enum PrefixError {
     LengthTooLong { len: u8, max: u8 },
     #[error("host bits set in {given}: did you mean {suggested}?")]
     HostBitsSet { given: String, suggested: Prefix },
+    #[error("{0:?} is not expires_at=RFC3339 (e.g. expires_at=2026-12-31T00:00:00Z)")]
+    BadExpiry(String),
+    #[error("unexpected {0:?} after the prefix (only expires_at=... may follow)")]
+    Trailing(String),
+}
+
+/// One list entry: `PREFIX` or `PREFIX expires_at=RFC3339` (a temporary
+/// entry; Unix seconds of its expiry).
+pub fn parse_entry(text: &str) -> Result<(Prefix, Option<u64>), PrefixError> {
+    let mut words = text.split_whitespace();
+    let prefix: Prefix = words.next().unwrap_or("").parse()?;
+    let mut expires = None;
+    for word in words {
+        let Some(stamp) = word.strip_prefix("expires_at=") else {
+            return Err(PrefixError::Trailing(word.to_owned()));
+        };
+        let time = humantime::parse_rfc3339_weak(stamp)
+            .map_err(|_| PrefixError::BadExpiry(word.to_owned()))?;
+        let unix = time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| PrefixError::BadExpiry(word.to_owned()))?;
+        expires = Some(unix.as_secs());
+    }
+    Ok((prefix, expires))
 }
 
 impl Prefix {
@@ -147,9 +171,46 @@ impl fmt::Display for Prefix {
 pub struct PrefixSet {
     pub v4: BTreeSet<Prefix>,
     pub v6: BTreeSet<Prefix>,
+    /// Temporary members: Unix seconds after which each leaves the set.
+    /// A prefix also listed without expiry is permanent (not in here).
+    pub expiring: std::collections::BTreeMap<Prefix, u64>,
 }
 
 impl PrefixSet {
+    /// Adds a prefix that leaves at `expires` (Unix seconds), or never.
+    pub fn insert_until(&mut self, prefix: Prefix, expires: Option<u64>) {
+        let family = if prefix.is_ipv4() { &self.v4 } else { &self.v6 };
+        let permanent = family.contains(&prefix) && !self.expiring.contains_key(&prefix);
+        match expires {
+            None => {
+                self.expiring.remove(&prefix);
+            }
+            Some(t) if !permanent => {
+                let until = self.expiring.entry(prefix).or_insert(t);
+                *until = (*until).max(t);
+            }
+            Some(_) => {}
+        }
+        self.insert(prefix);
+    }
+
+    /// The set as it stands at `now`: temporary members past their expiry left out.
+    #[must_use]
+    pub fn active(&self, now: u64) -> Self {
+        let mut set = self.clone();
+        for (prefix, _) in self.expiring.iter().filter(|(_, &t)| t <= now) {
+            set.v4.remove(prefix);
+            set.v6.remove(prefix);
+            set.expiring.remove(prefix);
+        }
+        set
+    }
+
+    /// The next expiry after `now`.
+    pub fn next_expiry(&self, now: u64) -> Option<u64> {
+        self.expiring.values().copied().filter(|&t| t > now).min()
+    }
+
     pub fn insert(&mut self, prefix: Prefix) {
         if prefix.is_ipv4() {
             self.v4.insert(prefix);
@@ -216,8 +277,9 @@ pub enum ListFileError {
     },
 }
 
-/// Reads a list file: one CIDR per line, `#` starts a comment, blank lines
-/// are skipped, both families may mix. The first bad line fails the file.
+/// Reads a list file: one CIDR per line, optionally followed by
+/// `expires_at=RFC3339`; `#` starts a comment, blank lines are skipped, both
+/// families may mix. The first bad line fails the file.
 pub fn read_list_file(path: &Path, into: &mut PrefixSet) -> Result<(), ListFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| ListFileError::Read {
         path: path.to_owned(),
@@ -237,7 +299,8 @@ pub fn parse_list(text: &str, into: &mut PrefixSet) -> Result<(), (usize, Prefix
         if entry.is_empty() {
             continue;
         }
-        into.insert(entry.parse().map_err(|e| (index + 1, e))?);
+        let (prefix, expires) = parse_entry(entry).map_err(|e| (index + 1, e))?;
+        into.insert_until(prefix, expires);
     }
     Ok(())
 }
@@ -309,6 +372,37 @@ mod tests {
         let (line, err) = parse_list(text, &mut set).unwrap_err();
         assert_eq!(line, 5);
         assert!(matches!(err, PrefixError::HostBitsSet { .. }));
+    }
+
+    #[test]
+    fn temporary_entries_leave_on_time_and_permanent_ones_win() {
+        let mut set = PrefixSet::default();
+        parse_list(
+            "100.64.1.7/32 expires_at=2026-12-01T00:00:00Z # ticket 1\n2001:db8::7 expires_at=2026-12-02T00:00:00Z\n100.64.1.8/32 expires_at=2026-12-01T00:00:00Z\n100.64.1.8/32\n",
+            &mut set,
+        )
+        .unwrap();
+        let dec1 = 1_796_083_200; // 2026-12-01T00:00:00Z
+        assert_eq!(set.len(), 3);
+        assert_eq!(set.next_expiry(0), Some(dec1));
+        let later = set.active(dec1);
+        assert!(
+            !later.contains("100.64.1.7".parse().unwrap()),
+            "expired entry kept"
+        );
+        assert!(
+            later.contains("100.64.1.8".parse().unwrap()),
+            "a permanent line must win over a temporary one"
+        );
+        assert!(later.contains("2001:db8::7".parse().unwrap()));
+        assert!(set.active(dec1 - 1).contains("100.64.1.7".parse().unwrap()));
+        for bad in [
+            "100.64.1.9 expires_at=tomorrow",
+            "100.64.1.9 ttl=5",
+            "100.64.1.9 expires_at=",
+        ] {
+            assert!(parse_list(bad, &mut PrefixSet::default()).is_err(), "{bad}");
+        }
     }
 
     #[test]

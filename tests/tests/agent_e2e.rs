@@ -487,3 +487,25 @@ fn the_units_capabilities_suffice_and_each_is_needed() {
         detach(&lab);
     }
 }
+
+#[test]
+fn a_list_entry_with_expires_at_leaves_on_time() {
+    let mut lab = Lab::up(&[]);
+    let expiry = std::time::SystemTime::now() + Duration::from_secs(3);
+    let stamp = humantime::format_rfc3339_seconds(expiry);
+    let path = lab.dir.path().join("lists/exempt.txt");
+    let mut list = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    writeln!(list, "{DYN4}/32 expires_at={stamp} # trial").unwrap();
+    drop(list);
+    let (ok, out, err) = lab.agent_cmd(&["check-config", lab.config.to_str().unwrap()]);
+    assert!(ok && out.contains("1 temporary (expires_at)"), "{out}{err}");
+    lab.start_agent();
+    assert!(
+        lab.connects(DYN4, MX4, 25, 1.0),
+        "the temporary exemption is not in force"
+    );
+    lab.wait_for(Duration::from_secs(6), "the entry to expire", |l| {
+        !l.connects(DYN4, MX4, 25, 0.3)
+    });
+    assert!(lab.log().contains("expiries applied"), "{}", lab.log());
+}
