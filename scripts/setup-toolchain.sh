@@ -7,6 +7,7 @@ BPF_LINKER_VERSION=0.13.0
 APT_PACKAGES=(
   rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev # eBPF toolchain
   bpftool iproute2 procps tcpdump util-linux python3       # lab and tests
+  pkg-config zlib1g-dev                                    # bpf-linker build
   python3-scapy                                            # an independent capture writer
   prometheus                                               # a real scraper, promtool
   systemd man-db dpkg-dev                                  # unit checks, man pages, packaging

@@ -180,3 +180,88 @@ fn read_pcap_frames(path: &std::path::Path) -> Vec<Vec<u8>> {
     }
     frames
 }
+
+/// `replay --live` judges with the running agent's pinned policy, and sees
+/// a live change; `explain` without a loaded op25b judges with --config.
+#[test]
+fn replay_live_follows_the_pinned_policy_and_explain_falls_back_to_the_config() {
+    use op25b_agent::frame::FrameSpec;
+    let mut lab = op25b_tests::lab::Lab::up(&[]);
+    lab.start_agent();
+    let ip = |s: &str| s.parse().unwrap();
+    let frames = vec![
+        FrameSpec::tcp_syn(ip(fixtures::DYN4), ip(fixtures::OUTSIDE4), 25).build(),
+        FrameSpec::tcp_syn(ip(fixtures::EXEMPT4), ip(fixtures::OUTSIDE4), 25).build(),
+    ];
+    let capture = lab.dir.path().join("live.pcap");
+    write_with_scapy(&frames, &capture, "wrpcap");
+    let live = |lab: &op25b_tests::lab::Lab| -> Vec<String> {
+        let out = Command::new(agent_bin())
+            .args(["replay", "--live", "--pin-path"])
+            .arg(&lab.pin)
+            .arg(&capture)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("judged against the live maps"));
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        live(&lab),
+        [
+            r#"{"frame":1,"action":"drop","reason":"blocked"}"#,
+            r#"{"frame":2,"action":"pass","reason":"src_exempt"}"#
+        ]
+    );
+    let list = lab.dir.path().join("lists/exempt.txt");
+    let text = std::fs::read_to_string(&list).unwrap();
+    std::fs::write(&list, format!("{text}{}/32\n", fixtures::DYN4)).unwrap();
+    lab.wait_for(
+        Duration::from_secs(3),
+        "replay --live to see the new exemption",
+        |l| live(l)[0].contains("src_exempt"),
+    );
+
+    // Nothing pinned at this path: explain judges with the configuration.
+    let out = Command::new(agent_bin())
+        .args([
+            "explain",
+            "100.64.1.3",
+            fixtures::OUTSIDE4,
+            "--pin-path",
+            "/sys/fs/bpf/op25b-nothing-here",
+            "--config",
+        ])
+        .arg(&lab.config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("drop (blocked)")
+            && text.contains("against the policy of")
+            && text.contains("yes (100.64.0.0/10)"),
+        "{text}"
+    );
+    let out = Command::new(agent_bin())
+        .args(["explain", fixtures::DYN4, "2001:db8::1", "--config"])
+        .arg(&lab.config)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("different address families")
+    );
+}
