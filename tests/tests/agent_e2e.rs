@@ -509,3 +509,29 @@ fn a_list_entry_with_expires_at_leaves_on_time() {
     });
     assert!(lab.log().contains("expiries applied"), "{}", lab.log());
 }
+
+#[test]
+fn a_pin_path_off_bpffs_is_refused_with_the_reason() {
+    op25b_tests::require_root();
+    let dir = op25b_tests::TempDir::new("nobpffs");
+    let config = dir.path().join("op25b.toml");
+    fs::write(
+        &config,
+        format!(
+            "pin_path = \"{}\"\n[metrics]\nlisten_address = \"\"\n",
+            dir.path().join("pins").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(op25b_tests::agent_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not on a bpffs") && stderr.contains("mount -t bpf bpf"),
+        "{stderr}"
+    );
+}
