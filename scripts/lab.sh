@@ -32,6 +32,11 @@ up() {
   ip -n "$s" link set "${n}s0" up
   for a in 100.64.1.2/24 100.64.1.7/24 203.0.113.10/24; do ip -n "$s" addr add "$a" dev "${n}s0"; done
   for a in 2001:db8:1000::2/64 2001:db8:1000::7/64 2001:db8:2000::10/64; do ip -n "$s" addr add "$a" dev "${n}s0" nodad; done
+  # veth hands XDP_TX frames (op25b's TCP resets) only to a peer that runs
+  # XDP itself: a pass-through program on the subscriber side (pinned under
+  # the lab's own bpffs directory; real NICs need nothing of the kind).
+  mkdir -p "/sys/fs/bpf/$n-lab"
+  nsenter --net="/run/netns/$s" "$ROOT/target/debug/op25b-agent" lab-pass-through "${n}s0" "/sys/fs/bpf/$n-lab/s0-pass"
   ip -n "$s" route add default via 100.64.1.1
   ip -n "$s" -6 route add default via 2001:db8:1000::1
 
@@ -50,9 +55,13 @@ up() {
 
   ip netns exec "$i" /usr/bin/python3 "$HERE/lab-listener.py" 25 587 465 >/dev/null 2>&1 &
   disown
-  # Wait until the mail servers answer (through the router, before op25b).
+  # Wait until the mail servers answer over both families (through the
+  # router, before op25b; IPv6 neighbour discovery takes a moment).
   for _ in $(seq 50); do
-    ip netns exec "$s" /usr/bin/python3 "$HERE/lab-connect.py" 100.64.1.2 198.51.100.25 587 0.2 >/dev/null 2>&1 && return 0
+    if ip netns exec "$s" /usr/bin/python3 "$HERE/lab-connect.py" 100.64.1.2 198.51.100.25 587 0.2 >/dev/null 2>&1 &&
+      ip netns exec "$s" /usr/bin/python3 "$HERE/lab-connect.py" 2001:db8:1000::2 2001:db8:5100::25 587 0.2 >/dev/null 2>&1; then
+      return 0
+    fi
     sleep 0.1
   done
   echo "lab $n: mail servers do not answer" >&2
@@ -67,6 +76,7 @@ down() {
       ip netns del "$ns"
     fi
   done
+  rm -rf "/sys/fs/bpf/$n-lab"
 }
 
 # Demo state is global: the EXIT trap runs after demo() has returned.

@@ -21,7 +21,7 @@ use op25b_agent::{
     policy::Policy,
     prefix::PrefixSet,
 };
-use op25b_common::{decide, parse::ETH_P_8021AD, BlockedPorts, Reason};
+use op25b_common::{decide, parse::ETH_P_8021AD, Reason};
 use rand::{rngs::StdRng, SeedableRng as _};
 use serde::Serialize;
 
@@ -270,12 +270,12 @@ pub fn scale(n: usize, repeat: u32, runs: usize) -> anyhow::Result<ScaleRow> {
     dp.apply(&policy)?;
     let load_exempt = t.elapsed();
 
-    let ports = BlockedPorts::SMTP;
+    let rules = op25b_common::abi::RuntimeConfig::DEFAULT;
     let mut frames = Vec::new();
     while frames.len() < 32 {
         let src = prefixes::host_in(&mut rng, &policy.dynamic);
         let frame = FrameSpec::tcp_syn(IpAddr::V4(src), ip(MX4), 25).build();
-        if decide(frame.as_slice(), &ports, &policy).reason == Reason::Blocked {
+        if decide(frame.as_slice(), &rules, &policy).reason == Reason::Blocked {
             frames.push(frame);
         }
     }
@@ -491,15 +491,15 @@ pub fn reload_under_traffic(n: usize) -> anyhow::Result<ReloadUnderTraffic> {
         let mut control = Dataplane::load(&Maps::Pinned(dir.clone()), 0)?;
         control.apply(&old)?;
         let tester = Dataplane::load(&Maps::Pinned(dir.clone()), 1)?;
-        let ports = BlockedPorts::SMTP;
+        let rules = op25b_common::abi::RuntimeConfig::DEFAULT;
         let mut frames = Vec::new();
         for _ in 0..400 {
             let src = prefixes::host_in(&mut rng, &old.dynamic);
             for s in [IpAddr::V4(src), ip("203.0.113.10")] {
                 let frame = FrameSpec::tcp_syn(s, ip(MX4), 25).build();
                 let (a, b) = (
-                    decide(frame.as_slice(), &ports, &old),
-                    decide(frame.as_slice(), &ports, &new),
+                    decide(frame.as_slice(), &rules, &old),
+                    decide(frame.as_slice(), &rules, &new),
                 );
                 if a == b {
                     frames.push((frame, a.reason));

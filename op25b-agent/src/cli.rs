@@ -173,6 +173,12 @@ pub enum Command {
         api: ApiArgs,
     },
 
+    /// Lab helper: attach a pass-through XDP program to IFACE and pin its
+    /// link at PIN. veth hands XDP_TX frames (op25b's resets) only to a
+    /// peer that runs XDP itself; real NICs need nothing of the kind.
+    #[command(hide = true)]
+    LabPassThrough { iface: String, pin: PathBuf },
+
     /// Write the man pages (op25b-agent.1 and one per subcommand) into DIR.
     #[command(hide = true)]
     Man {

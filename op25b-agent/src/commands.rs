@@ -329,6 +329,29 @@ pub fn grant(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `lab-pass-through IFACE PIN` (hidden).
+pub fn lab_pass_through(iface: &str, pin: &Path) -> Result<ExitCode, CommandError> {
+    let mut ebpf =
+        aya::Ebpf::load(crate::dataplane::BENCH_PROGRAMS_OBJECT).map_err(DataplaneError::from)?;
+    let program: &mut aya::programs::Xdp = ebpf
+        .program_mut("xdp_pass_floor")
+        .ok_or_else(|| CommandError::Usage("xdp_pass_floor missing".into()))?
+        .try_into()
+        .map_err(DataplaneError::from)?;
+    program.load().map_err(DataplaneError::from)?;
+    let index = crate::pins::ifindex(iface)
+        .ok_or_else(|| CommandError::Usage(format!("no interface {iface}")))?;
+    let id = program
+        .attach_to_if_index(index, aya::programs::XdpMode::Driver)
+        .map_err(DataplaneError::from)?;
+    let link = program.take_link(id).map_err(DataplaneError::from)?;
+    let link = aya::programs::links::FdLink::try_from(link)
+        .map_err(|e| CommandError::Usage(e.to_string()))?;
+    link.pin(pin)
+        .map_err(|e| CommandError::Usage(format!("{}: {e}", pin.display())))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `man DIR`: one page for the tool and one per subcommand.
 pub fn man(dir: &Path) -> Result<ExitCode, CommandError> {
     use clap::CommandFactory as _;

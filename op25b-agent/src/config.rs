@@ -122,6 +122,28 @@ struct RawPolicy {
     allowed_destinations: Vec<Spanned<String>>,
     #[serde(default)]
     allowed_destinations_files: Vec<Spanned<String>>,
+    #[serde(default)]
+    pools: Vec<RawPool>,
+}
+
+/// `[[policy.pools]]`: dynamic prefixes with their own action.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    name: Spanned<String>,
+    action: PoolActionSetting,
+    #[serde(default)]
+    prefixes: Vec<Spanned<String>>,
+    #[serde(default)]
+    files: Vec<Spanned<String>>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum PoolActionSetting {
+    Monitor,
+    Drop,
+    Reject,
 }
 
 /// What happens to enforcement when the agent stops.
@@ -401,6 +423,84 @@ impl Checker<'_> {
         api
     }
 
+    /// Pools get ids 1.. (0 is the flat `dynamic` lists); a prefix may sit
+    /// in one pool only.
+    fn pools(&mut self, pools: &[RawPool], policy: &mut Policy, seen: &mut Vec<PathBuf>) {
+        use op25b_common::abi::{PoolAction, MAX_POOLS};
+        if let Some(extra) = pools.get(MAX_POOLS - 1) {
+            self.at(
+                &extra.name.span(),
+                "policy.pools".into(),
+                format!("at most {} pools are supported", MAX_POOLS - 1),
+            );
+            return;
+        }
+        for (i, pool) in pools.iter().enumerate() {
+            let name = pool.name.get_ref();
+            let key = format!("policy.pools[{i}].name");
+            let valid = !name.is_empty()
+                && name.len() <= 32
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
+            if !valid {
+                self.at(
+                    &pool.name.span(),
+                    key,
+                    format!("{name:?}: use 1-32 of a-z, 0-9, '-', '_'"),
+                );
+            } else if name == crate::policy::DEFAULT_POOL
+                || policy.pools.iter().any(|p| &p.name == name)
+            {
+                self.at(
+                    &pool.name.span(),
+                    key,
+                    format!("pool name {name:?} is taken"),
+                );
+            }
+            let id = u32::try_from(i + 1).expect("few pools");
+            let mut members = PrefixSet::default();
+            self.prefixes(
+                &format!("pools[{i}].prefixes"),
+                &pool.prefixes,
+                &mut members,
+            );
+            self.files(
+                &format!("pools[{i}].files"),
+                &pool.files,
+                &mut members,
+                seen,
+            );
+            for prefix in members.v4.iter().chain(members.v6.iter()) {
+                if policy.dynamic.v4.contains(prefix) || policy.dynamic.v6.contains(prefix) {
+                    let other = policy.pool_id(prefix);
+                    let other = policy
+                        .pools
+                        .get(other as usize)
+                        .map_or("?", |p| p.name.as_str());
+                    self.at(
+                        &pool.name.span(),
+                        format!("policy.pools[{i}]"),
+                        format!("{prefix} is also in pool {other:?}: a prefix belongs to one pool"),
+                    );
+                    continue;
+                }
+                policy
+                    .dynamic
+                    .insert_until(*prefix, members.expiring.get(prefix).copied());
+                policy.pool_of.insert(*prefix, id);
+            }
+            policy.pools.push(crate::policy::Pool {
+                name: name.clone(),
+                action: match pool.action {
+                    PoolActionSetting::Monitor => PoolAction::Monitor,
+                    PoolActionSetting::Drop => PoolAction::Drop,
+                    PoolActionSetting::Reject => PoolAction::Reject,
+                },
+            });
+        }
+    }
+
     fn pin_path(&mut self, pin: Option<&Spanned<String>>) -> PathBuf {
         match pin {
             Some(pin) if !Path::new(pin.get_ref()).is_absolute() => {
@@ -528,6 +628,7 @@ impl Config {
             ..Policy::default()
         };
         check.prefixes("dynamic", &p.dynamic, &mut policy.dynamic);
+        check.pools(&p.pools, &mut policy, &mut list_files);
         check.files(
             "dynamic_files",
             &p.dynamic_files,
@@ -688,6 +789,63 @@ allowed_destinations_files = []
                 "for {text:?} expected {expected:?}, got {got:?}"
             );
         }
+    }
+
+    #[test]
+    fn pools_parse_with_ids_actions_and_files() {
+        let d = dir();
+        std::fs::write(d.join("west.txt"), "100.96.0.0/12\n2001:db8:3000::/36\n").unwrap();
+        let text = r#"
+[policy]
+dynamic = ["100.64.0.0/12"]
+[[policy.pools]]
+name = "ftth-east"
+action = "monitor"
+prefixes = ["100.80.0.0/12"]
+[[policy.pools]]
+name = "ftth-west"
+action = "reject"
+files = ["west.txt"]
+"#;
+        let config = Config::parse(&d.join("op25b.toml"), text).unwrap();
+        let p = &config.policy;
+        let names: Vec<&str> = p.pools.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(names, ["default", "ftth-east", "ftth-west"]);
+        assert_eq!(p.pool_actions()[..3], [0, 1, 2]);
+        assert_eq!(p.pool_id(&"100.64.0.0/12".parse().unwrap()), 0);
+        assert_eq!(p.pool_id(&"100.80.0.0/12".parse().unwrap()), 1);
+        assert_eq!(p.pool_id(&"2001:db8:3000::/36".parse().unwrap()), 2);
+        assert_eq!(p.dynamic.len(), 4);
+        assert_eq!(config.list_files, vec![d.join("west.txt")]);
+    }
+
+    #[test]
+    fn bad_pools_name_their_place() {
+        let cases: &[(&str, &str)] = &[
+            ("[[policy.pools]]\nname = \"a\"\naction = \"block\"\n", "D/op25b.toml:3: unknown variant `block`"),
+            ("[[policy.pools]]\nname = \"Bad Name\"\naction = \"drop\"\n", "D/op25b.toml:2: policy.pools[0].name: \"Bad Name\": use 1-32 of"),
+            ("[[policy.pools]]\nname = \"default\"\naction = \"drop\"\n", "policy.pools[0].name: pool name \"default\" is taken"),
+            ("[[policy.pools]]\nname = \"a\"\naction = \"drop\"\n[[policy.pools]]\nname = \"a\"\naction = \"drop\"\n", "policy.pools[1].name: pool name \"a\" is taken"),
+            ("[policy]\ndynamic = [\"100.64.0.0/10\"]\n[[policy.pools]]\nname = \"a\"\naction = \"drop\"\nprefixes = [\"100.64.0.0/10\"]\n", "100.64.0.0/10 is also in pool \"default\""),
+            ("[[policy.pools]]\nname = \"a\"\naction = \"drop\"\nprefixes = [\"100.64.0.1/10\"]\n", "D/op25b.toml:4: policy.pools[0].prefixes[0]: host bits set"),
+        ];
+        for (text, expected) in cases {
+            let got = problems(text);
+            assert!(
+                got.iter().any(|p| p.contains(expected)),
+                "for {text:?} expected {expected:?}, got {got:?}"
+            );
+        }
+        let many = (0..16).fold(String::new(), |acc, i| {
+            acc + "[[policy.pools]]
+name = \"p" + &i.to_string()
+                + "\"
+action = \"drop\"
+"
+        });
+        assert!(problems(&many)
+            .iter()
+            .any(|p| p.contains("at most 15 pools")));
     }
 
     #[test]

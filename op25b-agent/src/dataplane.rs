@@ -116,6 +116,7 @@ impl Maps {
             // Live state: counters and the event stream with its limiter.
             names.extend([
                 MAP_COUNTERS,
+                op25b_common::abi::MAP_POOL_COUNTERS,
                 op25b_common::abi::MAP_EVENTS,
                 op25b_common::abi::MAP_EVENT_LIMITER,
             ]);
@@ -366,14 +367,16 @@ impl Dataplane {
         let mut stats = ApplyStats::default();
         let result = (|| {
             for kind in ListKind::ALL {
-                stats.added += self.insert_missing(kind, current.list(kind), policy.list(kind))?;
+                stats.added += self.insert_missing(kind, &current, policy)?;
             }
             if current.blocked_ports != policy.blocked_ports
                 || current.event_interval_ns != policy.event_interval_ns
+                || current.pool_actions() != policy.pool_actions()
             {
                 self.write_runtime_config(RuntimeConfig {
                     blocked_ports: ports,
                     event_interval_ns: policy.event_interval_ns,
+                    pool_actions: policy.pool_actions(),
                 })?;
                 stats.ports_changed = true;
             }
@@ -387,19 +390,48 @@ impl Dataplane {
         result.map(|()| stats)
     }
 
+    /// Writes the entries `wanted` has and `current` lacks, and dynamic
+    /// entries whose pool changed (an in-place update, atomic per entry).
     fn insert_missing(
         &mut self,
         kind: ListKind,
-        current: &PrefixSet,
-        wanted: &PrefixSet,
+        current: &Policy,
+        wanted: &Policy,
     ) -> Result<usize, DataplaneError> {
         let (v4, v6) = list_map_names(kind);
+        let (have, want) = (current.list(kind), wanted.list(kind));
+        let value = |p: &Prefix| {
+            if kind == ListKind::Dynamic {
+                wanted.pool_id(p)
+            } else {
+                0
+            }
+        };
+        let changed = |p: &&Prefix, have: &std::collections::BTreeSet<Prefix>| {
+            !have.contains(*p)
+                || (kind == ListKind::Dynamic && current.pool_id(p) != wanted.pool_id(p))
+        };
         let added_v4 = {
             let mut trie = self.trie::<4>(v4)?;
-            insert_all(&mut trie, v4, wanted.v4.difference(&current.v4))?
+            insert_all(
+                &mut trie,
+                v4,
+                want.v4
+                    .iter()
+                    .filter(|p| changed(p, &have.v4))
+                    .map(|p| (p, value(p))),
+            )?
         };
         let mut trie = self.trie::<16>(v6)?;
-        Ok(added_v4 + insert_all(&mut trie, v6, wanted.v6.difference(&current.v6))?)
+        Ok(added_v4
+            + insert_all(
+                &mut trie,
+                v6,
+                want.v6
+                    .iter()
+                    .filter(|p| changed(p, &have.v6))
+                    .map(|p| (p, value(p))),
+            )?)
     }
 
     fn remove_stale(
@@ -441,16 +473,44 @@ impl Dataplane {
             event_interval_ns: runtime.event_interval_ns,
             ..Policy::default()
         };
+        // Pool names live in the configuration; the kernel knows ids and actions.
+        let used = runtime
+            .pool_actions
+            .iter()
+            .rposition(|&a| a != 0)
+            .map_or(1, |i| i + 1);
+        policy.pools = (0..used)
+            .map(|i| crate::policy::Pool {
+                name: if i == 0 {
+                    crate::policy::DEFAULT_POOL.into()
+                } else {
+                    format!("pool{i}")
+                },
+                action: op25b_common::abi::PoolAction::from_u8(runtime.pool_actions[i]),
+            })
+            .collect();
         for kind in ListKind::ALL {
             let (v4, v6) = list_map_names(kind);
-            let set = policy.list_mut(kind);
-            for key in self.trie::<4>(v4)?.keys() {
-                let key = key.map_err(map_err(v4))?;
-                set.insert(key_prefix(IpAddr::from(key.data()), key.prefix_len()));
+            let mut entries = Vec::new();
+            for item in &self.trie::<4>(v4)? {
+                let (key, value) = item.map_err(map_err(v4))?;
+                entries.push((
+                    key_prefix(IpAddr::from(key.data()), key.prefix_len()),
+                    value,
+                ));
             }
-            for key in self.trie::<16>(v6)?.keys() {
-                let key = key.map_err(map_err(v6))?;
-                set.insert(key_prefix(IpAddr::from(key.data()), key.prefix_len()));
+            for item in &self.trie::<16>(v6)? {
+                let (key, value) = item.map_err(map_err(v6))?;
+                entries.push((
+                    key_prefix(IpAddr::from(key.data()), key.prefix_len()),
+                    value,
+                ));
+            }
+            for (prefix, value) in entries {
+                policy.list_mut(kind).insert(prefix);
+                if kind == ListKind::Dynamic && value != 0 {
+                    policy.pool_of.insert(prefix, value);
+                }
             }
         }
         Ok(policy)
@@ -569,11 +629,11 @@ fn trie_key<const N: usize>(prefix: &Prefix) -> Key<[u8; N]> {
 fn insert_all<'a, const N: usize>(
     trie: &mut LpmTrie<&mut MapData, [u8; N], u32>,
     name: &'static str,
-    prefixes: impl Iterator<Item = &'a Prefix>,
+    entries: impl Iterator<Item = (&'a Prefix, u32)>,
 ) -> Result<usize, DataplaneError> {
     let mut n = 0;
-    for prefix in prefixes {
-        trie.insert(&trie_key::<N>(prefix), 0, 0)
+    for (prefix, value) in entries {
+        trie.insert(&trie_key::<N>(prefix), value, 0)
             .map_err(map_err(name))?;
         n += 1;
     }

@@ -49,6 +49,7 @@ fn main() -> ExitCode {
             json,
         } => commands::top(window, *limit, config.as_deref(), address.as_deref(), *json),
         Command::Man { dir } => commands::man(dir),
+        Command::LabPassThrough { iface, pin } => commands::lab_pass_through(iface, pin),
         Command::Exempt { action, api } => commands::grant("exemptions", action, api),
         Command::AllowDestination { action, api } => {
             commands::grant("allowed_destinations", action, api)

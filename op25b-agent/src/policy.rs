@@ -2,9 +2,24 @@
 //! compiles to, what is diffed on reload, and (through [`PolicyLookup`]) the
 //! host-side model the kernel program is checked against.
 
-use op25b_common::{IpAddrBytes, PolicyLookup};
+use std::collections::BTreeMap;
 
-use crate::prefix::{ip_addr, PrefixSet};
+use op25b_common::{
+    abi::{PoolAction, MAX_POOLS},
+    IpAddrBytes, PolicyLookup,
+};
+
+use crate::prefix::{ip_addr, Prefix, PrefixSet};
+
+/// A named group of dynamic prefixes with its own action. Pool 0 is
+/// "default": the flat `dynamic` lists, action drop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pool {
+    pub name: String,
+    pub action: PoolAction,
+}
+
+pub const DEFAULT_POOL: &str = "default";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
@@ -14,6 +29,10 @@ pub struct Policy {
     pub allowed_destinations: PrefixSet,
     /// At most one block event per source per this many nanoseconds.
     pub event_interval_ns: u64,
+    /// Pools by id; `pools[0]` is the default pool.
+    pub pools: Vec<Pool>,
+    /// The pool of each dynamic prefix not in the default pool.
+    pub pool_of: BTreeMap<Prefix, u32>,
 }
 
 impl Default for Policy {
@@ -31,6 +50,11 @@ impl Default for Policy {
             exempt: PrefixSet::default(),
             allowed_destinations: PrefixSet::default(),
             event_interval_ns: runtime.event_interval_ns,
+            pools: vec![Pool {
+                name: DEFAULT_POOL.into(),
+                action: PoolAction::Drop,
+            }],
+            pool_of: BTreeMap::new(),
         }
     }
 }
@@ -77,6 +101,30 @@ impl Policy {
             .min()
     }
 
+    /// The pool id a dynamic prefix's trie entry holds.
+    pub fn pool_id(&self, prefix: &Prefix) -> u32 {
+        self.pool_of.get(prefix).copied().unwrap_or(0)
+    }
+
+    /// The data plane's run-time configuration for this policy (`None` if
+    /// the ports do not fit; validation prevents that).
+    pub fn runtime_config(&self) -> Option<op25b_common::abi::RuntimeConfig> {
+        Some(op25b_common::abi::RuntimeConfig {
+            blocked_ports: op25b_common::BlockedPorts::new(&self.blocked_ports)?,
+            event_interval_ns: self.event_interval_ns,
+            pool_actions: self.pool_actions(),
+        })
+    }
+
+    /// The per-pool actions as the data plane holds them.
+    pub fn pool_actions(&self) -> [u8; MAX_POOLS] {
+        let mut actions = [PoolAction::Drop as u8; MAX_POOLS];
+        for (slot, pool) in actions.iter_mut().zip(&self.pools) {
+            *slot = pool.action as u8;
+        }
+        actions
+    }
+
     pub fn list(&self, kind: ListKind) -> &PrefixSet {
         match kind {
             ListKind::Dynamic => &self.dynamic,
@@ -95,8 +143,10 @@ impl Policy {
 }
 
 impl PolicyLookup for Policy {
-    fn is_dynamic(&self, src: &IpAddrBytes) -> bool {
-        self.dynamic.contains(ip_addr(src))
+    fn dynamic_pool(&self, src: &IpAddrBytes) -> Option<u32> {
+        self.dynamic
+            .longest_match(ip_addr(src))
+            .map(|p| self.pool_id(&p))
     }
 
     fn is_allowed_destination(&self, dst: &IpAddrBytes) -> bool {

@@ -43,6 +43,10 @@ pub struct Telemetry {
     prefixes: IntGaugeVec,
     attached: IntGaugeVec,
     interfaces: RwLock<Vec<InterfaceView>>,
+    pool_packets: IntCounterVec,
+    pool_counters_path: PathBuf,
+    /// Pool names and actions, by pool id.
+    pools: RwLock<Vec<crate::policy::Pool>>,
     ready: AtomicBool,
     /// Events the agent could not write (disk full, ...), folded into
     /// `op25b_events_lost_total` with the kernel's.
@@ -81,6 +85,13 @@ impl Telemetry {
             )
             .expect("valid metric"),
             interfaces: RwLock::new(Vec::new()),
+            pool_packets: counter_vec(
+                "op25b_pool_packets_total",
+                "Packets from dynamic sources, by pool, the pool's action and reason.",
+                &["pool", "pool_action", "reason"],
+            ),
+            pool_counters_path: maps_dir.join(op25b_common::abi::MAP_POOL_COUNTERS),
+            pools: RwLock::new(Vec::new()),
             ready: AtomicBool::new(false),
             events_unwritten: std::sync::atomic::AtomicU64::new(0),
             top_sources: IntGaugeVec::new(
@@ -97,7 +108,13 @@ impl Telemetry {
         )
         .expect("valid metric");
         build.set(1);
-        for c in [&t.packets, &t.bytes, &t.attempts, &t.reloads] {
+        for c in [
+            &t.packets,
+            &t.bytes,
+            &t.attempts,
+            &t.reloads,
+            &t.pool_packets,
+        ] {
             t.registry
                 .register(Box::new(c.clone()))
                 .expect("unique metric");
@@ -125,6 +142,11 @@ impl Telemetry {
     }
 
     pub fn set_policy(&self, policy: &Policy) {
+        self.pool_packets.reset();
+        self.pools
+            .write()
+            .expect("not poisoned")
+            .clone_from(&policy.pools);
         for kind in ListKind::ALL {
             let list = policy.list(kind);
             self.prefixes
@@ -205,6 +227,36 @@ impl Telemetry {
             &self.events_lost,
             lost + self.events_unwritten.load(Ordering::Relaxed),
         );
+        self.refresh_pool_counters();
+    }
+
+    fn refresh_pool_counters(&self) {
+        let Ok(data) = MapData::from_pin(&self.pool_counters_path) else {
+            return;
+        };
+        let map = Map::PerCpuArray(data);
+        let Ok(counters) = PerCpuArray::<&MapData, Counter>::try_from(&map) else {
+            return;
+        };
+        for (id, pool) in self.pools.read().expect("not poisoned").iter().enumerate() {
+            let id = u32::try_from(id).unwrap_or(u32::MAX);
+            for reason in Reason::ALL {
+                let index = id * op25b_common::reason::REASON_SLOTS + reason.index();
+                let Ok(values) = counters.get(&index, 0) else {
+                    continue;
+                };
+                let packets: u64 = values.iter().map(|c| c.packets).sum();
+                if packets == 0 {
+                    continue;
+                }
+                let c = self.pool_packets.with_label_values(&[
+                    &pool.name,
+                    pool.action.name(),
+                    reason.name(),
+                ]);
+                c.inc_by(packets.saturating_sub(c.get()));
+            }
+        }
     }
 
     /// The text exposition of every series.

@@ -30,6 +30,11 @@ pub const EVENTS_RING_BYTES: u32 = 2 << 20;
 pub const MAP_EVENT_LIMITER: &str = "EVENT_LIMITER";
 pub const EVENT_LIMITER_SLOTS: u32 = 1 << 14;
 
+/// Per-CPU array of [`Counter`] per (pool, reason) for dynamic sources.
+pub const MAP_POOL_COUNTERS: &str = "POOL_COUNTERS";
+#[expect(clippy::cast_possible_truncation, reason = "MAX_POOLS is 16")]
+pub const POOL_COUNTER_ENTRIES: u32 = MAX_POOLS as u32 * REASON_SLOTS;
+
 /// Every policy map, for code that handles them alike (pinning, sizes).
 pub const POLICY_MAPS: [&str; 6] = [
     MAP_DYNAMIC_V4,
@@ -86,13 +91,66 @@ pub struct RuntimeConfig {
     pub blocked_ports: BlockedPorts,
     /// At most one event per source per this many nanoseconds.
     pub event_interval_ns: u64,
+    /// [`PoolAction`] of each dynamic pool, indexed by the pool id the
+    /// dynamic tries hold as their value. Changing an action is one write.
+    pub pool_actions: [u8; MAX_POOLS],
+}
+
+/// Dynamic pools (named groups of dynamic prefixes with their own action).
+pub const MAX_POOLS: usize = 16;
+
+/// What a dynamic pool does with a blocked attempt.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PoolAction {
+    Drop = 0,
+    /// Pass and count as `would_block` (staged rollout).
+    Monitor = 1,
+    /// Answer a SYN with a TCP reset (the client fails fast); drop the rest.
+    Reject = 2,
+}
+
+impl PoolAction {
+    #[inline(always)]
+    pub const fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Monitor,
+            2 => Self::Reject,
+            _ => Self::Drop,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Drop => "drop",
+            Self::Monitor => "monitor",
+            Self::Reject => "reject",
+        }
+    }
 }
 
 impl RuntimeConfig {
     pub const DEFAULT: Self = Self {
         blocked_ports: BlockedPorts::SMTP,
         event_interval_ns: 1_000_000_000,
+        pool_actions: [0; MAX_POOLS],
     };
+
+    /// The default configuration with other blocked ports.
+    pub const fn with_ports(blocked_ports: BlockedPorts) -> Self {
+        Self {
+            blocked_ports,
+            ..Self::DEFAULT
+        }
+    }
+
+    #[inline(always)]
+    pub fn pool_action(&self, pool: u32) -> PoolAction {
+        match self.pool_actions.get(pool as usize) {
+            Some(&a) => PoolAction::from_u8(a),
+            None => PoolAction::Drop,
+        }
+    }
 }
 
 /// Per-source rate-limit state (one slot of the per-CPU cache).
@@ -174,7 +232,7 @@ mod tests {
     #[test]
     fn abi_types_have_no_padding() {
         assert_eq!(core::mem::size_of::<Counter>(), 16);
-        assert_eq!(core::mem::size_of::<RuntimeConfig>(), 24);
+        assert_eq!(core::mem::size_of::<RuntimeConfig>(), 40);
         assert_eq!(core::mem::size_of::<BlockEvent>(), 80);
         assert_eq!(core::mem::size_of::<EventLimiter>(), 32);
     }

@@ -63,6 +63,10 @@ pub struct TcpSegment {
     /// A SYN without ACK, or a segment whose flags lie beyond the frame
     /// (a short first fragment: counted as an attempt, failing closed).
     pub connection_attempt: bool,
+    /// A SYN without ACK with its whole TCP header, in a plain network
+    /// header (IPv4 without options or fragmentation, IPv6 without extension
+    /// headers): one a reset can answer in place.
+    pub resettable: bool,
     /// Where the subscriber sits: tags and PPPoE session (for evidence).
     pub encap: Encap,
 }
@@ -193,7 +197,14 @@ fn parse_ipv4<P: PacketBytes + ?Sized>(pkt: &P, off: usize, encap: Encap) -> Par
     let is_first_fragment = fragment & IPV4_MORE_FRAGMENTS != 0;
     let src = IpAddrBytes::V4([h[12], h[13], h[14], h[15]]);
     let dst = IpAddrBytes::V4([h[16], h[17], h[18], h[19]]);
-    tcp_ports(pkt, off + header_len, (src, dst), is_first_fragment, encap)
+    let plain = header_len == IPV4_MIN_HEADER_LEN && !is_first_fragment;
+    tcp_ports(
+        pkt,
+        off + header_len,
+        (src, dst),
+        (is_first_fragment, plain),
+        encap,
+    )
 }
 
 /// Reads the destination port. A segment cut before it is `malformed`, unless
@@ -203,7 +214,7 @@ fn tcp_ports<P: PacketBytes + ?Sized>(
     pkt: &P,
     off: usize,
     (src, dst): (IpAddrBytes, IpAddrBytes),
-    is_first_fragment: bool,
+    (is_first_fragment, plain_l3): (bool, bool),
     encap: Encap,
 ) -> Parsed {
     let Some(ports) = pkt.read::<4>(off) else {
@@ -215,10 +226,14 @@ fn tcp_ports<P: PacketBytes + ?Sized>(
     };
     // Decided here, not carried as Option<u8>: LLVM would otherwise keep
     // the packet pointer around and mask it, which the verifier refuses.
-    let connection_attempt = match pkt.read::<1>(off + 13) {
-        Some([flags]) => flags & (TCP_SYN | TCP_ACK) == TCP_SYN,
-        None => true,
+    let (connection_attempt, syn_only) = match pkt.read::<1>(off + 13) {
+        Some([flags]) => {
+            let syn = flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+            (syn, syn)
+        }
+        None => (true, false),
     };
+    let resettable = syn_only && plain_l3 && pkt.read::<1>(off + 19).is_some();
     Parsed::Tcp(TcpSegment {
         src,
         dst,
@@ -226,6 +241,7 @@ fn tcp_ports<P: PacketBytes + ?Sized>(
         dst_port: be16([ports[2], ports[3]]),
         src_port: be16([ports[0], ports[1]]),
         connection_attempt,
+        resettable,
         encap,
     })
 }
@@ -240,6 +256,7 @@ fn unreadable(src: IpAddrBytes, dst: IpAddrBytes, encap: Encap) -> Parsed {
         dst_port: 0,
         src_port: 0,
         connection_attempt: true,
+        resettable: false,
         encap,
     })
 }
@@ -272,7 +289,13 @@ fn parse_ipv6<P: PacketBytes + ?Sized>(pkt: &P, off: usize, encap: Encap) -> Par
     // One more pass than the limit: the last may only find the upper layer.
     for walked in 0..=MAX_IPV6_EXT_HEADERS {
         if next == IPPROTO_TCP {
-            return tcp_ports(pkt, off, (src, dst), is_first_fragment, encap);
+            return tcp_ports(
+                pkt,
+                off,
+                (src, dst),
+                (is_first_fragment, walked == 0),
+                encap,
+            );
         }
         if !is_ipv6_extension(next) {
             return Parsed::Decided(Reason::NotTcp);

@@ -7,6 +7,8 @@
 pub enum Action {
     Drop = 1,
     Pass = 2,
+    /// Send the (rewritten) frame back out of the interface: a TCP reset.
+    Tx = 3,
 }
 
 impl Action {
@@ -14,6 +16,7 @@ impl Action {
         match self {
             Self::Drop => "drop",
             Self::Pass => "pass",
+            Self::Tx => "tx",
         }
     }
 
@@ -22,6 +25,7 @@ impl Action {
         match code {
             1 => Some(Self::Drop),
             2 => Some(Self::Pass),
+            3 => Some(Self::Tx),
             _ => None,
         }
     }
@@ -52,6 +56,10 @@ pub enum Reason {
     Blocked = 8,
     /// Like `Blocked`, but the port could not be read within parsing limits.
     Undecidable = 9,
+    /// Would be blocked, but the source's pool only monitors: passed, counted.
+    WouldBlock = 10,
+    /// A SYN from a `reject` pool: answered with a TCP reset (XDP_TX).
+    Rejected = 11,
 }
 
 /// Counter slots reserved per interface; room for reasons added later
@@ -59,7 +67,7 @@ pub enum Reason {
 pub const REASON_SLOTS: u32 = 16;
 
 impl Reason {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::NotIp,
         Self::Malformed,
         Self::NotTcp,
@@ -70,11 +78,14 @@ impl Reason {
         Self::SrcExempt,
         Self::Blocked,
         Self::Undecidable,
+        Self::WouldBlock,
+        Self::Rejected,
     ];
 
     pub const fn action(self) -> Action {
         match self {
             Self::Blocked | Self::Undecidable => Action::Drop,
+            Self::Rejected => Action::Tx,
             _ => Action::Pass,
         }
     }
@@ -92,6 +103,8 @@ impl Reason {
             Self::SrcExempt => "src_exempt",
             Self::Blocked => "blocked",
             Self::Undecidable => "undecidable",
+            Self::WouldBlock => "would_block",
+            Self::Rejected => "rejected",
         }
     }
 
@@ -139,10 +152,15 @@ mod tests {
     }
 
     #[test]
-    fn only_blocked_and_undecidable_drop() {
+    fn only_blocked_and_undecidable_drop_and_only_rejected_transmits() {
         for reason in Reason::ALL {
             let drops = matches!(reason, Reason::Blocked | Reason::Undecidable);
             assert_eq!(reason.action() == Action::Drop, drops, "{reason:?}");
+            assert_eq!(
+                reason.action() == Action::Tx,
+                reason == Reason::Rejected,
+                "{reason:?}"
+            );
         }
     }
 }

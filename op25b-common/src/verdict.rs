@@ -3,6 +3,7 @@
 //! traffic costs no map lookup.
 
 use crate::{
+    abi::{PoolAction, RuntimeConfig},
     packet::PacketBytes,
     parse::{parse, Parsed, TcpSegment},
     reason::{Reason, Verdict},
@@ -19,8 +20,9 @@ pub enum IpAddrBytes {
 /// The policy lists, as the decision needs them. The kernel implements this
 /// over LPM-trie maps, host tests over plain prefix lists.
 pub trait PolicyLookup {
-    /// Is `src` in a dynamic (residential) prefix?
-    fn is_dynamic(&self, src: &IpAddrBytes) -> bool;
+    /// The pool of the most specific dynamic (residential) prefix holding
+    /// `src`, or `None` when `src` is not dynamic.
+    fn dynamic_pool(&self, src: &IpAddrBytes) -> Option<u32>;
     /// Is `dst` one of the ISP's own relays (allowed destinations)?
     fn is_allowed_destination(&self, dst: &IpAddrBytes) -> bool;
     /// Does `src` hold an exemption? Wins over dynamic whatever the prefix lengths.
@@ -75,50 +77,59 @@ impl BlockedPorts {
 /// Decides one frame. This function *is* the policy: the XDP program calls
 /// it on the live frame, host tests call it on a byte slice.
 #[inline(always)]
-pub fn decide<P, L>(pkt: &P, ports: &BlockedPorts, policy: &L) -> Verdict
+pub fn decide<P, L>(pkt: &P, rules: &RuntimeConfig, policy: &L) -> Verdict
 where
     P: PacketBytes + ?Sized,
     L: PolicyLookup,
 {
-    judge(pkt, ports, policy).0
+    judge(pkt, rules, policy).0
 }
 
+/// Marks "no pool": the source is not dynamic (a sentinel, not an Option,
+/// for the verifier's sake).
+pub const NO_POOL: u32 = u32::MAX;
+
 /// [`decide`], also handing back the TCP segment it judged (for counting
-/// connection attempts and reporting blocked ones).
+/// connection attempts, reporting blocked ones and building resets) and
+/// the source's dynamic pool ([`NO_POOL`] when it has none).
 #[inline(always)]
-pub fn judge<P, L>(pkt: &P, ports: &BlockedPorts, policy: &L) -> (Verdict, Option<TcpSegment>)
+pub fn judge<P, L>(pkt: &P, rules: &RuntimeConfig, policy: &L) -> (Verdict, Option<TcpSegment>, u32)
 where
     P: PacketBytes + ?Sized,
     L: PolicyLookup,
 {
     let segment = match parse(pkt) {
-        Parsed::Decided(reason) => return (reason.into(), None),
+        Parsed::Decided(reason) => return (reason.into(), None, NO_POOL),
         Parsed::Tcp(segment) => segment,
     };
-    (
-        decide_segment(&segment, ports, policy).into(),
-        Some(segment),
-    )
+    let (reason, pool) = decide_segment(&segment, rules, policy);
+    (reason.into(), Some(segment), pool)
 }
 
 #[inline(always)]
 fn decide_segment<L: PolicyLookup>(
     segment: &TcpSegment,
-    ports: &BlockedPorts,
+    rules: &RuntimeConfig,
     policy: &L,
-) -> Reason {
-    if segment.ports_readable && !ports.contains(segment.dst_port) {
-        return Reason::NotSmtp;
+) -> (Reason, u32) {
+    if segment.ports_readable && !rules.blocked_ports.contains(segment.dst_port) {
+        return (Reason::NotSmtp, NO_POOL);
     }
-    if !policy.is_dynamic(&segment.src) {
-        Reason::SrcNotDynamic
-    } else if policy.is_allowed_destination(&segment.dst) {
-        Reason::DstAllowed
-    } else if policy.is_exempt(&segment.src) {
-        Reason::SrcExempt
-    } else if segment.ports_readable {
-        Reason::Blocked
-    } else {
-        Reason::Undecidable
+    let Some(pool) = policy.dynamic_pool(&segment.src) else {
+        return (Reason::SrcNotDynamic, NO_POOL);
+    };
+    if policy.is_allowed_destination(&segment.dst) {
+        return (Reason::DstAllowed, pool);
     }
+    if policy.is_exempt(&segment.src) {
+        return (Reason::SrcExempt, pool);
+    }
+    let reason = match rules.pool_action(pool) {
+        PoolAction::Monitor => Reason::WouldBlock,
+        // Only a clean SYN with its ports in hand gets a reset; the rest drops.
+        PoolAction::Reject if segment.resettable => Reason::Rejected,
+        _ if segment.ports_readable => Reason::Blocked,
+        _ => Reason::Undecidable,
+    };
+    (reason, pool)
 }

@@ -1,4 +1,5 @@
 //! Properties of the parser and verdict on arbitrary bytes.
+use op25b_common::abi::RuntimeConfig;
 use op25b_common::{
     decide, parse::parse, parse::Parsed, Action, BlockedPorts, IpAddrBytes, PolicyLookup, Reason,
 };
@@ -12,8 +13,8 @@ struct Uniform {
 }
 
 impl PolicyLookup for Uniform {
-    fn is_dynamic(&self, _: &IpAddrBytes) -> bool {
-        self.dynamic
+    fn dynamic_pool(&self, _: &IpAddrBytes) -> Option<u32> {
+        self.dynamic.then_some(0)
     }
     fn is_allowed_destination(&self, _: &IpAddrBytes) -> bool {
         self.allowed
@@ -41,25 +42,25 @@ proptest! {
 
     #[test]
     fn never_panics_on_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
-        let v = decide(bytes.as_slice(), &BlockedPorts::SMTP, &Uniform { dynamic: true, allowed: false, exempt: false });
+        let v = decide(bytes.as_slice(), &RuntimeConfig::DEFAULT, &Uniform { dynamic: true, allowed: false, exempt: false });
         prop_assert_eq!(v.action, v.reason.action());
     }
 
     #[test]
     fn nothing_is_dropped_unless_the_source_is_dynamic(f in frame()) {
-        let v = decide(f.as_slice(), &BlockedPorts::SMTP, &Uniform { dynamic: false, allowed: false, exempt: false });
+        let v = decide(f.as_slice(), &RuntimeConfig::DEFAULT, &Uniform { dynamic: false, allowed: false, exempt: false });
         prop_assert_eq!(v.action, Action::Pass);
     }
 
     #[test]
     fn exemptions_and_relays_always_pass(f in frame(), allowed in any::<bool>()) {
-        let v = decide(f.as_slice(), &BlockedPorts::SMTP, &Uniform { dynamic: true, allowed, exempt: !allowed });
+        let v = decide(f.as_slice(), &RuntimeConfig::DEFAULT, &Uniform { dynamic: true, allowed, exempt: !allowed });
         prop_assert_eq!(v.action, Action::Pass);
     }
 
     #[test]
     fn tcp_to_a_blocked_port_from_dynamic_is_dropped(f in frame(), port in 1u16..) {
-        let ports = BlockedPorts::new(&[port]).unwrap();
+        let ports = RuntimeConfig::with_ports(BlockedPorts::new(&[port]).unwrap());
         let v = decide(f.as_slice(), &ports, &Uniform { dynamic: true, allowed: false, exempt: false });
         match parse(f.as_slice()) {
             Parsed::Tcp(seg) if seg.known_dst_port() == Some(port) => prop_assert_eq!(v.reason, Reason::Blocked),
@@ -71,7 +72,7 @@ proptest! {
 
     #[test]
     fn submission_ports_are_never_blocked_by_default(f in frame()) {
-        let v = decide(f.as_slice(), &BlockedPorts::SMTP, &Uniform { dynamic: true, allowed: false, exempt: false });
+        let v = decide(f.as_slice(), &RuntimeConfig::DEFAULT, &Uniform { dynamic: true, allowed: false, exempt: false });
         if let Parsed::Tcp(seg) = parse(f.as_slice()) {
             if matches!(seg.known_dst_port(), Some(587 | 465)) {
                 prop_assert_eq!(v.reason, Reason::NotSmtp);

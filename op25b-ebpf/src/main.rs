@@ -5,6 +5,8 @@
 #![no_std]
 #![no_main]
 
+mod reset;
+
 use core::{cell::UnsafeCell, ptr};
 
 use aya_ebpf::{
@@ -20,11 +22,13 @@ use op25b_common::{
         counter_index, limiter_slot, mapped_v6, BlockEvent, Counter, EventLimiter, RuntimeConfig,
         COUNTER_ATTEMPTS, COUNTER_ENTRIES, COUNTER_EVENTS_EVICTED, COUNTER_EVENTS_LOST,
         COUNTER_EVENTS_SUPPRESSED, EVENTS_RING_BYTES, EVENT_FLAG_PPPOE, EVENT_LIMITER_SLOTS,
-        POLICY_MAP_CAPACITY,
+        MAX_POOLS, POLICY_MAP_CAPACITY, POOL_COUNTER_ENTRIES,
     },
     judge,
     parse::TcpSegment,
-    Action, IpAddrBytes, PacketBytes, PolicyLookup, Verdict,
+    reason::REASON_SLOTS,
+    verdict::NO_POOL,
+    Action, IpAddrBytes, PacketBytes, PolicyLookup,
 };
 
 // Policy tries; names must match `op25b_common::abi::MAP_*`.
@@ -44,6 +48,10 @@ static ALLOWED_DST_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(POLICY
 /// Packets and bytes per (interface slot, reason), per CPU.
 #[map]
 static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_ENTRIES, 0);
+
+/// Packets and bytes per (pool, reason) for dynamic sources, per CPU.
+#[map]
+static POOL_COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(POOL_COUNTER_ENTRIES, 0);
 
 /// Blocked connection attempts for user space, rate-limited per source.
 #[map]
@@ -97,8 +105,12 @@ fn lookup(v4: &LpmTrie<[u8; 4], u32>, v6: &LpmTrie<[u8; 16], u32>, addr: &IpAddr
 
 impl PolicyLookup for KernelPolicy {
     #[inline(always)]
-    fn is_dynamic(&self, src: &IpAddrBytes) -> bool {
-        lookup(&DYNAMIC_V4, &DYNAMIC_V6, src)
+    fn dynamic_pool(&self, src: &IpAddrBytes) -> Option<u32> {
+        // The value is the pool id; copied out at once (a u32, no pointer kept).
+        match src {
+            IpAddrBytes::V4(a) => DYNAMIC_V4.get(Key::new(32, *a)).copied(),
+            IpAddrBytes::V6(a) => DYNAMIC_V6.get(Key::new(128, *a)).copied(),
+        }
     }
 
     #[inline(always)]
@@ -127,26 +139,58 @@ fn count(slot: u32, cell: u32, packets: u64, bytes: u64) {
 pub fn op25b(ctx: XdpContext) -> u32 {
     let frame = Frame(&ctx);
     // SAFETY: a plain read of a value user space only ever replaces whole.
-    let config = unsafe { ptr::read_volatile(RUNTIME_CONFIG.0.get()) };
-    let (verdict, segment) = judge(&frame, &config.blocked_ports, &KernelPolicy);
+    // (By reference, not a copy: the stack is 512 bytes for everything.)
+    let config = unsafe { &*RUNTIME_CONFIG.0.get() };
+    let (verdict, segment, pool) = judge(&frame, config, &KernelPolicy);
     let slot = INTERFACE_SLOT.load();
     let bytes = frame.len() as u64;
     count(slot, verdict.reason.index(), 1, bytes);
-    if verdict.action == Action::Drop {
-        if let Some(segment) = segment {
-            if segment.connection_attempt {
-                count(slot, COUNTER_ATTEMPTS, 1, bytes);
-                report(&ctx, slot, &verdict, &segment, config.event_interval_ns);
-            }
-        }
+    if pool != NO_POOL {
+        count_pool(pool, verdict.reason.index(), bytes);
+    }
+    if verdict.action == Action::Pass {
+        return xdp_action::XDP_PASS;
+    }
+    let Some(segment) = segment else {
+        return verdict.action as u32;
+    };
+    if segment.connection_attempt {
+        count(slot, COUNTER_ATTEMPTS, 1, bytes);
+        report(
+            &ctx,
+            slot,
+            verdict.reason.index(),
+            &segment,
+            config.event_interval_ns,
+        );
+    }
+    if verdict.action == Action::Tx {
+        return if reset::answer_with_reset(&ctx) {
+            xdp_action::XDP_TX
+        } else {
+            xdp_action::XDP_DROP
+        };
     }
     verdict.action as u32
 }
 
+#[inline(always)]
+fn count_pool(pool: u32, reason: u32, bytes: u64) {
+    let index = (pool % MAX_POOLS as u32) * REASON_SLOTS + reason;
+    if let Some(counter) = POOL_COUNTERS.get_ptr_mut(index) {
+        // SAFETY: a per-CPU cell, touched only by this CPU.
+        unsafe {
+            (*counter).packets += 1;
+            (*counter).bytes += bytes;
+        }
+    }
+}
+
 /// Sends an event for a blocked attempt unless this source had one less
 /// than `interval_ns` ago; suppressed attempts ride along in the next one.
-#[inline(always)]
-fn report(ctx: &XdpContext, slot: u32, verdict: &Verdict, segment: &TcpSegment, interval_ns: u64) {
+// A BPF subprogram of its own: the event it builds stays off the parser's stack.
+#[inline(never)]
+fn report(ctx: &XdpContext, slot: u32, reason: u32, segment: &TcpSegment, interval_ns: u64) {
     let src = mapped_v6(&segment.src);
     let Some(state) = EVENT_LIMITER.get_ptr_mut(limiter_slot(&src)) else {
         return;
@@ -184,22 +228,25 @@ fn report(ctx: &XdpContext, slot: u32, verdict: &Verdict, segment: &TcpSegment, 
         return;
     };
     let encap = &segment.encap;
-    entry.write(BlockEvent {
-        monotonic_ns: now,
-        attempts,
-        ifindex: ctx.ingress_ifindex() as u32,
-        slot,
-        reason: verdict.reason.index(),
-        vlan_count: u32::from(encap.vlan_count),
-        src,
-        dst: mapped_v6(&segment.dst),
-        src_port: segment.src_port,
-        dst_port: segment.dst_port,
-        vlan_ids: encap.vlan_ids,
-        pppoe_session: encap.pppoe_session,
-        flags: if encap.in_pppoe { EVENT_FLAG_PPPOE } else { 0 },
-        pad: 0,
-    });
+    // Field by field into the ring buffer: no 80-byte copy on the stack.
+    let e = entry.as_mut_ptr();
+    // SAFETY: `e` points at the reserved, exclusively owned entry.
+    unsafe {
+        (*e).monotonic_ns = now;
+        (*e).attempts = attempts;
+        (*e).ifindex = ctx.ingress_ifindex() as u32;
+        (*e).slot = slot;
+        (*e).reason = reason;
+        (*e).vlan_count = u32::from(encap.vlan_count);
+        (*e).src = src;
+        (*e).dst = mapped_v6(&segment.dst);
+        (*e).src_port = segment.src_port;
+        (*e).dst_port = segment.dst_port;
+        (*e).vlan_ids = encap.vlan_ids;
+        (*e).pppoe_session = encap.pppoe_session;
+        (*e).flags = if encap.in_pppoe { EVENT_FLAG_PPPOE } else { 0 };
+        (*e).pad = 0;
+    }
     entry.submit(0);
 }
 

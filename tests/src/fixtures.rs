@@ -451,3 +451,65 @@ pub fn multi_port() -> Vec<Fixture> {
         ),
     ]
 }
+
+pub const TRIAL4: &str = "100.100.1.2";
+pub const TRIAL6: &str = "2001:db8:3000::2";
+pub const STRICT4: &str = "100.101.1.2";
+pub const STRICT6: &str = "2001:db8:4000::2";
+
+/// Fixtures judged under [`crate::pools_policy`].
+pub fn pools() -> Vec<Fixture> {
+    use Reason::{Blocked, DstAllowed, NotSmtp, Rejected, WouldBlock};
+    vec![
+        fixture(
+            "monitor pool ipv4 syn",
+            &syn(TRIAL4, OUTSIDE4, 25),
+            WouldBlock,
+        ),
+        fixture(
+            "monitor pool ipv6 syn",
+            &syn(TRIAL6, OUTSIDE6, 25),
+            WouldBlock,
+        ),
+        fixture("monitor pool to 587", &syn(TRIAL4, OUTSIDE4, 587), NotSmtp),
+        fixture(
+            "reject pool ipv4 syn",
+            &syn(STRICT4, OUTSIDE4, 25),
+            Rejected,
+        ),
+        fixture(
+            "reject pool ipv6 syn",
+            &syn(STRICT6, OUTSIDE6, 25),
+            Rejected,
+        ),
+        fixture(
+            "reject pool ack: dropped",
+            &syn(STRICT4, OUTSIDE4, 25).transport(Transport::Tcp {
+                src_port: 1,
+                dst_port: 25,
+                flags: TCP_ACK,
+            }),
+            Blocked,
+        ),
+        fixture(
+            "reject pool syn with ipv4 options: dropped",
+            &syn(STRICT4, OUTSIDE4, 25).ipv4_options(&[1, 1, 1, 1]),
+            Blocked,
+        ),
+        fixture(
+            "reject pool ipv6 syn with an extension header: dropped",
+            &syn(STRICT6, OUTSIDE6, 25).ipv6_ext(&[Ext::DestinationOptions]),
+            Blocked,
+        ),
+        fixture(
+            "reject pool to the relay",
+            &syn(STRICT4, RELAY4, 25),
+            DstAllowed,
+        ),
+        fixture(
+            "default pool still drops",
+            &syn(DYN4, OUTSIDE4, 25),
+            Blocked,
+        ),
+    ]
+}

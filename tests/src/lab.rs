@@ -205,6 +205,18 @@ impl Lab {
             .success()
     }
 
+    /// Like [`Lab::connects`], returning the client's one-line report
+    /// (`connected ...` or `blocked (ErrorKind: ...)`).
+    pub fn connect_report(&self, src: &str, dst: &str, port: u16, timeout: f64) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns('s'), "/usr/bin/python3"])
+            .arg(repo().join("scripts/lab-connect.py"))
+            .args([src, dst, &port.to_string(), &timeout.to_string()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// Status JSON as the CLI prints it.
     pub fn status(&self) -> serde_json::Value {
         let (_, out, err) =

@@ -49,6 +49,39 @@ pub fn multi_port_policy() -> Policy {
     }
 }
 
+/// The standard policy plus two pools: "trial" monitors 100.100.0.0/16 and
+/// 2001:db8:3000::/36, "strict" rejects 100.101.0.0/16 and 2001:db8:4000::/36.
+pub fn pools_policy() -> Policy {
+    use op25b_agent::policy::Pool;
+    use op25b_common::abi::PoolAction;
+    let mut policy = standard_policy();
+    for (id, name, action, prefixes) in [
+        (
+            1,
+            "trial",
+            PoolAction::Monitor,
+            ["100.100.0.0/16", "2001:db8:3000::/36"],
+        ),
+        (
+            2,
+            "strict",
+            PoolAction::Reject,
+            ["100.101.0.0/16", "2001:db8:4000::/36"],
+        ),
+    ] {
+        policy.pools.push(Pool {
+            name: name.into(),
+            action,
+        });
+        for p in prefixes {
+            let prefix = p.parse().unwrap();
+            policy.dynamic.insert(prefix);
+            policy.pool_of.insert(prefix, id);
+        }
+    }
+    policy
+}
+
 /// The real program, loaded with private maps holding `policy`.
 pub fn load_dataplane(policy: &Policy) -> Dataplane {
     require_root();

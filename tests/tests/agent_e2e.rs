@@ -440,7 +440,9 @@ fn attaches_with(lab: &Lab, caps: &[String]) -> bool {
     let start = std::time::Instant::now();
     let mut attached = false;
     while start.elapsed() < Duration::from_secs(5) {
-        if lab.xdp_prog_id(&r0).is_some() {
+        // Attached and pinned (a kill between the two would detach).
+        let pinned = fs::read_dir(lab.pin.join("links")).is_ok_and(|mut d| d.next().is_some());
+        if lab.xdp_prog_id(&r0).is_some() && pinned {
             attached = true;
             break;
         }
@@ -534,4 +536,59 @@ fn a_pin_path_off_bpffs_is_refused_with_the_reason() {
         stderr.contains("not on a bpffs") && stderr.contains("mount -t bpf bpf"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_pool_moves_from_monitor_to_reject_to_drop_with_a_reload() {
+    let pool = "[[policy.pools]]\nname = \"ftth-east\"\naction = \"monitor\"\nprefixes = [\"100.64.1.2/32\", \"2001:db8:1000::2/128\"]\n";
+    let mut lab = Lab::up_with(&[], pool);
+    lab.start_agent();
+    let r0 = format!("{}r0", lab.name);
+    // Monitor: mail flows, and is counted as what would have been blocked.
+    assert!(lab.connects(DYN4, MX4, 25, 2.0), "monitor must pass");
+    assert!(lab.connects(DYN6, MX6, 25, 2.0), "monitor must pass (IPv6)");
+    assert!(lab.counted(&r0, "would_block") >= 2, "{}", lab.status());
+    let metrics = lab.http_get("/metrics").unwrap();
+    assert!(metrics.lines().any(|l| l.starts_with("op25b_pool_packets_total{pool=\"ftth-east\",pool_action=\"monitor\",reason=\"would_block\"}")), "{metrics}");
+    // A static neighbour in the default pool is unaffected, the default pool still drops.
+    assert!(!lab.connects(EXEMPT4, MX4, 25, 0.1) || lab.connects(EXEMPT4, MX4, 25, 2.0));
+
+    // Reject: the client fails fast with "connection refused".
+    let config = fs::read_to_string(&lab.config).unwrap();
+    fs::write(
+        &lab.config,
+        config.replace("action = \"monitor\"", "action = \"reject\""),
+    )
+    .unwrap();
+    lab.wait_for(Duration::from_secs(3), "the reject action", |l| {
+        l.connect_report(DYN4, MX4, 25, 0.5)
+            .contains("ConnectionRefused")
+    });
+    for (src, dst) in [(DYN4, MX4), (DYN6, MX6)] {
+        let start = std::time::Instant::now();
+        let report = lab.connect_report(src, dst, 25, 5.0);
+        let took = start.elapsed();
+        assert!(report.contains("ConnectionRefused"), "{src}: {report}");
+        assert!(
+            took < Duration::from_millis(1500),
+            "{src}: refused only after {took:?}"
+        );
+    }
+    assert!(lab.counted(&r0, "rejected") >= 2);
+    assert!(
+        lab.connects(DYN4, MX4, 587, 2.0),
+        "submission must stay open in a reject pool"
+    );
+
+    // Drop: silence again.
+    let config = fs::read_to_string(&lab.config).unwrap();
+    fs::write(
+        &lab.config,
+        config.replace("action = \"reject\"", "action = \"drop\""),
+    )
+    .unwrap();
+    lab.wait_for(Duration::from_secs(3), "the drop action", |l| {
+        l.connect_report(DYN4, MX4, 25, 0.5)
+            .contains("TimeoutError")
+    });
 }

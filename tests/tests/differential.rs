@@ -9,16 +9,21 @@ use op25b_common::{
     parse::{
         ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, ETH_P_PPPOE_SESSION, ETH_P_QINQ_9100,
     },
-    BlockedPorts, Reason,
+    Reason,
 };
-use op25b_tests::{fixtures, load_dataplane, standard_policy};
+use op25b_tests::{fixtures, load_dataplane, pools_policy};
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 
 const FRAMES: usize = 100_000;
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one generator, every knob of a frame"
+)]
 fn random_spec(rng: &mut StdRng) -> FrameSpec {
     use fixtures::{
         DYN4, DYN6, EXEMPT4, EXEMPT6, OUTSIDE4, OUTSIDE6, RELAY4, RELAY6, STATIC4, STATIC6,
+        STRICT4, STRICT6, TRIAL4, TRIAL6,
     };
     let v6 = rng.gen_bool(0.5);
     let pick = |rng: &mut StdRng, v4: &[&str], v6s: &[&str]| -> IpAddr {
@@ -27,8 +32,25 @@ fn random_spec(rng: &mut StdRng) -> FrameSpec {
     };
     let src = pick(
         rng,
-        &[DYN4, EXEMPT4, STATIC4, "100.127.255.255", "100.63.255.255"],
-        &[DYN6, EXEMPT6, STATIC6, "2001:db8:1fff:ffff::1"],
+        &[
+            DYN4,
+            EXEMPT4,
+            STATIC4,
+            "100.127.255.255",
+            "100.63.255.255",
+            TRIAL4,
+            STRICT4,
+            STRICT4,
+        ],
+        &[
+            DYN6,
+            EXEMPT6,
+            STATIC6,
+            "2001:db8:1fff:ffff::1",
+            TRIAL6,
+            STRICT6,
+            STRICT6,
+        ],
     );
     let dst = pick(
         rng,
@@ -152,8 +174,8 @@ fn kernel_and_host_agree_on_100k_frames() {
         .unwrap_or_else(rand::random);
     eprintln!("OP25B_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
-    let policy = standard_policy();
-    let ports = BlockedPorts::new(&policy.blocked_ports).unwrap();
+    let policy = pools_policy();
+    let rules = policy.runtime_config().unwrap();
     let dp = load_dataplane(&policy);
     let table: Vec<Vec<u8>> = fixtures::standard().into_iter().map(|f| f.frame).collect();
 
@@ -176,7 +198,7 @@ fn kernel_and_host_agree_on_100k_frames() {
             _ => random_bytes(&mut rng),
         };
         let kernel = dp.judge(&frame).unwrap();
-        let host = decide(frame.as_slice(), &ports, &policy);
+        let host = decide(frame.as_slice(), &rules, &policy);
         *by_reason.entry(kernel.reason).or_default() += 1;
         if kernel.reason != host.reason || kernel.outcome.action() != Some(host.action) {
             disagreements.push(format!(
