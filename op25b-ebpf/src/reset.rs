@@ -147,6 +147,13 @@ fn rewrite(ctx: &XdpContext) -> Option<()> {
     // Network and TCP header in one checked window.
     let h = window(ctx, l3, ip_len + TCP_HEADER)?;
     let tcp = ip_len;
+    // The SYN's data (TCP Fast Open) counts too: ack = seq + 1 + data (RFC 9293).
+    let ip_payload = if is_v4 {
+        h.get16(2).saturating_sub(20)
+    } else {
+        h.get16(4)
+    };
+    let data = ip_payload.saturating_sub(u32::from(h.get(tcp + 12) >> 4) * 4);
     let mut sum: u32 = 6 + TCP_HEADER as u32;
     if is_v4 {
         h.swap::<u32>(12, 16);
@@ -165,9 +172,11 @@ fn rewrite(ctx: &XdpContext) -> Option<()> {
         h.set(7, 64); // hop limit
         sum += h.sum16(8, 16);
     }
-    // TCP: ports swapped; seq 0, ack = their seq + 1 (the SYN counts one).
+    // TCP: ports swapped; seq 0; ack covers the SYN and its data.
     h.swap::<u16>(tcp, tcp + 2);
-    let ack = ((h.get16(tcp + 4) << 16) | h.get16(tcp + 6)).wrapping_add(1);
+    let ack = ((h.get16(tcp + 4) << 16) | h.get16(tcp + 6))
+        .wrapping_add(1)
+        .wrapping_add(data);
     h.put16(tcp + 4, 0);
     h.put16(tcp + 6, 0);
     h.put16(tcp + 8, (ack >> 16) as u16);
