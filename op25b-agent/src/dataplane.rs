@@ -464,12 +464,7 @@ impl Dataplane {
     pub fn read_policy(&mut self) -> Result<Policy, DataplaneError> {
         let runtime = self.read_runtime_config()?;
         let mut policy = Policy {
-            blocked_ports: runtime
-                .blocked_ports
-                .ports
-                .into_iter()
-                .filter(|&p| p != 0)
-                .collect(),
+            blocked_ports: runtime.blocked_ports.iter().collect(),
             event_interval_ns: runtime.event_interval_ns,
             ..Policy::default()
         };

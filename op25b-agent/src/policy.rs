@@ -40,12 +40,7 @@ impl Default for Policy {
     fn default() -> Self {
         let runtime = op25b_common::abi::RuntimeConfig::DEFAULT;
         Self {
-            blocked_ports: runtime
-                .blocked_ports
-                .ports
-                .into_iter()
-                .filter(|&p| p != 0)
-                .collect(),
+            blocked_ports: runtime.blocked_ports.iter().collect(),
             dynamic: PrefixSet::default(),
             exempt: PrefixSet::default(),
             allowed_destinations: PrefixSet::default(),

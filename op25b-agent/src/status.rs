@@ -138,13 +138,7 @@ pub fn read(pin_path: &Path, config: Option<&Config>) -> Status {
         pin_path: pin_path.display().to_string(),
         loaded: runtime.is_some(),
         blocked_ports: runtime
-            .map(|r| {
-                r.blocked_ports
-                    .ports
-                    .into_iter()
-                    .filter(|&p| p != 0)
-                    .collect()
-            })
+            .map(|r| r.blocked_ports.iter().collect())
             .unwrap_or_default(),
         interfaces,
         lists,

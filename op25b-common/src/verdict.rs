@@ -59,6 +59,11 @@ impl BlockedPorts {
         Some(block)
     }
 
+    /// The ports in use (the non-zero slots).
+    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        self.ports.iter().copied().filter(|&p| p != 0)
+    }
+
     #[inline(always)]
     pub fn contains(&self, port: u16) -> bool {
         if port == 0 {

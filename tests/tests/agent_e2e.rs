@@ -189,21 +189,24 @@ fn interface_created_after_start_gets_attached() {
     );
 
     let r = lab.ns('r');
-    run(
-        "ip",
-        &[
-            "-n",
-            &r,
-            "link",
-            "add",
-            late,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &format!("{late}p"),
-        ],
-    );
+    let add_late = || {
+        run(
+            "ip",
+            &[
+                "-n",
+                &r,
+                "link",
+                "add",
+                late,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("{late}p"),
+            ],
+        )
+    };
+    add_late();
     run("ip", &["-n", &r, "link", "set", late, "up"]);
     lab.wait_for(
         Duration::from_secs(3),
@@ -212,21 +215,7 @@ fn interface_created_after_start_gets_attached() {
     );
     // Recreated under the same name: attached again.
     run("ip", &["-n", &r, "link", "del", late]);
-    run(
-        "ip",
-        &[
-            "-n",
-            &r,
-            "link",
-            "add",
-            late,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &format!("{late}p"),
-        ],
-    );
+    add_late();
     lab.wait_for(
         Duration::from_secs(3),
         "the recreated interface to be attached",
