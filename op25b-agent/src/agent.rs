@@ -175,7 +175,7 @@ impl Agent {
             events_stop,
             events_thread: Some(events_thread),
             provisioning,
-            expiry_checked_at: crate::provisioning::now_unix(),
+            expiry_checked_at: crate::clock::now_unix(),
             _lock: lock,
         };
         agent.set_interfaces(&agent.config.interfaces.clone());
@@ -254,7 +254,7 @@ impl Agent {
     /// Applies grants made over the API, and removes expired grants and
     /// expired `expires_at` entries of the lists on time.
     fn apply_grants(&mut self) {
-        let now = crate::provisioning::now_unix();
+        let now = crate::clock::now_unix();
         let lists_expired = self
             .config
             .policy
@@ -508,7 +508,7 @@ impl Agent {
 /// The configuration's policy as of now (expired entries out) plus the
 /// grants active now.
 fn effective_policy(config: &Config, provisioning: Option<&Provisioning>) -> crate::policy::Policy {
-    let now = crate::provisioning::now_unix();
+    let now = crate::clock::now_unix();
     let base = config.policy.active(now);
     match provisioning {
         Some(p) => p.state().effective(&base, now),

@@ -59,7 +59,7 @@ pub fn check_config(path: &Path) -> Result<ExitCode, CommandError> {
             list.v6.len()
         )?;
         if !list.expiring.is_empty() {
-            let now = crate::provisioning::now_unix();
+            let now = crate::clock::now_unix();
             let expired = list.expiring.values().filter(|&&t| t <= now).count();
             writeln!(
                 out,
@@ -305,15 +305,9 @@ pub fn grant(
         GrantAction::List { json: false } => {
             let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
             for g in v[list].as_array().into_iter().flatten() {
-                let expires = g["expires_at"].as_u64().map_or_else(
-                    || "never".to_owned(),
-                    |t| {
-                        humantime::format_rfc3339_seconds(
-                            std::time::UNIX_EPOCH + std::time::Duration::from_secs(t),
-                        )
-                        .to_string()
-                    },
-                );
+                let expires = g["expires_at"]
+                    .as_u64()
+                    .map_or_else(|| "never".to_owned(), crate::clock::rfc3339);
                 writeln!(
                     out,
                     "{:<40} expires {:<22} by {:<16} {}",

@@ -12,7 +12,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use aya::maps::{Map, MapData, RingBuf};
@@ -48,23 +48,9 @@ fn unmap(bytes: [u8; 16]) -> IpAddr {
     v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
 }
 
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    // SAFETY: clock_gettime writes into the struct we own.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: valid clock id and out pointer.
-    unsafe { libc::clock_gettime(clock, &raw mut ts) };
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
-}
-
-/// Wall-clock time of a `bpf_ktime_get_coarse_ns` (CLOCK_MONOTONIC_COARSE) stamp.
-pub fn wall_clock(monotonic_ns: u64) -> SystemTime {
-    let age = clock_ns(libc::CLOCK_MONOTONIC_COARSE).saturating_sub(monotonic_ns);
-    SystemTime::now() - Duration::from_nanos(age)
-}
-
 impl EventRecord {
-    pub fn from_kernel(e: &BlockEvent, interface: String) -> Self {
-        let time = wall_clock(e.monotonic_ns);
+    /// `time` is the event's wall-clock time ([`crate::clock::wall_clock`]).
+    pub fn from_kernel(e: &BlockEvent, interface: String, time: SystemTime) -> Self {
         Self {
             time: humantime::format_rfc3339_millis(time).to_string(),
             interface,
@@ -190,10 +176,9 @@ pub fn pump(
             let interface = telemetry
                 .interface_name(event.slot)
                 .unwrap_or_else(|| format!("slot{}", event.slot));
-            let record = EventRecord::from_kernel(&event, interface);
-            let seconds = wall_clock(event.monotonic_ns)
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+            let time = crate::clock::wall_clock(event.monotonic_ns);
+            let record = EventRecord::from_kernel(&event, interface, time);
+            let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
             telemetry.top.lock().expect("not poisoned").record(
                 record.src,
                 record.dst,
@@ -289,7 +274,7 @@ mod tests {
         };
         e.src[10..16].copy_from_slice(&[0xff, 0xff, 100, 64, 1, 2]);
         e.dst = "2001:db8::25".parse::<Ipv6Addr>().unwrap().octets();
-        let r = EventRecord::from_kernel(&e, "eth1".into());
+        let r = EventRecord::from_kernel(&e, "eth1".into(), SystemTime::now());
         assert_eq!(r.src, "100.64.1.2".parse::<IpAddr>().unwrap());
         assert_eq!(r.dst, "2001:db8::25".parse::<IpAddr>().unwrap());
         assert_eq!(

@@ -5,7 +5,7 @@ use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
     sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use serde::Serialize;
@@ -49,18 +49,14 @@ pub struct TopSourceJson {
     pub distinct_destinations: u64,
 }
 
-fn rfc3339(unix: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
-}
-
 impl From<TopSource> for TopSourceJson {
     fn from(s: TopSource) -> Self {
         Self {
             source: s.source.to_string(),
             attempts: s.attempts,
             error: s.error,
-            first_seen: rfc3339(s.first_seen),
-            last_seen: rfc3339(s.last_seen),
+            first_seen: crate::clock::rfc3339(s.first_seen),
+            last_seen: crate::clock::rfc3339(s.last_seen),
             distinct_destinations: s.distinct_destinations,
         }
     }
@@ -124,9 +120,7 @@ fn handle(request: Request, telemetry: &Telemetry) {
         ),
         "/api/v1/top" => match parse_top_query(query) {
             Ok((window, limit)) => {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
+                let now = crate::clock::now_unix();
                 let sources = telemetry
                     .top
                     .lock()

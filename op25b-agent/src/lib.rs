@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod capture;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod dataplane;

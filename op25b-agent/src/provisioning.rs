@@ -16,13 +16,14 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use serde::{Deserialize, Serialize};
 use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::{
+    clock::{now_unix, rfc3339},
     policy::{ListKind, Policy},
     prefix::Prefix,
 };
@@ -73,12 +74,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ProvisioningError + '_ 
         path: path.to_owned(),
         source,
     }
-}
-
-pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl GrantState {
@@ -223,10 +218,6 @@ struct AuditLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     expires_at: Option<String>,
     reason: &'a str,
-}
-
-fn rfc3339(unix: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
 }
 
 fn parse_ttl(value: &serde_json::Value) -> Result<u64, String> {

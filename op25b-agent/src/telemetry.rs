@@ -262,9 +262,7 @@ impl Telemetry {
     /// The text exposition of every series.
     pub fn render(&self) -> Vec<u8> {
         self.refresh_kernel_counters();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = crate::clock::now_unix();
         let sources = self
             .top
             .lock()
