@@ -196,6 +196,35 @@ pub struct Dataplane {
     applied: Option<Policy>,
 }
 
+/// One counter summed over every CPU's copy.
+pub fn sum_cpus(per_cpu: &PerCpuValues<Counter>) -> Counter {
+    per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
+        packets: acc.packets + c.packets,
+        bytes: acc.bytes + c.bytes,
+    })
+}
+
+/// A pinned per-CPU counter map (interfaces' or pools'), opened by path,
+/// read as totals over CPUs. For readers outside the agent's own handles.
+pub struct PinnedCounters(aya::maps::Map);
+
+impl PinnedCounters {
+    pub fn open(path: &std::path::Path) -> Option<Self> {
+        Some(Self(aya::maps::Map::PerCpuArray(
+            MapData::from_pin(path).ok()?,
+        )))
+    }
+
+    /// The total at `index`; zero if it cannot be read.
+    pub fn get(&self, index: u32) -> Counter {
+        PerCpuArray::<&MapData, Counter>::try_from(&self.0)
+            .ok()
+            .and_then(|c| c.get(&index, 0).ok())
+            .map(|v| sum_cpus(&v))
+            .unwrap_or_default()
+    }
+}
+
 /// The blocked ports currently in a pinned runtime configuration map.
 pub fn read_pinned_runtime_config(path: &std::path::Path) -> Option<RuntimeConfig> {
     let map = MapData::from_pin(path).ok()?;
@@ -545,11 +574,7 @@ impl Dataplane {
                 let index = counter_index(slot, reason.index());
                 debug_assert!(index < COUNTER_ENTRIES);
                 let per_cpu = counters.get(&index, 0).map_err(map_err(MAP_COUNTERS))?;
-                let sum = per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
-                    packets: acc.packets + c.packets,
-                    bytes: acc.bytes + c.bytes,
-                });
-                Ok((reason, sum))
+                Ok((reason, sum_cpus(&per_cpu)))
             })
             .collect()
     }

@@ -3,16 +3,13 @@
 
 use std::{fmt::Write as _, path::Path};
 
-use aya::maps::{LpmTrie, Map, MapData, PerCpuArray};
-use op25b_common::{
-    abi::{counter_index, Counter},
-    Reason,
-};
+use aya::maps::{LpmTrie, Map, MapData};
+use op25b_common::{abi::counter_index, Reason};
 use serde::Serialize;
 
 use crate::{
     config::Config,
-    dataplane::{list_map_names, read_pinned_runtime_config, RUNTIME_CONFIG_PIN},
+    dataplane::{list_map_names, read_pinned_runtime_config, PinnedCounters, RUNTIME_CONFIG_PIN},
     pins::{ifindex, PinLayout},
     policy::ListKind,
 };
@@ -65,22 +62,18 @@ fn count_keys<const N: usize>(path: &Path) -> usize {
     trie.keys().flatten().count()
 }
 
-fn slot_counters(counters: Option<&PerCpuArray<&MapData, Counter>>, slot: u32) -> Vec<ReasonCount> {
+fn slot_counters(counters: Option<&PinnedCounters>, slot: u32) -> Vec<ReasonCount> {
     Reason::ALL
         .iter()
         .map(|&reason| {
             let sum = counters
-                .and_then(|c| c.get(&counter_index(slot, reason.index()), 0).ok())
-                .map(|v| {
-                    v.iter()
-                        .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes))
-                })
+                .map(|c| c.get(counter_index(slot, reason.index())))
                 .unwrap_or_default();
             ReasonCount {
                 reason: reason.name(),
                 action: reason.action().name(),
-                packets: sum.0,
-                bytes: sum.1,
+                packets: sum.packets,
+                bytes: sum.bytes,
             }
         })
         .collect()
@@ -91,12 +84,7 @@ fn slot_counters(counters: Option<&PerCpuArray<&MapData, Counter>>, slot: u32) -
 pub fn read(pin_path: &Path, config: Option<&Config>) -> Status {
     let layout = PinLayout::new(pin_path);
     let maps = layout.maps_dir();
-    let counters_map = MapData::from_pin(maps.join(op25b_common::abi::MAP_COUNTERS))
-        .ok()
-        .map(Map::PerCpuArray);
-    let counters = counters_map
-        .as_ref()
-        .and_then(|m| PerCpuArray::<&MapData, Counter>::try_from(m).ok());
+    let counters = PinnedCounters::open(&maps.join(op25b_common::abi::MAP_COUNTERS));
     let runtime = read_pinned_runtime_config(&maps.join(RUNTIME_CONFIG_PIN));
 
     let mut interfaces: Vec<InterfaceStatus> = layout

@@ -11,9 +11,8 @@ use std::{
     },
 };
 
-use aya::maps::{Map, MapData, PerCpuArray};
 use op25b_common::{
-    abi::{counter_index, Counter, COUNTER_ATTEMPTS, COUNTER_EVENTS_LOST, MAP_COUNTERS},
+    abi::{counter_index, COUNTER_ATTEMPTS, COUNTER_EVENTS_LOST, MAP_COUNTERS},
     Reason,
 };
 use prometheus::{
@@ -21,7 +20,9 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::{pins::AttachMode, policy::ListKind, policy::Policy, top::TopSources};
+use crate::{
+    dataplane::PinnedCounters, pins::AttachMode, policy::ListKind, policy::Policy, top::TopSources,
+};
 
 /// An interface as the metrics see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,24 +188,10 @@ impl Telemetry {
 
     /// Brings the kernel-backed counters up to the pinned map's values.
     fn refresh_kernel_counters(&self) {
-        let Ok(data) = MapData::from_pin(&self.counters_path) else {
+        let Some(counters) = PinnedCounters::open(&self.counters_path) else {
             return;
         };
-        let map = Map::PerCpuArray(data);
-        let Ok(counters) = PerCpuArray::<&MapData, Counter>::try_from(&map) else {
-            return;
-        };
-        let read = |slot: u32, cell: u32| -> Counter {
-            counters
-                .get(&counter_index(slot, cell), 0)
-                .map(|v| {
-                    v.iter().fold(Counter::default(), |a, c| Counter {
-                        packets: a.packets + c.packets,
-                        bytes: a.bytes + c.bytes,
-                    })
-                })
-                .unwrap_or_default()
-        };
+        let read = |slot: u32, cell: u32| counters.get(counter_index(slot, cell));
         let advance = |counter: &IntCounter, value: u64| {
             // Kernel counters only grow (a reused slot is zeroed before use).
             counter.inc_by(value.saturating_sub(counter.get()));
@@ -231,21 +218,14 @@ impl Telemetry {
     }
 
     fn refresh_pool_counters(&self) {
-        let Ok(data) = MapData::from_pin(&self.pool_counters_path) else {
-            return;
-        };
-        let map = Map::PerCpuArray(data);
-        let Ok(counters) = PerCpuArray::<&MapData, Counter>::try_from(&map) else {
+        let Some(counters) = PinnedCounters::open(&self.pool_counters_path) else {
             return;
         };
         for (id, pool) in self.pools.read().expect("not poisoned").iter().enumerate() {
             let id = u32::try_from(id).unwrap_or(u32::MAX);
             for reason in Reason::ALL {
                 let index = id * op25b_common::reason::REASON_SLOTS + reason.index();
-                let Ok(values) = counters.get(&index, 0) else {
-                    continue;
-                };
-                let packets: u64 = values.iter().map(|c| c.packets).sum();
+                let packets = counters.get(index).packets;
                 if packets == 0 {
                     continue;
                 }
