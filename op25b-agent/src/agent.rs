@@ -263,7 +263,8 @@ impl Agent {
         self.expiry_checked_at = now;
         let (grants_changed, grants_expired) = match &self.provisioning {
             Some(p) => {
-                let expired = p.state().next_expiry(0).is_some_and(|t| t <= now) && p.expire(now);
+                // Prunes in place under the lock: no copy of the grants per tick.
+                let expired = p.expire(now);
                 (p.changed.swap(false, Ordering::Relaxed), expired)
             }
             None => (false, false),
@@ -454,11 +455,7 @@ impl Agent {
                 continue;
             }
             let (slot, wanted) = (iface.slot, iface.wanted);
-            let pin = self
-                .layout
-                .link_pins()
-                .into_iter()
-                .find(|p| p.interface == name);
+            let pin = self.pin_of(&name);
             let state = attach(&self.layout, &name, index, slot, wanted, pin);
             match &state {
                 InterfaceState::Attached { mode, .. } => {
