@@ -148,11 +148,18 @@ fn judging_dataplane(
         return Err(CommandError::NotLoaded(pins.to_owned()));
     }
     let config = config.ok_or_else(|| CommandError::NotLoaded(pins.to_owned()))?;
+    configured_dataplane(config)
+}
+
+/// A private data plane holding `config`'s policy as of now (entries past
+/// their `expires_at` left out, as the agent would enforce it).
+fn configured_dataplane(config: &Config) -> Result<(Dataplane, Policy, String), CommandError> {
+    let policy = config.policy.active(crate::clock::now_unix());
     let mut dataplane = Dataplane::load(&Maps::Private, 0)?;
-    dataplane.apply(&config.policy)?;
+    dataplane.apply(&policy)?;
     Ok((
         dataplane,
-        config.policy.clone(),
+        policy,
         format!("the policy of {}", config.path.display()),
     ))
 }
@@ -432,13 +439,7 @@ pub fn replay_capture(
         let config = config
             .as_ref()
             .expect("clap requires --config without --live");
-        let mut dataplane = Dataplane::load(&Maps::Private, 0)?;
-        dataplane.apply(&config.policy)?;
-        (
-            dataplane,
-            config.policy.clone(),
-            format!("the policy of {}", config.path.display()),
-        )
+        configured_dataplane(config)?
     };
     let stdout = io::stdout().lock();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout);
