@@ -80,6 +80,18 @@ impl Lab {
         lab
     }
 
+    /// Replaces `from` (which must be there) with `to` in the agent's
+    /// configuration file; returns the text as it was.
+    pub fn edit_config(&self, from: &str, to: &str) -> String {
+        let text = fs::read_to_string(&self.config).unwrap();
+        assert!(
+            text.contains(from),
+            "{from:?} not in the lab config:\n{text}"
+        );
+        fs::write(&self.config, text.replace(from, to)).unwrap();
+        text
+    }
+
     pub fn ns(&self, role: char) -> String {
         format!("{}{role}", self.name)
     }

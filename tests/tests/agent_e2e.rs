@@ -147,12 +147,7 @@ fn broken_reload_keeps_the_old_policy_and_names_file_and_line() {
     );
 
     // SIGHUP with a broken config file: refused the same way.
-    let config = fs::read_to_string(&lab.config).unwrap();
-    fs::write(
-        &lab.config,
-        config.replace("blocked_ports = [25]", "blocked_ports = [25, 587]"),
-    )
-    .unwrap();
+    let config = lab.edit_config("blocked_ports = [25]", "blocked_ports = [25, 587]");
     lab.signal_agent(libc::SIGHUP);
     lab.wait_for(Duration::from_secs(3), "the refused port 587", |l| {
         l.log().contains("op25b.toml:") && l.log().contains("port 587 is a mail submission port")
@@ -543,12 +538,7 @@ fn a_pool_moves_from_monitor_to_reject_to_drop_with_a_reload() {
     assert!(!lab.connects(EXEMPT4, MX4, 25, 0.1) || lab.connects(EXEMPT4, MX4, 25, 2.0));
 
     // Reject: the client fails fast with "connection refused".
-    let config = fs::read_to_string(&lab.config).unwrap();
-    fs::write(
-        &lab.config,
-        config.replace("action = \"monitor\"", "action = \"reject\""),
-    )
-    .unwrap();
+    lab.edit_config("action = \"monitor\"", "action = \"reject\"");
     lab.wait_for(Duration::from_secs(3), "the reject action", |l| {
         l.connect_report(DYN4, MX4, 25, 0.5)
             .contains("ConnectionRefused")
@@ -570,12 +560,7 @@ fn a_pool_moves_from_monitor_to_reject_to_drop_with_a_reload() {
     );
 
     // Drop: silence again.
-    let config = fs::read_to_string(&lab.config).unwrap();
-    fs::write(
-        &lab.config,
-        config.replace("action = \"reject\"", "action = \"drop\""),
-    )
-    .unwrap();
+    lab.edit_config("action = \"reject\"", "action = \"drop\"");
     lab.wait_for(Duration::from_secs(3), "the drop action", |l| {
         l.connect_report(DYN4, MX4, 25, 0.5)
             .contains("TimeoutError")
