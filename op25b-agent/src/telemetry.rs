@@ -243,12 +243,7 @@ impl Telemetry {
     pub fn render(&self) -> Vec<u8> {
         self.refresh_kernel_counters();
         let now = crate::clock::now_unix();
-        let sources = self
-            .top
-            .lock()
-            .expect("not poisoned")
-            .top(now, 3600, usize::MAX)
-            .len();
+        let sources = self.top.lock().expect("not poisoned").sources(now, 3600);
         self.top_sources
             .with_label_values(&["1h"])
             .set(i64::try_from(sources).unwrap_or(i64::MAX));

@@ -151,7 +151,8 @@ impl TopSources {
     }
 
     /// The `limit` sources with most attempts in the `window_seconds` before `now`.
-    pub fn top(&self, now: u64, window_seconds: u64, limit: usize) -> Vec<TopSource> {
+    /// Each tracked source's entries summed over the buckets in the window.
+    fn merged(&self, now: u64, window_seconds: u64) -> HashMap<IpAddr, Entry> {
         let since = now.saturating_sub(window_seconds);
         let mut merged: HashMap<IpAddr, Entry> = HashMap::new();
         for bucket in self
@@ -171,6 +172,16 @@ impl TopSources {
                 m.destinations |= e.destinations;
             }
         }
+        merged
+    }
+
+    /// How many distinct sources the window holds (as tracked).
+    pub fn sources(&self, now: u64, window_seconds: u64) -> usize {
+        self.merged(now, window_seconds).len()
+    }
+
+    pub fn top(&self, now: u64, window_seconds: u64, limit: usize) -> Vec<TopSource> {
+        let merged = self.merged(now, window_seconds);
         let mut list: Vec<TopSource> = merged
             .into_iter()
             .map(|(source, e)| TopSource {
