@@ -1,6 +1,11 @@
 //! The policy the data plane enforces, as plain data: what the config
 //! compiles to, what is diffed on reload, and (through [`PolicyLookup`]) the
-//! host-side model the kernel program is checked against.
+//! host-side model the kernel program is checked against. Prefixes, list
+//! files and run-time grants are the parts it is made of.
+
+pub mod grants;
+pub mod list_file;
+pub mod prefix;
 
 use std::collections::BTreeMap;
 
@@ -9,7 +14,7 @@ use op25b_common::{
     IpAddrBytes, PolicyLookup,
 };
 
-use crate::prefix::{ip_addr, Prefix, PrefixSet};
+use self::prefix::{ip_addr, Prefix, PrefixSet};
 
 /// A named group of dynamic prefixes with its own action. Pool 0 is
 /// "default": the flat `dynamic` lists, action drop.
@@ -99,6 +104,15 @@ impl Policy {
     /// The pool id a dynamic prefix's trie entry holds.
     pub fn pool_id(&self, prefix: &Prefix) -> u32 {
         self.pool_of.get(prefix).copied().unwrap_or(0)
+    }
+
+    /// The value `prefix`'s entry holds in `list`'s trie.
+    pub fn trie_value(&self, list: ListKind, prefix: &Prefix) -> u32 {
+        if list == ListKind::Dynamic {
+            self.pool_id(prefix)
+        } else {
+            0
+        }
     }
 
     /// The data plane's run-time configuration for this policy (`None` if

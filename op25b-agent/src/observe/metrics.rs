@@ -1,27 +1,26 @@
-//! What the agent tells the NOC: Prometheus series, health and readiness.
+//! What the agent tells the NOC: Prometheus series.
 //! Kernel counters are read from the pinned per-CPU map at scrape time, so
 //! they keep counting across agent restarts. Every label value comes from a
 //! bounded set (configured interfaces, reasons, lists), never an address.
 
 use std::{
     path::PathBuf,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Mutex, RwLock,
-    },
+    sync::{atomic::Ordering, Mutex, RwLock},
 };
 
 use op25b_common::{
-    abi::{counter_index, COUNTER_ATTEMPTS, COUNTER_EVENTS_LOST, MAP_COUNTERS},
+    abi::{counter_index, pool_counter_index, COUNTER_ATTEMPTS, COUNTER_EVENTS_LOST, MAP_COUNTERS},
     Reason,
 };
 use prometheus::{
-    Encoder as _, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    core::Collector, Encoder as _, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
+use super::top::TopSources;
 use crate::{
-    dataplane::PinnedCounters, pins::AttachMode, policy::ListKind, policy::Policy, top::TopSources,
+    dataplane::{counters::PinnedCounters, pins::AttachMode},
+    policy::{ListKind, Policy},
 };
 
 /// An interface as the metrics see it.
@@ -39,8 +38,8 @@ pub struct Telemetry {
     bytes: IntCounterVec,
     attempts: IntCounterVec,
     events_lost: IntCounter,
-    pub reloads: IntCounterVec,
-    pub last_reload_success: Gauge,
+    reloads: IntCounterVec,
+    last_reload_success: Gauge,
     prefixes: IntGaugeVec,
     attached: IntGaugeVec,
     interfaces: RwLock<Vec<InterfaceView>>,
@@ -48,7 +47,6 @@ pub struct Telemetry {
     pool_counters_path: PathBuf,
     /// Pool names and actions, by pool id.
     pools: RwLock<Vec<crate::policy::Pool>>,
-    ready: AtomicBool,
     /// Events the agent could not write (disk full, ...), folded into
     /// `op25b_events_lost_total` with the kernel's.
     pub events_unwritten: std::sync::atomic::AtomicU64,
@@ -56,90 +54,111 @@ pub struct Telemetry {
     pub top: Mutex<TopSources>,
 }
 
-fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+/// Declares a metric and registers it in one step, so no metric can be
+/// declared and forgotten.
+fn registered<M: Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric name");
+    metric
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    registered(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    registered(
+        registry,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
 }
 
 impl Telemetry {
     pub fn new(maps_dir: &std::path::Path, top_capacity: usize) -> Self {
-        let t = Self {
-            registry: Registry::new(),
+        let registry = Registry::new();
+        let r = &registry;
+        registered(
+            r,
+            IntGauge::with_opts(
+                Opts::new("op25b_build_info", "Build of the running agent.")
+                    .const_label("version", env!("CARGO_PKG_VERSION"))
+                    .const_label("revision", env!("OP25B_GIT_REVISION")),
+            )
+            .expect("valid metric"),
+        )
+        .set(1);
+        let reloads = counter_vec(
+            r,
+            "op25b_policy_reloads_total",
+            "Policy loads and reloads, by result.",
+            &["result"],
+        );
+        for result in ["success", "failure"] {
+            reloads.with_label_values(&[result]);
+        }
+        Self {
             counters_path: maps_dir.join(MAP_COUNTERS),
-            packets: counter_vec("op25b_packets_total", "Packets judged, by interface, action and reason.", &["interface", "action", "reason"]),
-            bytes: counter_vec("op25b_bytes_total", "Bytes judged, by interface, action and reason.", &["interface", "action", "reason"]),
+            packets: counter_vec(r, "op25b_packets_total", "Packets judged, by interface, action and reason.", &["interface", "action", "reason"]),
+            bytes: counter_vec(r, "op25b_bytes_total", "Bytes judged, by interface, action and reason.", &["interface", "action", "reason"]),
             attempts: counter_vec(
+                r,
                 "op25b_blocked_connection_attempts_total",
                 "Blocked or undecidable TCP connection attempts (SYN without ACK).",
                 &["interface"],
             ),
-            events_lost: IntCounter::new("op25b_events_lost_total", "Block events lost: ring buffer full in the kernel, or not written by the agent.").expect("valid metric"),
-            reloads: counter_vec("op25b_policy_reloads_total", "Policy loads and reloads, by result.", &["result"]),
-            last_reload_success: Gauge::new(
-                "op25b_policy_last_reload_success_timestamp_seconds",
-                "Unix time of the last policy (re)load that was applied.",
-            )
-            .expect("valid metric"),
-            prefixes: IntGaugeVec::new(Opts::new("op25b_policy_prefixes", "Prefixes in the enforced policy, by list and family."), &["list", "family"]).expect("valid metric"),
-            attached: IntGaugeVec::new(
-                Opts::new("op25b_interface_attached", "1 for the XDP mode each configured interface runs in (mode=\"none\" when not attached)."),
+            events_lost: registered(r, IntCounter::new("op25b_events_lost_total", "Block events lost: ring buffer full in the kernel, or not written by the agent.").expect("valid metric")),
+            reloads,
+            last_reload_success: registered(
+                r,
+                Gauge::new(
+                    "op25b_policy_last_reload_success_timestamp_seconds",
+                    "Unix time of the last policy (re)load that was applied.",
+                )
+                .expect("valid metric"),
+            ),
+            prefixes: gauge_vec(r, "op25b_policy_prefixes", "Prefixes in the enforced policy, by list and family.", &["list", "family"]),
+            attached: gauge_vec(
+                r,
+                "op25b_interface_attached",
+                "1 for the XDP mode each configured interface runs in (mode=\"none\" when not attached).",
                 &["interface", "mode"],
-            )
-            .expect("valid metric"),
+            ),
             interfaces: RwLock::new(Vec::new()),
             pool_packets: counter_vec(
+                r,
                 "op25b_pool_packets_total",
                 "Packets from dynamic sources, by pool, the pool's action and reason.",
                 &["pool", "pool_action", "reason"],
             ),
             pool_counters_path: maps_dir.join(op25b_common::abi::MAP_POOL_COUNTERS),
             pools: RwLock::new(Vec::new()),
-            ready: AtomicBool::new(false),
             events_unwritten: std::sync::atomic::AtomicU64::new(0),
-            top_sources: IntGaugeVec::new(
-                Opts::new("op25b_top_sources", "Distinct sources with blocked connection attempts in the window (as tracked by the bounded sketch)."),
+            top_sources: gauge_vec(
+                r,
+                "op25b_top_sources",
+                "Distinct sources with blocked connection attempts in the window (as tracked by the bounded sketch).",
                 &["window"],
-            )
-            .expect("valid metric"),
+            ),
             top: Mutex::new(TopSources::new(top_capacity)),
-        };
-        let build = IntGauge::with_opts(
-            Opts::new("op25b_build_info", "Build of the running agent.")
-                .const_label("version", env!("CARGO_PKG_VERSION"))
-                .const_label("revision", env!("OP25B_GIT_REVISION")),
-        )
-        .expect("valid metric");
-        build.set(1);
-        for c in [
-            &t.packets,
-            &t.bytes,
-            &t.attempts,
-            &t.reloads,
-            &t.pool_packets,
-        ] {
-            t.registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
+            registry,
         }
-        for r in ["success", "failure"] {
-            t.reloads.with_label_values(&[r]);
+    }
+
+    /// Counts a policy load or reload; a success also stamps its time.
+    pub fn record_reload(&self, ok: bool) {
+        self.reloads
+            .with_label_values(&[if ok { "success" } else { "failure" }])
+            .inc();
+        if ok {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.last_reload_success.set(now);
         }
-        t.registry
-            .register(Box::new(t.events_lost.clone()))
-            .expect("unique metric");
-        t.registry
-            .register(Box::new(t.last_reload_success.clone()))
-            .expect("unique metric");
-        t.registry
-            .register(Box::new(t.prefixes.clone()))
-            .expect("unique metric");
-        t.registry
-            .register(Box::new(t.attached.clone()))
-            .expect("unique metric");
-        t.registry.register(Box::new(build)).expect("unique metric");
-        t.registry
-            .register(Box::new(t.top_sources.clone()))
-            .expect("unique metric");
-        t
     }
 
     pub fn set_policy(&self, policy: &Policy) {
@@ -159,7 +178,7 @@ impl Telemetry {
         }
     }
 
-    pub fn set_interfaces(&self, views: Vec<InterfaceView>, ready: bool) {
+    pub fn set_interfaces(&self, views: Vec<InterfaceView>) {
         self.attached.reset();
         for v in &views {
             for mode in ["driver", "skb", "none"] {
@@ -170,11 +189,6 @@ impl Telemetry {
             }
         }
         *self.interfaces.write().expect("not poisoned") = views;
-        self.ready.store(ready, Ordering::Relaxed);
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
     }
 
     pub fn interface_name(&self, slot: u32) -> Option<String> {
@@ -224,7 +238,7 @@ impl Telemetry {
         for (id, pool) in self.pools.read().expect("not poisoned").iter().enumerate() {
             let id = u32::try_from(id).unwrap_or(u32::MAX);
             for reason in Reason::ALL {
-                let index = id * op25b_common::reason::REASON_SLOTS + reason.index();
+                let index = pool_counter_index(id, reason.index());
                 let packets = counters.get(index).packets;
                 if packets == 0 {
                     continue;

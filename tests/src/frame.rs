@@ -1,7 +1,7 @@
-//! Builds the frames op25b judges: Ethernet with VLAN/QinQ tags, PPPoE
-//! sessions, IPv4 with options and fragments, IPv6 with extension headers,
-//! TCP and UDP with valid checksums. `explain` uses it to synthesize a SYN;
-//! the kernel fixture tables and the lab use it to craft traffic.
+//! Builds the frames op25b is tested with: Ethernet with VLAN/QinQ tags,
+//! PPPoE sessions, IPv4 with options and fragments, IPv6 with extension
+//! headers, TCP and UDP with valid checksums. The kernel fixture tables, the
+//! lab and the benchmarks use it to craft traffic.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -5,9 +5,10 @@ use std::io::Write;
 
 use op25b_common::{Action, Reason};
 
-use crate::{
-    capture::{Capture, CaptureError},
-    dataplane::{Dataplane, DataplaneError, TEST_RUN_MAX_FRAME, TEST_RUN_MIN_FRAME},
+use super::capture::{Capture, CaptureError};
+use crate::dataplane::{
+    test_run::{TEST_RUN_MAX_FRAME, TEST_RUN_MIN_FRAME},
+    Dataplane, DataplaneError,
 };
 
 #[derive(Debug, thiserror::Error)]

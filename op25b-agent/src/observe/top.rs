@@ -4,7 +4,7 @@
 //! Time is cut into 5-minute buckets kept for 24 hours; each bucket is a
 //! Space-Saving sketch (Metwally et al.) of at most `capacity` sources, so
 //! memory stays at most `BUCKETS × capacity` entries (about 200 bytes each:
-//! ~15 MB at the default 256) however many distinct sources attack. A
+//! ~59 MB at the default `events.top_capacity` of 1024) however many distinct sources attack. A
 //! source's count can be overestimated by at most its `error`; any source
 //! with more than 1/capacity of a bucket's attempts is always listed.
 //! Distinct destinations are estimated by linear counting over a 128-bit

@@ -3,14 +3,17 @@
 
 use std::{fmt::Write as _, path::Path};
 
-use aya::maps::{LpmTrie, Map, MapData};
 use op25b_common::{abi::counter_index, Reason};
 use serde::Serialize;
 
 use crate::{
     config::Config,
-    dataplane::{list_map_names, read_pinned_runtime_config, PinnedCounters, RUNTIME_CONFIG_PIN},
-    pins::{ifindex, PinLayout},
+    dataplane::{
+        counters::PinnedCounters,
+        pins::{ifindex, PinLayout},
+        runtime_config,
+        writer::{count_pinned_keys, list_map_names},
+    },
     policy::ListKind,
 };
 
@@ -51,17 +54,6 @@ pub struct ListStatus {
     pub ipv6: usize,
 }
 
-fn count_keys<const N: usize>(path: &Path) -> usize {
-    let Ok(map) = MapData::from_pin(path) else {
-        return 0;
-    };
-    let map = Map::LpmTrie(map);
-    let Ok(trie) = LpmTrie::<&MapData, [u8; N], u32>::try_from(&map) else {
-        return 0;
-    };
-    trie.keys().flatten().count()
-}
-
 fn slot_counters(counters: Option<&PinnedCounters>, slot: u32) -> Vec<ReasonCount> {
     Reason::ALL
         .iter()
@@ -85,7 +77,7 @@ pub fn read(pin_path: &Path, config: Option<&Config>) -> Status {
     let layout = PinLayout::new(pin_path);
     let maps = layout.maps_dir();
     let counters = PinnedCounters::open(&maps.join(op25b_common::abi::MAP_COUNTERS));
-    let runtime = read_pinned_runtime_config(&maps.join(RUNTIME_CONFIG_PIN));
+    let runtime = runtime_config::pinned_in(&maps);
 
     let mut interfaces: Vec<InterfaceStatus> = layout
         .link_pins()
@@ -117,8 +109,8 @@ pub fn read(pin_path: &Path, config: Option<&Config>) -> Status {
             let (v4, v6) = list_map_names(kind);
             ListStatus {
                 list: kind.name(),
-                ipv4: count_keys::<4>(&maps.join(v4)),
-                ipv6: count_keys::<16>(&maps.join(v6)),
+                ipv4: count_pinned_keys::<4>(&maps.join(v4)),
+                ipv6: count_pinned_keys::<16>(&maps.join(v6)),
             }
         })
         .collect();
