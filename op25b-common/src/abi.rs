@@ -232,8 +232,8 @@ pub fn mapped_v6(addr: &crate::IpAddrBytes) -> [u8; 16] {
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY (each): #[repr(C)], made only of integers, with no padding
-    // (the size tests below pin the layouts), so every byte pattern is valid.
+    // SAFETY: #[repr(C)], made only of integers, with no padding (the size
+    // tests below pin the layouts), so every byte pattern is valid.
     unsafe impl aya::Pod for super::Counter {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::RuntimeConfig {}

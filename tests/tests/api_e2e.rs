@@ -31,6 +31,12 @@ fn request(
 fn api_lab() -> Lab {
     let lab = Lab::up_with(&[], "[api]\nsocket = \"api.sock\"\ntoken_file = \"api.token\"\nstate_file = \"state.json\"\naudit_log = \"audit.jsonl\"\nmax_body_bytes = 4096\n");
     fs::write(lab.dir.path().join("api.token"), format!("{TOKEN}\n")).unwrap();
+    // A token others can read is refused, as ssh refuses such keys.
+    fs::set_permissions(
+        lab.dir.path().join("api.token"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     lab
 }
 

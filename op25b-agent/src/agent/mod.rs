@@ -94,10 +94,11 @@ impl Agent {
         layout.prepare()?;
         let lock = lock::lock_dir(&layout.root)?;
         let mut control = Dataplane::load(&Maps::Pinned(layout.maps_dir()), 0)?;
+        reload::log_warnings(&config);
         let provisioning = config
             .api
             .as_ref()
-            .map(|api| start_provisioning(api.clone()))
+            .map(|api| start_provisioning(api.clone(), config.prefix_limits))
             .transpose()?;
         let effective = reload::effective_policy(&config, provisioning.as_deref());
         let stats = control.apply(&effective)?;
@@ -222,12 +223,15 @@ impl Agent {
     }
 }
 
-fn start_provisioning(api: crate::config::ApiConfig) -> Result<Arc<Provisioning>, AgentError> {
+fn start_provisioning(
+    api: crate::config::ApiConfig,
+    limits: crate::policy::limits::PrefixLimits,
+) -> Result<Arc<Provisioning>, AgentError> {
     let where_ = api.socket.as_ref().map_or_else(
         || api.listen_address.clone().unwrap_or_default(),
         |s| s.display().to_string(),
     );
-    let provisioning = Arc::new(Provisioning::open(api)?);
+    let provisioning = Arc::new(Provisioning::open(api, limits)?);
     crate::api::provisioning::serve(&provisioning)?;
     info!("provisioning API on {where_}");
     Ok(provisioning)

@@ -75,6 +75,7 @@ impl Agent {
             }
         };
         self.watched = WatchedFiles::of(&new);
+        log_warnings(&new);
         if new.pin_path != self.config.pin_path {
             warn!(
                 "pin_path changed to {}: that takes a restart; keeping {}",
@@ -94,14 +95,14 @@ impl Agent {
             ),
             Err(e) => {
                 self.telemetry.record_reload(false);
-                error!(
-                    trigger,
-                    "reload failed while updating maps, rolled back, old policy kept: {e}"
-                );
+                error!(trigger, "reload failed while updating maps: {e}");
                 return;
             }
         }
         let pin_path = self.config.pin_path.clone();
+        if let Some(p) = &self.provisioning {
+            p.set_prefix_limits(new.prefix_limits);
+        }
         self.config = Config { pin_path, ..new };
         self.set_interfaces(&self.config.interfaces.clone());
         self.telemetry.set_policy(&effective);
@@ -110,13 +111,20 @@ impl Agent {
 }
 
 /// The configuration's policy as of now (expired entries out) plus the
-/// grants active now.
+/// grants active now (those within the configuration's prefix limits).
 pub(super) fn effective_policy(config: &Config, provisioning: Option<&Provisioning>) -> Policy {
     let now = crate::clock::now_unix();
     let base = config.policy.active(now);
     match provisioning {
-        Some(p) => p.state().effective(&base, now),
+        Some(p) => p.state().effective(&base, now, &config.prefix_limits),
         None => base,
+    }
+}
+
+/// What the configuration accepts but an operator should know, at every load.
+pub(super) fn log_warnings(config: &Config) {
+    for warning in &config.warnings {
+        warn!("{warning}");
     }
 }
 

@@ -14,7 +14,7 @@ use std::{
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
+        Arc, Mutex, RwLock,
     },
 };
 
@@ -30,6 +30,7 @@ use crate::{
     config::ApiConfig,
     policy::{
         grants::{Grant, GrantList, GrantState},
+        limits::PrefixLimits,
         prefix::Prefix,
     },
     state_file::StateFileError,
@@ -53,6 +54,8 @@ pub enum ProvisioningError {
     },
     #[error("{}: the API token file is empty", path.display())]
     EmptyToken { path: PathBuf },
+    #[error("{}: the API token file is readable by group or others (mode {mode:o}): chmod 600 it", path.display())]
+    TokenExposed { path: PathBuf, mode: u32 },
 }
 
 /// Shared between the API threads and the agent loop.
@@ -60,6 +63,8 @@ pub struct Provisioning {
     pub config: ApiConfig,
     token: String,
     state: Mutex<GrantState>,
+    /// The broadest grant each list takes (from the configuration).
+    prefix_limits: RwLock<PrefixLimits>,
     /// Set when grants changed: the agent loop reapplies the policy.
     pub changed: AtomicBool,
 }
@@ -79,7 +84,22 @@ struct AuditLine<'a> {
 const NOT_FOUND: &str = "not found: /api/v1/exemptions, /api/v1/allowed_destinations";
 
 impl Provisioning {
-    pub fn open(config: ApiConfig) -> Result<Self, ProvisioningError> {
+    pub fn open(config: ApiConfig, prefix_limits: PrefixLimits) -> Result<Self, ProvisioningError> {
+        let io = |source| ProvisioningError::Io {
+            path: config.token_file.clone(),
+            source,
+        };
+        // As ssh does with keys: a token others can read is no secret.
+        let mode = fs::metadata(&config.token_file)
+            .map_err(io)?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(ProvisioningError::TokenExposed {
+                path: config.token_file.clone(),
+                mode: mode & 0o777,
+            });
+        }
         let token = fs::read_to_string(&config.token_file)
             .map_err(|source| ProvisioningError::Io {
                 path: config.token_file.clone(),
@@ -98,8 +118,14 @@ impl Provisioning {
             config,
             token,
             state: Mutex::new(state),
+            prefix_limits: RwLock::new(prefix_limits),
             changed: AtomicBool::new(false),
         })
+    }
+
+    /// The configuration's limits changed (a reload).
+    pub fn set_prefix_limits(&self, limits: PrefixLimits) {
+        *self.prefix_limits.write().expect("not poisoned") = limits;
     }
 
     pub fn state(&self) -> GrantState {
@@ -168,6 +194,11 @@ impl Provisioning {
             Ok(p) => p,
             Err(e) => return Answer::error(400, format!("prefix: {e}")),
         };
+        let limits = *self.prefix_limits.read().expect("not poisoned");
+        if let Err(e) = limits.check(list.list_kind(), &prefix) {
+            tracing::warn!("refused a grant in {}: {e}", list.name());
+            return Answer::error(400, format!("prefix: {e}"));
+        }
         if request.reason.len() > 1024 || request.actor.len() > 256 {
             return Answer::error(400, "reason (1024) or actor (256) too long");
         }

@@ -1,5 +1,7 @@
 //! The grant handlers, called in process: no socket, no agent.
 
+use std::os::unix::fs::PermissionsExt as _;
+
 use super::*;
 
 struct Fixture {
@@ -18,6 +20,7 @@ fn fixture(name: &str) -> Fixture {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("token"), "s3cret\n").unwrap();
+    fs::set_permissions(dir.join("token"), fs::Permissions::from_mode(0o600)).unwrap();
     let config = ApiConfig {
         socket: None,
         listen_address: None,
@@ -27,7 +30,7 @@ fn fixture(name: &str) -> Fixture {
         max_body_bytes: 1024,
     };
     Fixture {
-        api: Provisioning::open(config).unwrap(),
+        api: Provisioning::open(config, crate::policy::limits::PrefixLimits::default()).unwrap(),
         dir,
     }
 }
@@ -198,4 +201,19 @@ fn bad_requests_name_what_is_wrong_and_change_nothing() {
     }
     assert!(!f.api.changed.load(Ordering::Relaxed));
     assert_eq!(f.api.state(), GrantState::default());
+}
+
+#[test]
+fn a_token_others_can_read_is_refused() {
+    let f = fixture("mode");
+    let token = f.dir.join("token");
+    fs::set_permissions(&token, fs::Permissions::from_mode(0o640)).unwrap();
+    let config = ApiConfig {
+        token_file: token,
+        ..f.api.config.clone()
+    };
+    let err = Provisioning::open(config, crate::policy::limits::PrefixLimits::default())
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("chmod 600"), "{err}");
 }

@@ -26,8 +26,10 @@ pub fn execute(args: &CheckConfigArgs) -> Result<ExitCode, CommandError> {
     let mut out = io::stdout().lock();
     writeln!(out, "{}: OK", path.display())?;
     writeln!(out, "blocked_ports: {:?}", config.policy.blocked_ports)?;
+    let now = crate::clock::now_unix();
+    let active = config.policy.active(now);
     for kind in ListKind::ALL {
-        let list = config.policy.list(kind);
+        let list = active.list(kind);
         writeln!(
             out,
             "{}: {} IPv4, {} IPv6 prefixes",
@@ -35,13 +37,13 @@ pub fn execute(args: &CheckConfigArgs) -> Result<ExitCode, CommandError> {
             list.v4.len(),
             list.v6.len()
         )?;
-        if !list.expiring.is_empty() {
-            let now = crate::clock::now_unix();
-            let expired = list.expiring.values().filter(|&&t| t <= now).count();
+        let all = config.policy.list(kind);
+        if !all.expiring.is_empty() {
+            let expired = all.expiring.values().filter(|&&t| t <= now).count();
             writeln!(
                 out,
-                "  {} temporary (expires_at), {expired} of them already expired",
-                list.expiring.len()
+                "  {} temporary (expires_at), {expired} of them already expired and not counted",
+                all.expiring.len()
             )?;
         }
     }
@@ -54,5 +56,8 @@ pub fn execute(args: &CheckConfigArgs) -> Result<ExitCode, CommandError> {
         )?;
     }
     writeln!(out, "pin_path: {}", config.pin_path.display())?;
+    for warning in &config.warnings {
+        writeln!(out, "warning: {warning}")?;
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,13 +11,14 @@ use op25b_common::verdict::MAX_BLOCKED_PORTS;
 use toml::Spanned;
 
 use super::{
-    raw::{PoolActionSetting, RawApi, RawEvents, RawPool},
+    raw::{PoolActionSetting, RawApi, RawEvents, RawPool, RawPrefixLimits},
     ApiConfig, ConfigProblem, EventsConfig, InterfaceConfig, DEFAULT_PIN_PATH, SUBMISSION_PORTS,
 };
 use crate::policy::{
-    list_file::{read_list_file, ListFileError},
-    prefix::PrefixSet,
-    Policy,
+    limits::PrefixLimits,
+    list_file::{admit_all, parse_entry, read_list_file, Admit, ListFileError},
+    prefix::{Prefix, PrefixSet},
+    ListKind, Policy,
 };
 
 /// Collects problems against one config file's text.
@@ -59,6 +60,14 @@ impl Checker<'_> {
             ListFileError::Read { path, source } => {
                 (path.display().to_string(), format!("cannot read: {source}"))
             }
+            ListFileError::NotAFile { path } | ListFileError::TooLarge { path } => {
+                let message = error.to_string();
+                let message = message
+                    .strip_prefix(&format!("{}: ", path.display()))
+                    .unwrap_or(&message)
+                    .to_owned();
+                (path.display().to_string(), message)
+            }
             ListFileError::Line { path, line, source } => {
                 (format!("{}:{line}", path.display()), source.to_string())
             }
@@ -70,9 +79,19 @@ impl Checker<'_> {
         });
     }
 
-    pub fn prefixes(&mut self, key: &str, entries: &[Spanned<String>], into: &mut PrefixSet) {
+    pub fn prefixes(
+        &mut self,
+        key: &str,
+        entries: &[Spanned<String>],
+        into: &mut PrefixSet,
+        admit: Admit<'_>,
+    ) {
         for (i, entry) in entries.iter().enumerate() {
-            match crate::policy::list_file::parse_entry(entry.get_ref().trim()) {
+            let parsed = parse_entry(entry.get_ref().trim()).and_then(|(prefix, expires)| {
+                admit(&prefix)?;
+                Ok((prefix, expires))
+            });
+            match parsed {
                 Ok((prefix, expires)) => into.insert_until(prefix, expires),
                 Err(e) => self.at(&entry.span(), format!("policy.{key}[{i}]"), e),
             }
@@ -85,6 +104,7 @@ impl Checker<'_> {
         entries: &[Spanned<String>],
         into: &mut PrefixSet,
         seen: &mut Vec<PathBuf>,
+        admit: Admit<'_>,
     ) {
         let base = self.path.parent().unwrap_or(Path::new("."));
         for (i, entry) in entries.iter().enumerate() {
@@ -97,7 +117,7 @@ impl Checker<'_> {
                 continue;
             }
             let file = base.join(entry.get_ref());
-            if let Err(e) = read_list_file(&file, into) {
+            if let Err(e) = read_list_file(&file, into, admit) {
                 self.list_file(&e);
             }
             seen.push(file);
@@ -174,11 +194,17 @@ impl Checker<'_> {
         };
         api.listen_address = raw.listen_address.clone().filter(|a| !a.is_empty());
         if let Some(address) = &api.listen_address {
-            if address.parse::<std::net::SocketAddr>().is_err() {
-                self.key(
+            match address.parse::<std::net::SocketAddr>() {
+                Err(_) => self.key(
                     "api.listen_address".into(),
                     format!("{address:?} is not an address:port"),
-                );
+                ),
+                // The API has no TLS: a bearer token must not cross a network in clear.
+                Ok(a) if !a.ip().is_loopback() => self.key(
+                    "api.listen_address".into(),
+                    format!("{address} is not a loopback address and the API speaks plain HTTP: use the unix socket, or a loopback address behind a TLS-terminating proxy"),
+                ),
+                Ok(_) => {}
             }
         }
         if api.socket.is_none() && api.listen_address.is_none() {
@@ -244,12 +270,14 @@ impl Checker<'_> {
                 &format!("pools[{i}].prefixes"),
                 &pool.prefixes,
                 &mut members,
+                &admit_all,
             );
             self.files(
                 &format!("pools[{i}].files"),
                 &pool.files,
                 &mut members,
                 seen,
+                &admit_all,
             );
             for prefix in members.v4.iter().chain(members.v6.iter()) {
                 if policy.dynamic.v4.contains(prefix) || policy.dynamic.v6.contains(prefix) {
@@ -279,6 +307,91 @@ impl Checker<'_> {
                 },
             });
         }
+    }
+
+    /// `[policy.prefix_limits]`; never /0 (that would exempt everyone).
+    pub fn prefix_limits(&mut self, raw: Option<&RawPrefixLimits>) -> PrefixLimits {
+        let mut limits = PrefixLimits::default();
+        let Some(raw) = raw else {
+            return limits;
+        };
+        for (value, max, slot) in [
+            (&raw.exempt_ipv4, 32, &mut limits.exempt_ipv4),
+            (&raw.exempt_ipv6, 128, &mut limits.exempt_ipv6),
+            (
+                &raw.allowed_destinations_ipv4,
+                32,
+                &mut limits.allowed_destinations_ipv4,
+            ),
+            (
+                &raw.allowed_destinations_ipv6,
+                128,
+                &mut limits.allowed_destinations_ipv6,
+            ),
+        ] {
+            let Some(value) = value else {
+                continue;
+            };
+            match u8::try_from(*value.get_ref()) {
+                Ok(len) if (1..=max).contains(&len) => *slot = len,
+                _ => self.at(
+                    &value.span(),
+                    "policy.prefix_limits".into(),
+                    format!("{} is not a prefix length in 1..={max}", value.get_ref()),
+                ),
+            }
+        }
+        limits
+    }
+
+    /// Each map holds at most `capacity` prefixes per family: a list past
+    /// it is refused here rather than half-loaded by the kernel.
+    pub fn capacities(&mut self, policy: &Policy, capacity: usize) {
+        for list in ListKind::ALL {
+            let set = policy.list(list);
+            for (family, count) in [("IPv4", set.v4.len()), ("IPv6", set.v6.len())] {
+                if count > capacity {
+                    self.key(
+                        format!("policy.{}", list.name()),
+                        format!("{count} {family} prefixes; the kernel map holds {capacity}"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// A monitor pool inside a drop or reject prefix carves its addresses
+    /// out of the stricter pool: legal (a staged rollout does exactly that
+    /// the other way round), but worth a word.
+    pub fn nested_monitor_pools(&mut self, policy: &Policy) -> Vec<ConfigProblem> {
+        use op25b_common::abi::PoolAction;
+        let action = |p: &Prefix| policy.pools.get(policy.pool_id(p) as usize);
+        let mut warnings = Vec::new();
+        for prefix in policy.dynamic.iter() {
+            let Some(inner) = action(prefix).filter(|p| p.action == PoolAction::Monitor) else {
+                continue;
+            };
+            let outer = (0..prefix.len())
+                .rev()
+                .filter_map(|len| prefix.covering(len))
+                .find(|c| policy.dynamic.contains_exactly(c));
+            let Some(outer) = outer else { continue };
+            let Some(outer_pool) = action(&outer).filter(|p| p.action != PoolAction::Monitor)
+            else {
+                continue;
+            };
+            warnings.push(ConfigProblem {
+                location: self.path.display().to_string(),
+                key: Some("policy.pools".into()),
+                message: format!(
+                    "{prefix} of monitor pool {:?} lies inside {outer} of {} pool {:?}: its subscribers are only monitored",
+                    inner.name,
+                    outer_pool.action.name(),
+                    outer_pool.name
+                ),
+            });
+        }
+        warnings
     }
 
     pub fn pin_path(&mut self, pin: Option<&Spanned<String>>) -> PathBuf {

@@ -16,7 +16,8 @@ use serde::Deserialize;
 
 pub use self::problem::{ConfigError, ConfigProblem};
 use self::{check::Checker, raw::RawConfig};
-use crate::policy::Policy;
+use crate::policy::{limits::PrefixLimits, list_file::admit_all, prefix::Prefix, ListKind, Policy};
+use op25b_common::abi::POLICY_MAP_CAPACITY;
 
 /// Submission ports (RFC 6409 / RFC 8314) must stay open whatever the config says.
 pub const SUBMISSION_PORTS: [u16; 2] = [587, 465];
@@ -119,6 +120,11 @@ pub struct Config {
     pub events: EventsConfig,
     /// The provisioning API, when configured.
     pub api: Option<ApiConfig>,
+    /// The broadest exemption and relay entries (config, files, grants).
+    pub prefix_limits: PrefixLimits,
+    /// What is legal but worth a word (check-config prints these, the
+    /// agent logs them at every load).
+    pub warnings: Vec<ConfigProblem>,
 }
 
 /// `[api]` settings: the provisioning API (absent = off).
@@ -188,31 +194,41 @@ impl Config {
             blocked_ports: check.ports(p.blocked_ports.as_deref()),
             ..Policy::default()
         };
-        check.prefixes("dynamic", &p.dynamic, &mut policy.dynamic);
+        let prefix_limits = check.prefix_limits(p.prefix_limits.as_ref());
+        check.prefixes("dynamic", &p.dynamic, &mut policy.dynamic, &admit_all);
         check.pools(&p.pools, &mut policy, &mut list_files);
         check.files(
             "dynamic_files",
             &p.dynamic_files,
             &mut policy.dynamic,
             &mut list_files,
+            &admit_all,
         );
-        check.prefixes("exempt", &p.exempt, &mut policy.exempt);
-        check.files(
-            "exempt_files",
-            &p.exempt_files,
-            &mut policy.exempt,
-            &mut list_files,
-        );
-        check.prefixes(
-            "allowed_destinations",
-            &p.allowed_destinations,
-            &mut policy.allowed_destinations,
-        );
-        check.files(
-            "allowed_destinations_files",
-            &p.allowed_destinations_files,
-            &mut policy.allowed_destinations,
-            &mut list_files,
+        for (list, entries, files) in [
+            (ListKind::Exempt, &p.exempt, &p.exempt_files),
+            (
+                ListKind::AllowedDestinations,
+                &p.allowed_destinations,
+                &p.allowed_destinations_files,
+            ),
+        ] {
+            let admit = |prefix: &Prefix| prefix_limits.check(list, prefix);
+            let into = policy.list_mut(list);
+            check.prefixes(list.name(), entries, into, &admit);
+            let key = format!("{}_files", list.name());
+            check.files(&key, files, into, &mut list_files, &admit);
+        }
+        check.capacities(&policy, POLICY_MAP_CAPACITY as usize);
+        let mut warnings = check.nested_monitor_pools(&policy);
+        warnings.extend(
+            prefix_limits
+                .lowered()
+                .into_iter()
+                .map(|bound| ConfigProblem {
+                    location: path.display().to_string(),
+                    key: Some("policy.prefix_limits".into()),
+                    message: format!("lowered: {bound}; broader exemptions or relays are accepted"),
+                }),
         );
 
         let events = check.events(&raw.events);
@@ -249,6 +265,8 @@ impl Config {
             metrics: raw.metrics,
             events,
             api,
+            prefix_limits,
+            warnings,
         })
     }
 }

@@ -65,6 +65,18 @@ pub struct RawPolicy {
     pub allowed_destinations_files: Vec<Spanned<String>>,
     #[serde(default)]
     pub pools: Vec<RawPool>,
+    #[serde(default)]
+    pub prefix_limits: Option<RawPrefixLimits>,
+}
+
+/// `[policy.prefix_limits]`: the broadest exemption and relay entries.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrefixLimits {
+    pub exempt_ipv4: Option<Spanned<i64>>,
+    pub exempt_ipv6: Option<Spanned<i64>>,
+    pub allowed_destinations_ipv4: Option<Spanned<i64>>,
+    pub allowed_destinations_ipv6: Option<Spanned<i64>>,
 }
 
 /// `[[policy.pools]]`: dynamic prefixes with their own action.

@@ -86,6 +86,12 @@ fn each_class_of_bad_config_names_its_place() {
         ("[[interfaces]]\nname = \"eth1\"\nxdp_mode = \"fast\"\n", "D/op25b.toml:3: unknown variant `fast`"),
         ("[[interfaces]]\nname = \"eth1\"\n[[interfaces]]\nname = \"eth1\"\n", "interfaces[1].name: \"eth1\" is listed twice"),
         ("[[interfaces]]\nname = \"a-name-far-too-long\"\n", "interfaces[0].name: \"a-name-far-too-long\" is not an interface name"),
+        ("[policy]\nexempt = [\"0.0.0.0/0\"]\n", "D/op25b.toml:2: policy.exempt[0]: 0.0.0.0/0 is broader than /16"),
+        ("[policy]\nexempt = [\"::/0\"]\n", "D/op25b.toml:2: policy.exempt[0]: ::/0 is broader than /32"),
+        ("[policy]\nallowed_destinations = [\"0.0.0.0/0\"]\n", "D/op25b.toml:2: policy.allowed_destinations[0]: 0.0.0.0/0 is broader than /24"),
+        ("[policy]\nexempt = [\"::ffff:100.64.1.2\"]\n", "policy.exempt[0]: ::ffff:100.64.1.2/128 is an IPv4-mapped IPv6 address"),
+        ("[policy.prefix_limits]\nexempt_ipv4 = 0\n", "D/op25b.toml:2: policy.prefix_limits: 0 is not a prefix length in 1..=32"),
+        ("[api]\nsocket = \"\"\nlisten_address = \"0.0.0.0:8080\"\n", "api.listen_address: 0.0.0.0:8080 is not a loopback address"),
     ];
     for (text, expected) in cases {
         let got = problems(text);
@@ -174,4 +180,56 @@ fn every_problem_is_reported_not_just_the_first() {
     let got =
         problems("[policy]\nblocked_ports = [587]\ndynamic = [\"x\"]\nexempt = [\"1.2.3.4/33\"]\n");
     assert_eq!(got.len(), 3, "{got:?}");
+}
+
+#[test]
+fn list_files_obey_the_prefix_limits_and_lowering_them_is_a_warning() {
+    let d = dir();
+    std::fs::write(d.join("broad.txt"), "100.64.1.7\n10.0.0.0/8\n").unwrap();
+    let got = problems("[policy]\nexempt_files = [\"broad.txt\"]\n");
+    assert_eq!(
+        got,
+        vec!["D/broad.txt:2: 10.0.0.0/8 is broader than /16, the broadest exempt entry allowed (policy.prefix_limits.exempt_ipv4): it would open port 25 for every dynamic subscriber it covers"]
+    );
+    let text =
+        "[policy]\nexempt_files = [\"broad.txt\"]\n[policy.prefix_limits]\nexempt_ipv4 = 8\n";
+    let config = Config::parse(&d.join("op25b.toml"), text).unwrap();
+    assert_eq!(config.policy.exempt.len(), 2);
+    assert_eq!(config.warnings.len(), 1);
+    assert!(config.warnings[0]
+        .to_string()
+        .contains("lowered: exempt_ipv4 /8 (default /16)"));
+}
+
+#[test]
+fn a_list_past_the_map_capacity_is_refused_not_half_loaded() {
+    let mut check = check::Checker {
+        path: std::path::Path::new("x.toml"),
+        text: "",
+        problems: Vec::new(),
+    };
+    let mut policy = Policy::default();
+    for i in 0..5u32 {
+        policy.exempt.insert(
+            format!("{}/32", std::net::Ipv4Addr::from(0x6440_0000 + i))
+                .parse()
+                .unwrap(),
+        );
+    }
+    check.capacities(&policy, 4);
+    assert_eq!(check.problems.len(), 1);
+    assert_eq!(
+        check.problems[0].to_string(),
+        "x.toml: policy.exempt: 5 IPv4 prefixes; the kernel map holds 4"
+    );
+}
+
+#[test]
+fn a_monitor_pool_inside_a_drop_pool_is_a_warning() {
+    let text = "[policy]\ndynamic = [\"100.64.0.0/10\"]\n[[policy.pools]]\nname = \"trial\"\naction = \"monitor\"\nprefixes = [\"100.64.8.0/24\"]\n";
+    let config = Config::parse(&dir().join("op25b.toml"), text).unwrap();
+    assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+    assert!(config.warnings[0]
+        .message
+        .contains("100.64.8.0/24 of monitor pool \"trial\" lies inside 100.64.0.0/10 of drop pool \"default\""));
 }

@@ -76,6 +76,13 @@ pub enum DataplaneError {
     CountersMoved(Vec<op25b_common::Reason>),
     #[error(transparent)]
     BadPorts(#[from] diff::BadPorts),
+    #[error("{0}; what was written is undone: the maps hold the previous policy")]
+    RolledBack(Box<DataplaneError>),
+    #[error("{first}; undoing it failed too ({undo}): the maps hold part of the new policy until the next apply")]
+    PartlyApplied {
+        first: Box<DataplaneError>,
+        undo: Box<DataplaneError>,
+    },
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
@@ -279,8 +286,8 @@ mod tests {
             "RUNTIME_CONFIG must live in the writable .data section"
         );
         assert_eq!(
-            global.size() as usize,
-            std::mem::size_of::<abi::RuntimeConfig>(),
+            global.size(),
+            std::mem::size_of::<abi::RuntimeConfig>() as u64,
             "RUNTIME_CONFIG differs in size between kernel and user space"
         );
     }

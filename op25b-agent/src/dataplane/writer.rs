@@ -80,15 +80,20 @@ impl Dataplane {
                     ports_changed: diff.runtime_config.is_some(),
                 })
             }
-            Err(e) => {
-                // If the undo fails too, the maps are somewhere between:
-                // re-read them before the next apply.
-                self.applied = self
-                    .undo(&current, &diff, progress)
-                    .is_ok()
-                    .then_some(current);
-                Err(e)
-            }
+            Err(e) => match self.undo(&current, &diff, progress) {
+                Ok(()) => {
+                    self.applied = Some(current);
+                    Err(DataplaneError::RolledBack(Box::new(e)))
+                }
+                Err(undo) => {
+                    // The maps are somewhere between: re-read them next time.
+                    self.applied = None;
+                    Err(DataplaneError::PartlyApplied {
+                        first: Box::new(e),
+                        undo: Box::new(undo),
+                    })
+                }
+            },
         }
     }
 

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use super::{prefix::Prefix, ListKind, Policy};
+use super::{limits::PrefixLimits, prefix::Prefix, ListKind, Policy};
 use crate::state_file::{self, StateFileError};
 
 /// A run-time grant.
@@ -90,13 +90,23 @@ impl GrantState {
             .chain(self.allowed_destinations.values())
     }
 
-    /// `base` with every grant active at `now` added.
-    pub fn effective(&self, base: &Policy, now: u64) -> Policy {
+    /// `base` with every grant active at `now` added; a grant broader than
+    /// `limits` (made before the limits were raised) is left out, loudly.
+    pub fn effective(&self, base: &Policy, now: u64, limits: &PrefixLimits) -> Policy {
         let mut policy = base.clone();
         for list in GrantList::ALL {
             for grant in self.list(list).values().filter(|g| g.is_active(now)) {
-                if let Ok(prefix) = grant.prefix.parse::<Prefix>() {
-                    policy.list_mut(list.list_kind()).insert(prefix);
+                let Ok(prefix) = grant.prefix.parse::<Prefix>() else {
+                    tracing::error!(
+                        "grant {:?} in {} is not a prefix: not enforced",
+                        grant.prefix,
+                        list.name()
+                    );
+                    continue;
+                };
+                match limits.check(list.list_kind(), &prefix) {
+                    Ok(()) => policy.list_mut(list.list_kind()).insert(prefix),
+                    Err(e) => tracing::error!("grant in {}: {e}: not enforced", list.name()),
                 }
             }
         }
@@ -152,11 +162,32 @@ mod tests {
                 .insert(prefix.into(), grant(prefix, expires_at));
         }
         let base = Policy::default();
-        assert_eq!(state.effective(&base, 999).exempt.len(), 2);
-        assert_eq!(state.effective(&base, 1_000).exempt.len(), 1);
+        let limits = PrefixLimits::default();
+        assert_eq!(state.effective(&base, 999, &limits).exempt.len(), 2);
+        assert_eq!(state.effective(&base, 1_000, &limits).exempt.len(), 1);
         assert_eq!(state.next_expiry(500), Some(1_000));
         assert!(state.prune(1_000));
         assert_eq!(state.exempt.len(), 1);
+    }
+
+    #[test]
+    fn grants_broader_than_the_limits_are_not_enforced() {
+        let mut state = GrantState::default();
+        state
+            .exempt
+            .insert("0.0.0.0/0".into(), grant("0.0.0.0/0", None));
+        state
+            .exempt
+            .insert("100.64.8.8/32".into(), grant("100.64.8.8/32", None));
+        let policy = state.effective(&Policy::default(), 0, &PrefixLimits::default());
+        assert_eq!(
+            policy
+                .exempt
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["100.64.8.8/32"]
+        );
     }
 
     #[test]

@@ -2,9 +2,15 @@
 //! `expires_at=RFC3339`, `#` comments. The first bad line fails the file,
 //! named by file:line.
 
-use std::path::{Path, PathBuf};
+use std::{
+    io::Read as _,
+    path::{Path, PathBuf},
+};
 
-use super::prefix::{Prefix, PrefixError, PrefixSet};
+use super::{
+    limits::TooBroad,
+    prefix::{Prefix, PrefixError, PrefixSet},
+};
 
 /// One list entry: `PREFIX` or `PREFIX expires_at=RFC3339` (a temporary
 /// entry; Unix seconds of its expiry).
@@ -26,6 +32,11 @@ pub fn parse_entry(text: &str) -> Result<(Prefix, Option<u64>), PrefixError> {
     Ok((prefix, expires))
 }
 
+/// Largest list file read: far above what the maps hold written as text
+/// (2^21 entries of ~50 bytes), small enough that a wrong path (a log, a
+/// device) cannot exhaust memory.
+pub const MAX_LIST_FILE_BYTES: u64 = 256 << 20;
+
 /// A list file could not be read, or a line in it is wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum ListFileError {
@@ -35,6 +46,10 @@ pub enum ListFileError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{}: not a regular file", path.display())]
+    NotAFile { path: PathBuf },
+    #[error("{}: larger than {} MiB: not a list file?", path.display(), MAX_LIST_FILE_BYTES >> 20)]
+    TooLarge { path: PathBuf },
     #[error("{}:{line}: {source}", path.display())]
     Line {
         path: PathBuf,
@@ -44,29 +59,66 @@ pub enum ListFileError {
     },
 }
 
+/// Which entries a list takes beyond being valid prefixes (its bounds).
+pub type Admit<'a> = &'a dyn Fn(&Prefix) -> Result<(), TooBroad>;
+
+/// Takes every valid prefix.
+pub fn admit_all(_: &Prefix) -> Result<(), TooBroad> {
+    Ok(())
+}
+
 /// Reads a list file: one CIDR per line, optionally followed by
 /// `expires_at=RFC3339`; `#` starts a comment, blank lines are skipped, both
 /// families may mix. The first bad line fails the file.
-pub fn read_list_file(path: &Path, into: &mut PrefixSet) -> Result<(), ListFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ListFileError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    parse_list(&text, into).map_err(|(line, source)| ListFileError::Line {
+pub fn read_list_file(
+    path: &Path,
+    into: &mut PrefixSet,
+    admit: Admit<'_>,
+) -> Result<(), ListFileError> {
+    let text = read_bounded(path)?;
+    parse_list(&text, into, admit).map_err(|(line, source)| ListFileError::Line {
         path: path.to_owned(),
         line,
         source,
     })
 }
 
+fn read_bounded(path: &Path) -> Result<String, ListFileError> {
+    let read = |source| ListFileError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read)?;
+    if !file.metadata().map_err(read)?.is_file() {
+        return Err(ListFileError::NotAFile {
+            path: path.to_owned(),
+        });
+    }
+    let mut text = String::new();
+    file.take(MAX_LIST_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(read)?;
+    if text.len() as u64 > MAX_LIST_FILE_BYTES {
+        return Err(ListFileError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    Ok(text)
+}
+
 /// Parses list text; on error returns the 1-based line number.
-pub fn parse_list(text: &str, into: &mut PrefixSet) -> Result<(), (usize, PrefixError)> {
+pub fn parse_list(
+    text: &str,
+    into: &mut PrefixSet,
+    admit: Admit<'_>,
+) -> Result<(), (usize, PrefixError)> {
     for (index, raw) in text.lines().enumerate() {
         let entry = raw.split('#').next().unwrap_or("").trim();
         if entry.is_empty() {
             continue;
         }
         let (prefix, expires) = parse_entry(entry).map_err(|e| (index + 1, e))?;
+        admit(&prefix).map_err(|e| (index + 1, e.into()))?;
         into.insert_until(prefix, expires);
     }
     Ok(())
@@ -80,7 +132,7 @@ mod tests {
     fn list_text_reports_the_bad_line() {
         let text = "# pools\n100.64.0.0/10  # east\n\n2001:db8::/32\n10.0.0.1/8\n";
         let mut set = PrefixSet::default();
-        let (line, err) = parse_list(text, &mut set).unwrap_err();
+        let (line, err) = parse_list(text, &mut set, &admit_all).unwrap_err();
         assert_eq!(line, 5);
         assert!(matches!(err, PrefixError::HostBitsSet { .. }));
     }
@@ -91,6 +143,7 @@ mod tests {
         parse_list(
             "100.64.1.7/32 expires_at=2026-12-01T00:00:00Z # ticket 1\n2001:db8::7 expires_at=2026-12-02T00:00:00Z\n100.64.1.8/32 expires_at=2026-12-01T00:00:00Z\n100.64.1.8/32\n",
             &mut set,
+            &admit_all,
         )
         .unwrap();
         let dec1 = 1_796_083_200; // 2026-12-01T00:00:00Z
@@ -112,14 +165,53 @@ mod tests {
             "100.64.1.9 ttl=5",
             "100.64.1.9 expires_at=",
         ] {
-            assert!(parse_list(bad, &mut PrefixSet::default()).is_err(), "{bad}");
+            assert!(
+                parse_list(bad, &mut PrefixSet::default(), &admit_all).is_err(),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn list_text_with_comments_and_both_families() {
         let mut set = PrefixSet::default();
-        parse_list("\n# c\n 100.64.0.0/10 \n2001:db8::/32#x\n", &mut set).unwrap();
+        parse_list(
+            "\n# c\n 100.64.0.0/10 \n2001:db8::/32#x\n",
+            &mut set,
+            &admit_all,
+        )
+        .unwrap();
         assert_eq!((set.v4.len(), set.v6.len()), (1, 1));
+    }
+
+    #[test]
+    fn devices_and_huge_files_are_refused_before_reading_them_whole() {
+        let err = read_list_file(
+            Path::new("/dev/zero"),
+            &mut PrefixSet::default(),
+            &admit_all,
+        )
+        .unwrap_err();
+        assert!(matches!(err, ListFileError::NotAFile { .. }), "{err}");
+        let dir = std::env::temp_dir().join(format!("op25b-list-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let big = dir.join("big.txt");
+        let file = std::fs::File::create(&big).unwrap();
+        // Sparse: no disk is used for the size.
+        file.set_len(MAX_LIST_FILE_BYTES + 1).unwrap();
+        let err = read_list_file(&big, &mut PrefixSet::default(), &admit_all).unwrap_err();
+        assert!(matches!(err, ListFileError::TooLarge { .. }), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_list_refuses_entries_its_bounds_refuse_naming_the_line() {
+        use crate::policy::{limits::PrefixLimits, ListKind};
+        let limits = PrefixLimits::default();
+        let admit = |p: &Prefix| limits.check(ListKind::Exempt, p);
+        let (line, err) =
+            parse_list("100.64.1.7\n0.0.0.0/0\n", &mut PrefixSet::default(), &admit).unwrap_err();
+        assert_eq!(line, 2);
+        assert!(err.to_string().contains("broader than /16"), "{err}");
     }
 }

@@ -4,6 +4,7 @@
 //! files and run-time grants are the parts it is made of.
 
 pub mod grants;
+pub mod limits;
 pub mod list_file;
 pub mod prefix;
 

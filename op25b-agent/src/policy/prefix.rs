@@ -27,6 +27,10 @@ pub enum PrefixError {
     LengthTooLong { len: u8, max: u8 },
     #[error("host bits set in {given}: did you mean {suggested}?")]
     HostBitsSet { given: String, suggested: Prefix },
+    #[error(transparent)]
+    TooBroad(#[from] super::limits::TooBroad),
+    #[error("{given} is an IPv4-mapped IPv6 address, which no packet carries: write it as IPv4 ({suggested})")]
+    Ipv4Mapped { given: String, suggested: String },
     #[error("{0:?} is not expires_at=RFC3339 (e.g. expires_at=2026-12-31T00:00:00Z)")]
     BadExpiry(String),
     #[error("unexpected {0:?} after the prefix (only expires_at=... may follow)")]
@@ -48,6 +52,14 @@ impl Prefix {
                 given: format!("{addr}/{len}"),
                 suggested: prefix,
             });
+        }
+        if let IpAddr::V6(v6) = addr {
+            if let (Some(v4), true) = (v6.to_ipv4_mapped(), len >= 96) {
+                return Err(PrefixError::Ipv4Mapped {
+                    given: format!("{addr}/{len}"),
+                    suggested: format!("{v4}/{}", len - 96),
+                });
+            }
         }
         Ok(prefix)
     }
@@ -71,6 +83,14 @@ impl Prefix {
 
     pub fn contains(&self, addr: IpAddr) -> bool {
         addr.is_ipv4() == self.addr.is_ipv4() && truncate(addr, self.len) == self.addr
+    }
+
+    /// The prefix of length `len` (at most this one's) that holds this one.
+    pub fn covering(&self, len: u8) -> Option<Self> {
+        (len <= self.len).then(|| Self {
+            addr: truncate(self.addr, len),
+            len,
+        })
     }
 
     /// The address as the kernel's trie keys hold it (network byte order).
@@ -211,6 +231,11 @@ impl PrefixSet {
         self.longest_match(addr).is_some()
     }
 
+    /// Is `prefix` itself a member (not merely covered)?
+    pub fn contains_exactly(&self, prefix: &Prefix) -> bool {
+        self.v4.contains(prefix) || self.v6.contains(prefix)
+    }
+
     /// The most specific prefix covering `addr`.
     pub fn longest_match(&self, addr: IpAddr) -> Option<Prefix> {
         let family = if addr.is_ipv4() { &self.v4 } else { &self.v6 };
@@ -266,6 +291,21 @@ mod tests {
             "2001:db8::1/64".parse::<Prefix>(),
             Err(PrefixError::HostBitsSet { .. })
         ));
+    }
+
+    #[test]
+    fn refuses_ipv4_mapped_addresses_with_the_ipv4_form() {
+        let err = "::ffff:100.64.1.2".parse::<Prefix>().unwrap_err();
+        assert_eq!(
+            err,
+            PrefixError::Ipv4Mapped {
+                given: "::ffff:100.64.1.2/128".into(),
+                suggested: "100.64.1.2/32".into()
+            }
+        );
+        assert!("::ffff:100.64.0.0/106".parse::<Prefix>().is_err());
+        assert!("::/0".parse::<Prefix>().is_ok());
+        assert!("2001:db8::ffff:6440:102".parse::<Prefix>().is_ok());
     }
 
     #[test]
