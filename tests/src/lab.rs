@@ -321,6 +321,11 @@ impl Lab {
         .unwrap()
     }
 
+    /// The running agent's pid (nsenter execs the agent).
+    pub fn agent_pid(&self) -> u32 {
+        self.agent.as_ref().expect("agent running").id()
+    }
+
     /// The agent's resident memory in KiB (nsenter execs the agent, so the
     /// child's pid is the agent's).
     pub fn agent_rss_kib(&self) -> u64 {

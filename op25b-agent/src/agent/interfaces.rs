@@ -122,7 +122,7 @@ impl Agent {
                 );
             }
         }
-        self.reconcile_interfaces();
+        self.reconcile_interfaces("configuration");
     }
 
     fn pin_of(&self, name: &str) -> Option<LinkPin> {
@@ -152,7 +152,8 @@ impl Agent {
     }
 
     /// Attaches interfaces that appeared, notices the ones that vanished.
-    pub fn reconcile_interfaces(&mut self) {
+    /// `trigger` (configuration, poll, link notification) goes in the log.
+    pub fn reconcile_interfaces(&mut self, trigger: &str) {
         let names: Vec<String> = self.interfaces.keys().cloned().collect();
         for name in names {
             let current = ifindex(&name);
@@ -185,7 +186,7 @@ impl Agent {
             let state = attach(&self.layout, &name, index, slot, wanted, pin);
             match &state {
                 InterfaceState::Attached { mode, .. } => {
-                    info!(interface = %name, ifindex = index, slot, mode = %mode, "attached");
+                    info!(interface = %name, ifindex = index, slot, mode = %mode, trigger, "attached");
                 }
                 InterfaceState::Failed { error } => {
                     error!(interface = %name, "cannot attach: {error}");

@@ -12,7 +12,9 @@
 //! - a configuration that fails validation changes nothing.
 
 mod interfaces;
+mod link_events;
 mod lock;
+mod pin_guard;
 mod reload;
 pub mod systemd;
 
@@ -26,7 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tracing::info;
+use tracing::{error, info};
 
 pub use self::interfaces::{Interface, InterfaceState};
 use crate::{
@@ -84,12 +86,13 @@ pub struct Agent {
     /// Expiries up to this Unix second are already out of the maps.
     expiry_checked_at: u64,
     /// Holds the flock on the pin directory for the agent's lifetime.
-    _lock: std::fs::File,
+    lock: std::fs::File,
 }
 
 impl Agent {
     /// Takes over (or sets up) enforcement for `config`.
     pub fn start(config: Config) -> Result<Self, AgentError> {
+        raise_open_files_limit();
         let layout = PinLayout::new(&config.pin_path);
         layout.prepare()?;
         let lock = lock::lock_dir(&layout.root)?;
@@ -139,7 +142,7 @@ impl Agent {
             events,
             provisioning,
             expiry_checked_at: crate::clock::now_unix(),
-            _lock: lock,
+            lock,
         };
         agent.set_interfaces(&agent.config.interfaces.clone());
         agent.detach_unconfigured_pins();
@@ -179,6 +182,8 @@ impl Agent {
             "running; SIGHUP or editing {} reloads",
             self.config.path.display()
         );
+        let (wake, woken) = std::sync::mpsc::channel();
+        link_events::spawn(wake);
         let mut last_interface_check = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             if hup.swap(false, Ordering::Relaxed) {
@@ -187,27 +192,32 @@ impl Agent {
                 self.reload("file change");
             }
             self.apply_grants();
+            self.guard_pins();
             if last_interface_check.elapsed() >= INTERFACE_INTERVAL {
-                self.reconcile_interfaces();
+                self.reconcile_interfaces("poll");
                 last_interface_check = Instant::now();
             }
-            std::thread::sleep(WATCH_INTERVAL);
+            // Sleeps until the next tick, or until an interface changes.
+            if let Ok(link_events::Wake::Link) = woken.recv_timeout(WATCH_INTERVAL) {
+                while woken.try_recv().is_ok() {}
+                self.reconcile_interfaces("link notification");
+                last_interface_check = Instant::now();
+            }
         }
         self.shutdown();
         Ok(())
     }
 
-    fn shutdown(self) {
+    fn shutdown(mut self) {
         self.events.stop();
         match self.config.on_exit {
             OnExit::Keep => {
-                let attached: Vec<&str> = self
-                    .interfaces
-                    .values()
-                    .filter(|i| i.attached_mode().is_some())
-                    .map(|i| i.name.as_str())
-                    .collect();
-                info!("stopping; enforcement stays in force on {attached:?} (on_exit = \"keep\")");
+                let (stay, end) = self.outliving();
+                if end.is_empty() {
+                    info!("stopping; enforcement stays in force on {stay:?} (on_exit = \"keep\")");
+                } else {
+                    error!("stopping; enforcement stays in force on {stay:?} only: it ENDS on {end:?}, whose pins are gone");
+                }
             }
             OnExit::Detach => {
                 info!("stopping; detaching from every interface (on_exit = \"detach\")");
@@ -235,4 +245,27 @@ fn start_provisioning(
     crate::api::provisioning::serve(&provisioning)?;
     info!("provisioning API on {where_}");
     Ok(provisioning)
+}
+
+/// Hundreds of HTTP clients (some hostile) each hold a descriptor: lift
+/// the soft limit to the hard one so accepting them never starves the rest.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) == 0
+            && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) != 0 {
+                tracing::warn!(
+                    "cannot raise the open files limit: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
 }

@@ -81,3 +81,102 @@ impl Dataplane {
         })
     }
 }
+
+impl HeldLink {
+    /// Pins the link again at its path (after its pin was removed while
+    /// this process held it). The link stays attached throughout.
+    pub fn repin(&self) -> Result<(), DataplaneError> {
+        let io = |source| DataplaneError::RepinLink {
+            path: self.path.clone(),
+            source,
+        };
+        let id = self
+            .link
+            .info()
+            .map_err(|source| DataplaneError::Link {
+                path: self.path.clone(),
+                source,
+            })?
+            .id();
+        let fd = bpf::link_fd_by_id(id).map_err(io)?;
+        bpf::pin(&fd, &self.path).map_err(io)
+    }
+}
+
+/// The two bpf(2) commands aya 0.14 does not offer for a link it holds.
+mod bpf {
+    use std::{
+        ffi::CString,
+        os::{
+            fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+            unix::ffi::OsStrExt as _,
+        },
+        path::Path,
+    };
+
+    const BPF_OBJ_PIN: libc::c_long = 6;
+    const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+
+    /// `bpf_attr` for BPF_OBJ_PIN. The kernel refuses non-zero bytes past
+    /// the last field, so the tail padding is an explicit zero.
+    #[repr(C)]
+    struct ObjPin {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+        path_fd: i32,
+        padding: u32,
+    }
+
+    /// `bpf_attr` for BPF_*_GET_FD_BY_ID.
+    #[repr(C)]
+    struct GetFdById {
+        id: u32,
+        next_id: u32,
+        open_flags: u32,
+    }
+
+    fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
+        // SAFETY: `attr` is a valid, initialized bpf_attr prefix of the
+        // command's layout and outlives the call; the kernel reads at most
+        // `size_of::<T>()` bytes of it.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd,
+                std::ptr::from_mut(attr),
+                std::mem::size_of::<T>(),
+            )
+        };
+        if rc < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(rc)
+        }
+    }
+
+    pub fn link_fd_by_id(id: u32) -> std::io::Result<OwnedFd> {
+        let mut attr = GetFdById {
+            id,
+            next_id: 0,
+            open_flags: 0,
+        };
+        let fd = bpf(BPF_LINK_GET_FD_BY_ID, &mut attr)?;
+        let fd = i32::try_from(fd).map_err(|_| std::io::Error::other("bad fd"))?;
+        // SAFETY: the kernel just returned this descriptor to us alone.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    pub fn pin(fd: &OwnedFd, path: &Path) -> std::io::Result<()> {
+        let path = CString::new(path.as_os_str().as_bytes())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let mut attr = ObjPin {
+            pathname: path.as_ptr() as u64,
+            bpf_fd: u32::try_from(fd.as_raw_fd()).map_err(|_| std::io::Error::other("bad fd"))?,
+            file_flags: 0,
+            path_fd: 0,
+            padding: 0,
+        };
+        bpf(BPF_OBJ_PIN, &mut attr).map(|_| ())
+    }
+}

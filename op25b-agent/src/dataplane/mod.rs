@@ -60,6 +60,18 @@ pub enum DataplaneError {
         #[source]
         source: aya::pin::PinError,
     },
+    #[error("pinning map at {}: {source}", path.display())]
+    PinMap {
+        path: PathBuf,
+        #[source]
+        source: aya::pin::PinError,
+    },
+    #[error("pinning link at {} again: {source}", path.display())]
+    RepinLink {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("removing link pin {}: {source}", path.display())]
     Unpin {
         path: PathBuf,
@@ -222,6 +234,28 @@ impl Dataplane {
                     .find_map(|l| l.strip_prefix("memlock:")?.trim().parse::<u64>().ok())
             })
             .sum()
+    }
+
+    /// Pins every map of `maps` again (after the pins were removed while
+    /// this instance held the maps).
+    pub fn repin_maps(&self, maps: &Maps) -> Result<(), DataplaneError> {
+        for (name, path) in maps.pins() {
+            let section = if name == RUNTIME_CONFIG_PIN {
+                RUNTIME_CONFIG_SECTION
+            } else {
+                name
+            };
+            let map = self
+                .ebpf
+                .map(section)
+                .ok_or(DataplaneError::MissingMap(name))?;
+            if path.exists() {
+                continue;
+            }
+            map.pin(&path)
+                .map_err(|source| DataplaneError::PinMap { path, source })?;
+        }
+        Ok(())
     }
 
     fn trie<const N: usize>(

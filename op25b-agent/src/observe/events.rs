@@ -20,7 +20,11 @@ use op25b_common::{
 };
 use serde::Serialize;
 
-use super::{event_log::EventLog, metrics::Telemetry};
+use super::{
+    event_log::{EventLog, Unwritten},
+    log_limit::LogLimiter,
+    metrics::Telemetry,
+};
 use crate::config::EventsConfig;
 
 /// One event as written to the log.
@@ -95,7 +99,7 @@ impl EventsHandle {
     }
 
     /// Stops the pump after its current batch and waits for it.
-    pub fn stop(mut self) {
+    pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -131,7 +135,12 @@ struct Pump<'a> {
     ring: RingBuf<MapData>,
     log: Option<EventLog>,
     telemetry: &'a Telemetry,
+    /// Events lost to a failing disk are counted each, logged rarely.
+    log_failures: LogLimiter,
 }
+
+/// How often a failing event log is reported in the agent's own log.
+const LOG_FAILURE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl<'a> Pump<'a> {
     fn open(maps_dir: &Path, config: &EventsConfig, telemetry: &'a Telemetry) -> Option<Self> {
@@ -160,15 +169,33 @@ impl<'a> Pump<'a> {
             ring,
             log,
             telemetry,
+            log_failures: LogLimiter::new(LOG_FAILURE_INTERVAL),
         })
     }
 
     fn reopen_log(&mut self) {
-        if let Some(log) = self.log.as_mut() {
-            match log.reopen() {
-                Ok(()) => tracing::info!("event log reopened"),
-                Err(e) => tracing::error!("reopening event log: {e}"),
-            }
+        let Some(log) = self.log.as_mut() else {
+            return;
+        };
+        match log.reopen() {
+            Ok(()) => tracing::info!("event log reopened"),
+            Err(lost) => self.lost(&lost),
+        }
+    }
+
+    /// Counts events the log could not take; says so at a bounded rate.
+    fn lost(&mut self, lost: &Unwritten) {
+        self.telemetry
+            .events_unwritten
+            .fetch_add(lost.lines, Ordering::Relaxed);
+        if let Some(folded) = self.log_failures.admit(std::time::Instant::now()) {
+            let path = self.log.as_ref().map(|l| l.path().display().to_string());
+            tracing::warn!(
+                "event log {}: {}: {} events not written ({folded} more failures since the last message; all counted in op25b_events_lost_total)",
+                path.unwrap_or_default(),
+                lost.error,
+                lost.lines
+            );
         }
     }
 
@@ -204,18 +231,15 @@ impl<'a> Pump<'a> {
         );
         if let Some(log) = self.log.as_mut() {
             let line = serde_json::to_string(&record).expect("event serializes");
-            if let Err(e) = log.write(&line) {
-                self.telemetry
-                    .events_unwritten
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("event log: {e}");
+            if let Err(lost) = log.write(&line) {
+                self.lost(&lost);
             }
         }
     }
 
     fn flush_log(&mut self) {
-        if let Some(log) = self.log.as_mut() {
-            let _ = log.flush();
+        if let Some(Err(lost)) = self.log.as_mut().map(EventLog::flush) {
+            self.lost(&lost);
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod event_log;
 pub mod events;
+pub mod log_limit;
 pub mod metrics;
 pub mod readiness;
 pub mod status;
