@@ -4,6 +4,7 @@
 
 pub mod fixtures;
 pub mod frame;
+pub mod fuzz;
 pub mod lab;
 pub mod netns;
 

@@ -48,15 +48,18 @@ pub struct CapturedFrame {
     pub original_len: u32,
 }
 
-enum Format {
-    Pcap(PcapReader<BufReader<File>>),
-    PcapNg(PcapNgReader<BufReader<File>>),
+/// The reader after its magic was read, with the magic put back in front.
+type Rewound<R> = std::io::Chain<std::io::Cursor<[u8; 4]>, R>;
+
+enum Format<R: Read> {
+    Pcap(PcapReader<Rewound<R>>),
+    PcapNg(PcapNgReader<Rewound<R>>),
 }
 
 /// Streams the Ethernet frames of a capture file.
-pub struct Capture {
+pub struct Capture<R: Read = BufReader<File>> {
     path: PathBuf,
-    format: Format,
+    format: Format<R>,
     count: u64,
 }
 
@@ -66,11 +69,22 @@ impl Capture {
             path: path.to_owned(),
             source,
         };
-        let mut magic = [0u8; 4];
-        File::open(path)
-            .and_then(|mut f| f.read_exact(&mut magic))
-            .map_err(open_err)?;
         let reader = BufReader::with_capacity(1 << 20, File::open(path).map_err(open_err)?);
+        Capture::from_reader(path, reader)
+    }
+}
+
+impl<R: Read> Capture<R> {
+    /// Reads a capture from `reader`; `path` names it in errors.
+    pub fn from_reader(path: &Path, mut reader: R) -> Result<Self, CaptureError> {
+        let mut magic = [0u8; 4];
+        reader
+            .read_exact(&mut magic)
+            .map_err(|source| CaptureError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        let reader = std::io::Cursor::new(magic).chain(reader);
         let corrupt = |source| CaptureError::Corrupt {
             path: path.to_owned(),
             frame: 0,
