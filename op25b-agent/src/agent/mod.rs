@@ -13,6 +13,7 @@
 
 mod interfaces;
 mod lock;
+mod radius;
 mod reload;
 pub mod systemd;
 
@@ -59,6 +60,8 @@ pub enum AgentError {
     Listen(#[from] ListenError),
     #[error(transparent)]
     Provisioning(#[from] ProvisioningError),
+    #[error(transparent)]
+    Radius(#[from] crate::radius::RadiusError),
     #[error("another op25b-agent already manages {}", path.display())]
     AlreadyRunning { path: PathBuf },
     #[error("{}: {source}", path.display())]
@@ -81,6 +84,8 @@ pub struct Agent {
     events: EventsHandle,
     /// Run-time grants (the provisioning API), when configured.
     provisioning: Option<Arc<Provisioning>>,
+    /// RADIUS sessions (accounting, CoA), when `[radius]` listens.
+    radius: Option<Arc<crate::radius::Radius>>,
     /// Expiries up to this Unix second are already out of the maps.
     expiry_checked_at: u64,
     /// Holds the flock on the pin directory for the agent's lifetime.
@@ -100,7 +105,9 @@ impl Agent {
             .as_ref()
             .map(|api| start_provisioning(api.clone(), config.prefix_limits))
             .transpose()?;
-        let effective = reload::effective_policy(&config, provisioning.as_deref());
+        let radius = radius::open(&config)?;
+        let effective =
+            reload::effective_policy(&config, provisioning.as_deref(), radius.as_deref());
         let stats = control.apply(&effective)?;
         info!(
             added = stats.added,
@@ -115,6 +122,7 @@ impl Agent {
         let readiness = Arc::new(Readiness::default());
         telemetry.set_policy(&effective);
         telemetry.record_reload(true);
+        radius::serve(radius.as_ref(), &telemetry)?;
         if !config.metrics.listen_address.is_empty() {
             let routes = AdminRoutes {
                 telemetry: Arc::clone(&telemetry),
@@ -138,6 +146,7 @@ impl Agent {
             readiness,
             events,
             provisioning,
+            radius,
             expiry_checked_at: crate::clock::now_unix(),
             _lock: lock,
         };
@@ -187,11 +196,12 @@ impl Agent {
                 self.reload("file change");
             }
             self.apply_grants();
+            self.apply_sessions();
             if last_interface_check.elapsed() >= INTERFACE_INTERVAL {
                 self.reconcile_interfaces();
                 last_interface_check = Instant::now();
             }
-            std::thread::sleep(WATCH_INTERVAL);
+            self.sleep(WATCH_INTERVAL);
         }
         self.shutdown();
         Ok(())
