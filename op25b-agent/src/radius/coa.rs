@@ -5,8 +5,10 @@
 use std::net::SocketAddr;
 
 use super::{
+    accounting::nas_name,
     codec::{attr, code, error_cause, Attribute, Packet},
-    server::{nas_name, Handled, Outcome, Radius},
+    metrics::Outcome,
+    server::{Handled, Radius},
     sessions::{CoaPolicy, SessionKey, SessionTable},
 };
 use crate::config::radius::RadiusConfig;

@@ -1,5 +1,5 @@
-//! The RADIUS side of the agent: the accounting listener (RFC 2866), the
-//! CoA listener (RFC 5176, in `coa.rs`), and the handshake with the agent
+//! The RADIUS side of the agent: the listeners (accounting in
+//! `accounting.rs`, RFC 2866; CoA in `coa.rs`, RFC 5176), and the handshake with the agent
 //! loop that makes "Accounting-Response" mean "in the maps".
 //!
 //! Each listener is a blocking UDP socket on a thread. A request changes
@@ -11,18 +11,18 @@
 //! fsync cover everything that arrived meanwhile.
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet, VecDeque},
+    collections::{BTreeSet, HashSet, VecDeque},
     net::{IpAddr, SocketAddr, UdpSocket},
     sync::{Arc, Condvar, Mutex, RwLock},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use tracing::{info, warn};
 
 use super::{
-    codec::{self, attr, code, status, Attribute, Packet},
-    sessions::{ipv6_prefix, ExemptBy, Session, SessionStore, SessionTable, StoreError},
+    codec::{self, Attribute, Packet},
+    metrics::{request_type, LogLimiter, Outcome, RadiusMetrics},
+    sessions::{ExemptBy, Session, SessionStore, SessionTable, StoreError},
 };
 use crate::{config::radius::RadiusConfig, policy::prefix::Prefix};
 
@@ -37,111 +37,6 @@ pub enum RadiusError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// Why a request was not answered, or how it was: the `result` label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Accepted,
-    UnknownClient,
-    BadAuthenticator,
-    Malformed,
-    TableFull,
-    /// A CoA or Disconnect answered with a NAK.
-    Nak,
-}
-
-impl Outcome {
-    pub const fn label(self) -> &'static str {
-        match self {
-            Self::Accepted => "accepted",
-            Self::UnknownClient => "unknown_client",
-            Self::BadAuthenticator => "bad_authenticator",
-            Self::Malformed => "malformed",
-            Self::TableFull => "table_full",
-            Self::Nak => "nak",
-        }
-    }
-}
-
-/// The `type` label: a bounded set.
-pub fn request_type(packet: Option<&Packet>) -> &'static str {
-    let Some(packet) = packet else {
-        return "unknown";
-    };
-    match packet.code {
-        code::ACCOUNTING_REQUEST => match packet.integer(attr::ACCT_STATUS_TYPE) {
-            Ok(Some(status::START)) => "start",
-            Ok(Some(status::STOP)) => "stop",
-            Ok(Some(status::INTERIM_UPDATE)) => "interim_update",
-            Ok(Some(status::ACCOUNTING_ON)) => "accounting_on",
-            Ok(Some(status::ACCOUNTING_OFF)) => "accounting_off",
-            _ => "accounting_other",
-        },
-        code::COA_REQUEST => "coa",
-        code::DISCONNECT_REQUEST => "disconnect",
-        _ => "unknown",
-    }
-}
-
-pub struct RadiusMetrics {
-    pub requests: IntCounterVec,
-    pub sessions: IntGauge,
-    pub exempt_sessions: IntGauge,
-}
-
-impl RadiusMetrics {
-    fn new() -> Self {
-        Self {
-            requests: IntCounterVec::new(
-                Opts::new(
-                    "op25b_radius_requests_total",
-                    "RADIUS requests by type (start, stop, interim_update, accounting_on, accounting_off, accounting_other, coa, disconnect, unknown) and result (accepted, nak, unknown_client, bad_authenticator, malformed, table_full).",
-                ),
-                &["type", "result"],
-            )
-            .expect("valid metric"),
-            sessions: IntGauge::new("op25b_radius_sessions", "Sessions in the RADIUS session table.")
-                .expect("valid metric"),
-            exempt_sessions: IntGauge::new(
-                "op25b_radius_exempt_sessions",
-                "Sessions whose addresses are exempt right now.",
-            )
-            .expect("valid metric"),
-        }
-    }
-
-    pub fn register(&self, registry: &Registry) {
-        for collector in [
-            Box::new(self.requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(self.sessions.clone()),
-            Box::new(self.exempt_sessions.clone()),
-        ] {
-            registry.register(collector).expect("unique metric");
-        }
-    }
-}
-
-/// Logs a kind of bad request at most once per interval, with how many
-/// were not logged in between: a flood of garbage cannot flood the log.
-struct LogLimiter {
-    interval: Duration,
-    last: Mutex<HashMap<&'static str, (Instant, u64)>>,
-}
-
-impl LogLimiter {
-    fn log(&self, kind: &'static str, message: impl FnOnce() -> String) {
-        let mut last = self.last.lock().expect("not poisoned");
-        let now = Instant::now();
-        match last.get_mut(kind) {
-            Some((at, suppressed)) if now.duration_since(*at) < self.interval => *suppressed += 1,
-            entry => {
-                let suppressed = entry.map_or(0, |(_, s)| *s);
-                warn!(kind, suppressed, "RADIUS request dropped: {}", message());
-                last.insert(kind, (now, 0));
-            }
-        }
-    }
 }
 
 /// A listener's request handler.
@@ -195,10 +90,7 @@ impl Radius {
             wake_changed: Condvar::new(),
             last_exempt: Mutex::new(BTreeSet::new()),
             metrics,
-            log_limiter: LogLimiter {
-                interval: Duration::from_secs(10),
-                last: Mutex::new(HashMap::new()),
-            },
+            log_limiter: LogLimiter::new(Duration::from_secs(10)),
         })
     }
 
@@ -460,113 +352,6 @@ impl Radius {
             }
         }
     }
-
-    /// Forces the next `sync` to call `apply` (after a reload put a policy
-    /// in the maps that may lack the exempt set).
-    pub fn forget_applied(&self) {
-        self.last_exempt.lock().expect("not poisoned").clear();
-        self.wake_agent();
-    }
-
-    /// Accounting-Request handling (RFC 2866).
-    fn accounting(&self, config: &RadiusConfig, from: SocketAddr, packet: &Packet) -> Handled {
-        if packet.code != code::ACCOUNTING_REQUEST {
-            return Handled::dropped(
-                Outcome::Malformed,
-                format!("code {} on the accounting port", packet.code),
-            );
-        }
-        match self.account(config, from, packet) {
-            Ok(seq) => Handled {
-                outcome: Outcome::Accepted,
-                problem: None,
-                seq,
-                answer: Some((code::ACCOUNTING_RESPONSE, Vec::new())),
-            },
-            Err(Refused::Malformed(problem)) => Handled::dropped(Outcome::Malformed, problem),
-            Err(Refused::Full(problem)) => Handled::dropped(Outcome::TableFull, problem),
-        }
-    }
-
-    /// Applies one Accounting-Request to the table; returns the change
-    /// number its answer waits for.
-    fn account(
-        &self,
-        config: &RadiusConfig,
-        from: SocketAddr,
-        packet: &Packet,
-    ) -> Result<u64, Refused> {
-        let malformed = |e: codec::AttributeError| Refused::Malformed(e.to_string());
-        let status_type = packet
-            .integer(attr::ACCT_STATUS_TYPE)
-            .map_err(malformed)?
-            .ok_or_else(|| Refused::Malformed("no Acct-Status-Type".into()))?;
-        let nas = nas_name(packet, from.ip()).map_err(malformed)?;
-        let mut table = self.table.lock().expect("not poisoned");
-        match status_type {
-            status::START | status::INTERIM_UPDATE | status::STOP => {
-                let id = packet
-                    .text(attr::ACCT_SESSION_ID)
-                    .map_err(malformed)?
-                    .ok_or_else(|| Refused::Malformed("no Acct-Session-Id".into()))?;
-                if status_type == status::STOP {
-                    let key = super::sessions::SessionKey {
-                        nas: nas.as_str().into(),
-                        id: id.into(),
-                    };
-                    table.remove(&key);
-                    return Ok(table.seq());
-                }
-                let now = crate::clock::now_unix();
-                let stamp = packet
-                    .integer(attr::EVENT_TIMESTAMP)
-                    .map_err(malformed)?
-                    .map_or(now, u64::from);
-                let mut ipv6: Vec<Prefix> = Vec::new();
-                for kind in [attr::FRAMED_IPV6_PREFIX, attr::DELEGATED_IPV6_PREFIX] {
-                    for (addr, len) in packet.ipv6_prefixes(kind).map_err(malformed)? {
-                        ipv6.push(ipv6_prefix(addr, len));
-                    }
-                }
-                let attribute_exempt = packet
-                    .all(attr::FILTER_ID)
-                    .chain(packet.all(attr::CLASS))
-                    .any(|a| config.is_exempt_attribute(&a.value));
-                let session = Session {
-                    nas: table.intern_nas(&nas),
-                    id: id.into(),
-                    subscriber: packet
-                        .text(attr::USER_NAME)
-                        .map_err(malformed)?
-                        .unwrap_or("")
-                        .into(),
-                    ipv4: packet.ipv4(attr::FRAMED_IP_ADDRESS).map_err(malformed)?,
-                    ipv6,
-                    attribute_exempt,
-                    coa: None,
-                    started_at: stamp,
-                    updated_at: stamp,
-                };
-                table
-                    .upsert(session)
-                    .map_err(|e| Refused::Full(e.to_string()))?;
-            }
-            status::ACCOUNTING_ON | status::ACCOUNTING_OFF => {
-                let ended = table.clear_nas(&nas);
-                if ended > 0 {
-                    info!(nas, ended, "Accounting-On/Off: the NAS's sessions ended");
-                }
-            }
-            // Other types (tunnel accounting, Failed): nothing to keep.
-            _ => {}
-        }
-        Ok(table.seq())
-    }
-}
-
-enum Refused {
-    Malformed(String),
-    Full(String),
 }
 
 /// What a handler decided.
@@ -589,20 +374,4 @@ impl Handled {
             answer: None,
         }
     }
-}
-
-/// NAS-Identifier, else NAS-IP-Address, else NAS-IPv6-Address, else the
-/// sender's address: how a session's NAS is named (Accounting-On/Off name
-/// it the same way).
-pub fn nas_name(packet: &Packet, sender: IpAddr) -> Result<String, codec::AttributeError> {
-    if let Some(id) = packet.text(attr::NAS_IDENTIFIER)? {
-        return Ok(id.to_owned());
-    }
-    if let Some(ip) = packet.ipv4(attr::NAS_IP_ADDRESS)? {
-        return Ok(ip.to_string());
-    }
-    if let Some(ip) = packet.ipv6(attr::NAS_IPV6_ADDRESS)? {
-        return Ok(ip.to_string());
-    }
-    Ok(sender.to_string())
 }
