@@ -4,13 +4,13 @@
 
 use std::{collections::HashSet, sync::Arc};
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{reload::effective_policy, Agent};
 use crate::{
     config::Config,
     observe::metrics::Telemetry,
-    policy::Policy,
+    policy::{limits::PrefixLimits, prefix::Prefix, ListKind, Policy},
     radius::{Radius, RadiusError},
 };
 
@@ -39,18 +39,35 @@ pub(super) fn exempt_subscribers(config: &Config) -> HashSet<String> {
     config.exempt_subscribers.active(crate::clock::now_unix())
 }
 
-/// `policy` with the addresses of every exempt session added.
+/// `policy` with the addresses of every exempt session added, within the
+/// exemption bounds.
 pub(super) fn with_sessions(
     mut policy: Policy,
     config: &Config,
     radius: Option<&Radius>,
 ) -> Policy {
     if let Some(radius) = radius {
-        for prefix in radius.exempt_prefixes(&exempt_subscribers(config)) {
+        let prefixes = radius.exempt_prefixes(&exempt_subscribers(config));
+        for prefix in within_bounds(prefixes, config.prefix_limits) {
             policy.exempt.insert(prefix);
         }
     }
     policy
+}
+
+/// A NAS reporting a session prefix broader than an exemption may be
+/// (`Framed-IPv6-Prefix = ::/0` by mistake) must not open port 25 for
+/// everyone it covers: such a prefix stays out of the maps, with a warning.
+fn within_bounds(
+    prefixes: impl IntoIterator<Item = Prefix>,
+    limits: PrefixLimits,
+) -> impl Iterator<Item = Prefix> {
+    prefixes.into_iter().filter(move |prefix| {
+        limits
+            .check(ListKind::Exempt, prefix)
+            .inspect_err(|too_broad| warn!("RADIUS session prefix not exempted: {too_broad}"))
+            .is_ok()
+    })
 }
 
 impl Agent {
@@ -82,5 +99,22 @@ impl Agent {
             Some(radius) => radius.wait(timeout),
             None => std::thread::sleep(timeout),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_prefixes_broader_than_an_exemption_stay_out() {
+        let prefixes: Vec<Prefix> = ["100.64.1.2/32", "2001:db8:1::/48", "::/0", "0.0.0.0/0"]
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        let kept: Vec<String> = within_bounds(prefixes, PrefixLimits::default())
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(kept, ["100.64.1.2/32", "2001:db8:1::/48"]);
     }
 }

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::policy::{
     prefix::Prefix,
-    subscribers::{parse_subscriber_entry, SubscriberList, MAX_NAME},
+    subscribers::{parse_subscriber_entry, SubscriberFileError, SubscriberList, MAX_NAME},
 };
 
 pub const DEFAULT_SESSION_STATE_FILE: &str = "/var/lib/op25b/sessions.json";
@@ -226,12 +226,18 @@ impl Checker<'_> {
                 continue;
             }
             let path = base.join(entry.get_ref());
-            if let Err(e) = list.read_file(&path) {
-                self.problems.push(ConfigProblem {
-                    location: e.location(),
+            match list.read_file(&path) {
+                Ok(()) => {}
+                Err(SubscriberFileError::File(e)) => self.list_file(&e),
+                Err(SubscriberFileError::Line {
+                    path,
+                    line,
+                    message,
+                }) => self.problems.push(ConfigProblem {
+                    location: format!("{}:{line}", path.display()),
                     key: None,
-                    message: e.message(),
-                });
+                    message,
+                }),
             }
             seen.push(path);
         }

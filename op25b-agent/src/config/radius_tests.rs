@@ -137,6 +137,15 @@ fn subscriber_lists_and_files() {
         e.list_files.contains(&dir.join("bad.txt")),
         "a fix is noticed"
     );
+    let e = Config::parse(
+        &path,
+        "[policy]\nexempt_subscribers_files = [\"/dev/null\"]\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("/dev/null: not a regular file"),
+        "{e}"
+    );
     fs::remove_dir_all(dir).unwrap();
 }
 

@@ -1,11 +1,14 @@
 //! Subscribers exempt by name (`[policy] exempt_subscribers*`): RADIUS
 //! User-Names, each with an optional expiry. The files follow the list-file
-//! rules: one name a line, `#` comments, optional `expires_at=RFC3339`.
+//! rules: one name a line, `#` comments, optional `expires_at=RFC3339`,
+//! a regular file of bounded size.
 
 use std::{
     collections::{BTreeMap, HashSet},
     path::{Path, PathBuf},
 };
+
+use super::list_file::{read_bounded, ListFileError};
 
 /// RFC 2865 §5.1: User-Name is at most 253 octets.
 pub const MAX_NAME: usize = 253;
@@ -19,35 +22,15 @@ pub struct SubscriberList {
 /// A subscriber file could not be read, or a line in it is wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum SubscriberFileError {
-    #[error("{}: cannot read: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// Unreadable, not a regular file or too large: as for a list file.
+    #[error(transparent)]
+    File(#[from] ListFileError),
     #[error("{}:{line}: {message}", path.display())]
     Line {
         path: PathBuf,
         line: usize,
         message: String,
     },
-}
-
-impl SubscriberFileError {
-    /// `file` or `file:line`.
-    pub fn location(&self) -> String {
-        match self {
-            Self::Read { path, .. } => path.display().to_string(),
-            Self::Line { path, line, .. } => format!("{}:{line}", path.display()),
-        }
-    }
-
-    pub fn message(&self) -> String {
-        match self {
-            Self::Read { source, .. } => format!("cannot read: {source}"),
-            Self::Line { message, .. } => message.clone(),
-        }
-    }
 }
 
 impl SubscriberList {
@@ -63,10 +46,7 @@ impl SubscriberList {
     /// Adds every name in a subscriber file; the first bad line fails it
     /// (as a prefix list file does), naming file:line.
     pub fn read_file(&mut self, path: &Path) -> Result<(), SubscriberFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SubscriberFileError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = read_bounded(path)?;
         let mut read = Self::default();
         for (n, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
