@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use super::{
     check::Checker,
-    raw::{RawPolicy, RawRadius},
+    raw::{RawConfig, RawPolicy, RawRadius},
     ConfigProblem,
 };
 use crate::policy::{
@@ -114,6 +114,16 @@ impl Checker<'_> {
             format!("{text:?} is not an address:port (\"\" turns it off)"),
         );
         None
+    }
+
+    /// `[radius]` and `[policy] exempt_subscribers*` (one line in `parse`).
+    pub fn radius_and_subscribers(
+        &mut self,
+        raw: &RawConfig,
+        list_files: &mut Vec<PathBuf>,
+    ) -> (Option<RadiusConfig>, SubscriberList) {
+        let radius = raw.radius.as_ref().map(|r| self.radius(r));
+        (radius, self.subscribers(&raw.policy, list_files))
     }
 
     /// Validates `[radius]`; paths resolve against the config's directory.
