@@ -268,3 +268,39 @@ fn radclient_interim_coa_disconnect_accounting_on_and_a_wrong_secret() {
         ) >= 2.0
     );
 }
+
+#[test]
+fn block_events_name_the_subscriber_and_the_session() {
+    let mut lab = radius_lab();
+    lab.edit_config(
+        "[radius]\n",
+        "[events]\npath = \"events.jsonl\"\nper_source_interval_seconds = 0.5\n[radius]\n",
+    );
+    lab.start_agent();
+    accounting(&lab, "Start", "b-9", "bob@example.jp", A, "");
+    assert!(!lab.connects(A, MX, 25, 0.5), "bob is not exempt");
+    assert!(!lab.connects(B, MX, 25, 0.5), "B has no session");
+    let events = lab.dir.path().join("events.jsonl");
+    let line_from = |src: &str| {
+        fs::read_to_string(&events)
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.contains(&format!("\"src\":\"{src}\"")))
+            .map(str::to_owned)
+    };
+    lab.wait_for(
+        std::time::Duration::from_secs(5),
+        "block events from A and B",
+        |_| line_from(A).is_some() && line_from(B).is_some(),
+    );
+    let from_a = line_from(A).unwrap();
+    assert!(
+        from_a.contains(r#""subscriber":"bob@example.jp","session":"bng1/b-9""#),
+        "{from_a}"
+    );
+    let from_b = line_from(B).unwrap();
+    assert!(
+        !from_b.contains("subscriber") && !from_b.contains("\"session\""),
+        "{from_b}"
+    );
+}

@@ -135,6 +135,7 @@ impl Agent {
             layout.maps_dir(),
             config.events.clone(),
             Arc::clone(&telemetry),
+            radius::session_lookup(radius.as_ref()),
         );
         let mut agent = Self {
             watched: WatchedFiles::of(&config),

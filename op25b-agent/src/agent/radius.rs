@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use super::{reload::effective_policy, Agent};
 use crate::{
     config::Config,
-    observe::metrics::Telemetry,
+    observe::{metrics::Telemetry, sessions::SessionLookup},
     policy::{limits::PrefixLimits, prefix::Prefix, ListKind, Policy},
     radius::{Radius, RadiusError},
 };
@@ -32,6 +32,11 @@ pub(super) fn serve(
         radius.serve()?;
     }
     Ok(())
+}
+
+/// What names a block event's subscriber and session.
+pub(super) fn session_lookup(radius: Option<&Arc<Radius>>) -> Option<Arc<dyn SessionLookup>> {
+    radius.map(|r| Arc::clone(r) as Arc<dyn SessionLookup>)
 }
 
 /// Subscribers exempt by name now: `[policy] exempt_subscribers(_files)`.

@@ -6,6 +6,7 @@
 mod accounting;
 pub mod coa;
 pub mod codec;
+mod evidence;
 pub mod metrics;
 pub mod server;
 pub mod sessions;
