@@ -20,7 +20,7 @@ fi
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(frame_verdict config_file list_file api_request capture)
+[ ${#targets[@]} -gt 0 ] || targets=(frame_verdict config_file list_file api_request capture radius_packet)
 for target in "${targets[@]}"; do
   mkdir -p "target/fuzz-corpus/$target"
   echo "== $target: ${seconds}s"

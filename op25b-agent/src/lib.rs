@@ -7,6 +7,8 @@
 //! - `agent`: the `run` loop (reloads, interfaces, lock, systemd);
 //! - `observe`: metrics, readiness, block events, top sources, status;
 //! - `api`: the HTTP server, its routes (admin, provisioning), the client;
+//! - `radius`: RADIUS accounting and CoA: sessions whose subscribers are
+//!   exempt join the exempt maps;
 //! - `tools`: captures, replay, explain's SYN.
 //!
 //! The `op25b-agent` binary is a thin shell over this.
@@ -18,8 +20,10 @@ pub mod config;
 pub mod dataplane;
 pub mod observe;
 pub mod policy;
+pub mod radius;
 pub mod state_file;
 pub mod tools;
+pub mod wake;
 
 /// Version, git revision and program build identity, for `--version`.
 pub const VERSION_LONG: &str = concat!(

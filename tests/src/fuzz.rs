@@ -18,13 +18,17 @@ use op25b_agent::{
 };
 use op25b_common::{abi::RuntimeConfig, decide};
 
+/// A fuzz target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, for the corpus replay and scripts/fuzz.sh.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("frame_verdict", frame_verdict),
     ("config_file", config_file),
     ("list_file", list_file),
     ("api_request", api_request),
     ("capture", capture),
+    ("radius_packet", radius_packet),
 ];
 
 fn policy() -> &'static (Policy, RuntimeConfig) {
@@ -92,4 +96,23 @@ pub fn capture(data: &[u8]) {
             Some(Err(_)) | None => return,
         }
     }
+}
+
+/// A RADIUS datagram (accounting, CoA, Disconnect) as a NAS sends it:
+/// decoded, verified, and re-encoded consistently when it decodes.
+pub fn radius_packet(data: &[u8]) {
+    use op25b_agent::radius::codec::{decode, encode_request, verify_request};
+    let Ok(packet) = decode(data) else {
+        return;
+    };
+    let _ = verify_request(data, b"fuzz-secret");
+    let again = encode_request(
+        packet.code,
+        packet.identifier,
+        &packet.attributes,
+        b"fuzz-secret",
+    );
+    let decoded = decode(&again).expect("what we encode decodes");
+    assert_eq!(decoded.attributes, packet.attributes);
+    assert!(verify_request(&again, b"fuzz-secret"));
 }

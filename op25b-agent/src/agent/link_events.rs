@@ -5,15 +5,10 @@
 
 use std::{
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-    sync::mpsc::Sender,
+    sync::Arc,
 };
 
-/// Why the agent loop woke up early.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Wake {
-    /// An interface appeared, changed or vanished.
-    Link,
-}
+use crate::wake::Waker;
 
 /// Opens a NETLINK_ROUTE socket subscribed to link events.
 fn subscribe() -> std::io::Result<OwnedFd> {
@@ -48,9 +43,9 @@ fn subscribe() -> std::io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Forwards every link notification to `wake` on a thread of its own.
+/// Rings `waker` at every link notification, from a thread of its own.
 /// Without netlink (it should not happen) the loop's polling still works.
-pub fn spawn(wake: Sender<Wake>) {
+pub fn spawn(waker: Arc<Waker>) {
     let fd = match subscribe() {
         Ok(fd) => fd,
         Err(e) => {
@@ -79,9 +74,7 @@ pub fn spawn(wake: Sender<Wake>) {
                         return;
                     }
                 }
-                if wake.send(Wake::Link).is_err() {
-                    return;
-                }
+                waker.wake(|r| r.link = true);
             }
         });
     if let Err(e) = spawned {

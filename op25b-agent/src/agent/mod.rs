@@ -15,6 +15,7 @@ mod interfaces;
 mod link_events;
 mod lock;
 mod pin_guard;
+mod radius;
 mod reload;
 pub mod systemd;
 
@@ -61,6 +62,8 @@ pub enum AgentError {
     Listen(#[from] ListenError),
     #[error(transparent)]
     Provisioning(#[from] ProvisioningError),
+    #[error(transparent)]
+    Radius(#[from] crate::radius::RadiusError),
     #[error("another op25b-agent already manages {}", path.display())]
     AlreadyRunning { path: PathBuf },
     #[error("{}: {source}", path.display())]
@@ -83,6 +86,10 @@ pub struct Agent {
     events: EventsHandle,
     /// Run-time grants (the provisioning API), when configured.
     provisioning: Option<Arc<Provisioning>>,
+    /// Wakes the loop early: link notifications, RADIUS requests.
+    waker: Arc<crate::wake::Waker>,
+    /// RADIUS sessions (accounting, CoA), when `[radius]` listens.
+    radius: Option<Arc<crate::radius::Radius>>,
     /// Expiries up to this Unix second are already out of the maps.
     expiry_checked_at: u64,
     /// Holds the flock on the pin directory for the agent's lifetime.
@@ -103,7 +110,9 @@ impl Agent {
             .as_ref()
             .map(|api| start_provisioning(api.clone(), config.prefix_limits))
             .transpose()?;
-        let effective = reload::effective_policy(&config, provisioning.as_deref());
+        let radius = radius::open(&config)?;
+        let effective =
+            reload::effective_policy(&config, provisioning.as_deref(), radius.as_deref());
         let stats = control.apply(&effective)?;
         info!(
             added = stats.added,
@@ -118,6 +127,7 @@ impl Agent {
         let readiness = Arc::new(Readiness::default());
         telemetry.set_policy(&effective);
         telemetry.record_reload(true);
+        radius::serve(radius.as_ref(), &telemetry)?;
         if !config.metrics.listen_address.is_empty() {
             let routes = AdminRoutes {
                 telemetry: Arc::clone(&telemetry),
@@ -130,6 +140,7 @@ impl Agent {
             layout.maps_dir(),
             config.events.clone(),
             Arc::clone(&telemetry),
+            radius::session_lookup(radius.as_ref()),
         );
         let mut agent = Self {
             watched: WatchedFiles::of(&config),
@@ -141,6 +152,8 @@ impl Agent {
             readiness,
             events,
             provisioning,
+            waker: radius.as_ref().map(|r| r.waker()).unwrap_or_default(),
+            radius,
             expiry_checked_at: crate::clock::now_unix(),
             lock,
         };
@@ -182,8 +195,7 @@ impl Agent {
             "running; SIGHUP or editing {} reloads",
             self.config.path.display()
         );
-        let (wake, woken) = std::sync::mpsc::channel();
-        link_events::spawn(wake);
+        link_events::spawn(Arc::clone(&self.waker));
         let mut last_interface_check = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             if hup.swap(false, Ordering::Relaxed) {
@@ -193,13 +205,14 @@ impl Agent {
             }
             self.apply_grants();
             self.guard_pins();
+            self.apply_sessions();
             if last_interface_check.elapsed() >= INTERFACE_INTERVAL {
                 self.reconcile_interfaces("poll");
                 last_interface_check = Instant::now();
             }
-            // Sleeps until the next tick, or until an interface changes.
-            if let Ok(link_events::Wake::Link) = woken.recv_timeout(WATCH_INTERVAL) {
-                while woken.try_recv().is_ok() {}
+            // Sleeps until the next tick, an interface change, or a
+            // RADIUS request waiting for the maps.
+            if self.waker.wait(WATCH_INTERVAL).link {
                 self.reconcile_interfaces("link notification");
                 last_interface_check = Instant::now();
             }

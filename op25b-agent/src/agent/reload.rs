@@ -11,6 +11,7 @@ use crate::{
     api::provisioning::Provisioning,
     config::{watch::WatchedFiles, Config},
     policy::{ListKind, Policy},
+    radius::Radius,
 };
 
 impl Agent {
@@ -22,7 +23,13 @@ impl Agent {
             .config
             .policy
             .next_expiry(self.expiry_checked_at)
-            .is_some_and(|t| t <= now);
+            .into_iter()
+            .chain(
+                self.config
+                    .exempt_subscribers
+                    .next_expiry(self.expiry_checked_at),
+            )
+            .any(|t| t <= now);
         self.expiry_checked_at = now;
         let (grants_changed, grants_expired) = match &self.provisioning {
             Some(p) => {
@@ -38,7 +45,7 @@ impl Agent {
         }
         let provisioning = self.provisioning.clone();
         let provisioning = provisioning.as_deref();
-        let effective = effective_policy(&self.config, provisioning);
+        let effective = effective_policy(&self.config, provisioning, self.radius.as_deref());
         match self.control.apply(&effective) {
             Ok(stats) => {
                 info!(
@@ -83,7 +90,8 @@ impl Agent {
                 self.config.pin_path.display()
             );
         }
-        let effective = effective_policy(&new, self.provisioning.as_deref());
+        let effective =
+            effective_policy(&new, self.provisioning.as_deref(), self.radius.as_deref());
         match self.control.apply(&effective) {
             Ok(stats) => info!(
                 trigger,
@@ -99,6 +107,9 @@ impl Agent {
                 return;
             }
         }
+        if let (Some(radius), Some(wanted)) = (&self.radius, &new.radius) {
+            radius.reconfigure(wanted);
+        }
         let pin_path = self.config.pin_path.clone();
         if let Some(p) = &self.provisioning {
             p.set_prefix_limits(new.prefix_limits);
@@ -111,14 +122,20 @@ impl Agent {
 }
 
 /// The configuration's policy as of now (expired entries out) plus the
-/// grants active now (those within the configuration's prefix limits).
-pub(super) fn effective_policy(config: &Config, provisioning: Option<&Provisioning>) -> Policy {
+/// grants active now (those within the configuration's prefix limits)
+/// plus the addresses of exempt RADIUS sessions.
+pub(super) fn effective_policy(
+    config: &Config,
+    provisioning: Option<&Provisioning>,
+    radius: Option<&Radius>,
+) -> Policy {
     let now = crate::clock::now_unix();
     let base = config.policy.active(now);
-    match provisioning {
+    let policy = match provisioning {
         Some(p) => p.state().effective(&base, now, &config.prefix_limits),
         None => base,
-    }
+    };
+    super::radius::with_sessions(policy, config, radius)
 }
 
 /// What the configuration accepts but an operator should know, at every load.

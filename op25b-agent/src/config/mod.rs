@@ -5,6 +5,9 @@
 
 mod check;
 mod problem;
+pub mod radius;
+#[cfg(test)]
+mod radius_tests;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -16,7 +19,10 @@ use serde::Deserialize;
 
 pub use self::problem::{ConfigError, ConfigProblem};
 use self::{check::Checker, raw::RawConfig};
-use crate::policy::{limits::PrefixLimits, list_file::admit_all, prefix::Prefix, ListKind, Policy};
+use crate::policy::{
+    limits::PrefixLimits, list_file::admit_all, prefix::Prefix, subscribers::SubscriberList,
+    ListKind, Policy,
+};
 use op25b_common::abi::POLICY_MAP_CAPACITY;
 
 /// Submission ports (RFC 6409 / RFC 8314) must stay open whatever the config says.
@@ -125,6 +131,10 @@ pub struct Config {
     /// What is legal but worth a word (check-config prints these, the
     /// agent logs them at every load).
     pub warnings: Vec<ConfigProblem>,
+    /// `[radius]`, when configured.
+    pub radius: Option<radius::RadiusConfig>,
+    /// `[policy] exempt_subscribers` and `exempt_subscribers_files`.
+    pub exempt_subscribers: SubscriberList,
 }
 
 /// `[api]` settings: the provisioning API (absent = off).
@@ -166,6 +176,10 @@ impl Config {
     }
 
     /// Parses config `text` as if read from `path` (list files resolve beside it).
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one check per section; [radius] took it to 102 lines"
+    )]
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let mut check = Checker {
             path,
@@ -246,6 +260,7 @@ impl Config {
             );
         }
         let api = raw.api.as_ref().map(|a| check.api(a));
+        let (radius, exempt_subscribers) = check.radius_and_subscribers(&raw, &mut list_files);
         let pin_path = check.pin_path(raw.pin_path.as_ref());
         check.interfaces(&raw.interfaces);
 
@@ -267,6 +282,8 @@ impl Config {
             api,
             prefix_limits,
             warnings,
+            radius,
+            exempt_subscribers,
         })
     }
 }

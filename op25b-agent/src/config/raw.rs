@@ -23,6 +23,29 @@ pub struct RawConfig {
     pub events: RawEvents,
     #[serde(default)]
     pub api: Option<RawApi>,
+    #[serde(default)]
+    pub radius: Option<RawRadius>,
+}
+
+/// `[radius]`: RADIUS accounting and CoA (absent = off).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRadius {
+    pub accounting_listen: Option<Spanned<String>>,
+    pub coa_listen: Option<Spanned<String>>,
+    pub session_state_file: Option<Spanned<String>>,
+    pub max_sessions: Option<Spanned<i64>>,
+    pub exempt_filter_id: Option<Spanned<String>>,
+    #[serde(default)]
+    pub clients: Vec<RawRadiusClient>,
+}
+
+/// `[[radius.clients]]`: who may send, and the shared secret's file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRadiusClient {
+    pub address: Spanned<String>,
+    pub secret_file: Spanned<String>,
 }
 
 /// `[api]`: the provisioning API (absent = off).
@@ -67,6 +90,10 @@ pub struct RawPolicy {
     pub pools: Vec<RawPool>,
     #[serde(default)]
     pub prefix_limits: Option<RawPrefixLimits>,
+    #[serde(default)]
+    pub exempt_subscribers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub exempt_subscribers_files: Vec<Spanned<String>>,
 }
 
 /// `[policy.prefix_limits]`: the broadest exemption and relay entries.

@@ -24,6 +24,7 @@ use super::{
     event_log::{EventLog, Unwritten},
     log_limit::LogLimiter,
     metrics::Telemetry,
+    sessions::SessionLookup,
 };
 use crate::config::EventsConfig;
 
@@ -44,6 +45,12 @@ pub struct EventRecord {
     pub vlan: Vec<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pppoe_session: Option<u16>,
+    /// The RADIUS User-Name holding `src`, when a session does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscriber: Option<String>,
+    /// That session, `NAS/Acct-Session-Id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 fn unmap(bytes: [u8; 16]) -> IpAddr {
@@ -65,6 +72,8 @@ impl EventRecord {
             attempts: e.attempts,
             vlan: e.vlan_ids[..(e.vlan_count as usize).min(2)].to_vec(),
             pppoe_session: (e.flags & EVENT_FLAG_PPPOE != 0).then_some(e.pppoe_session),
+            subscriber: None,
+            session: None,
         }
     }
 }
@@ -78,13 +87,18 @@ pub struct EventsHandle {
 
 impl EventsHandle {
     /// Starts the pump on its own thread.
-    pub fn spawn(maps_dir: PathBuf, config: EventsConfig, telemetry: Arc<Telemetry>) -> Self {
+    pub fn spawn(
+        maps_dir: PathBuf,
+        config: EventsConfig,
+        telemetry: Arc<Telemetry>,
+        sessions: Option<Arc<dyn SessionLookup>>,
+    ) -> Self {
         let reopen = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let (r, s) = (Arc::clone(&reopen), Arc::clone(&stop));
         let thread = std::thread::Builder::new()
             .name("events".into())
-            .spawn(move || pump(&maps_dir, &config, &telemetry, &r, &s))
+            .spawn(move || pump(&maps_dir, &config, &telemetry, sessions, &r, &s))
             .expect("spawn events thread");
         Self {
             reopen,
@@ -112,12 +126,14 @@ fn pump(
     maps_dir: &Path,
     config: &EventsConfig,
     telemetry: &Telemetry,
+    sessions: Option<Arc<dyn SessionLookup>>,
     reopen: &AtomicBool,
     stop: &AtomicBool,
 ) {
     let Some(mut pump) = Pump::open(maps_dir, config, telemetry) else {
         return;
     };
+    pump.sessions = sessions;
     while !stop.load(Ordering::Relaxed) {
         if reopen.swap(false, Ordering::Relaxed) {
             pump.reopen_log();
@@ -137,6 +153,8 @@ struct Pump<'a> {
     telemetry: &'a Telemetry,
     /// Events lost to a failing disk are counted each, logged rarely.
     log_failures: LogLimiter,
+    /// Names the subscriber and session of a source (RADIUS), when known.
+    sessions: Option<Arc<dyn SessionLookup>>,
 }
 
 /// How often a failing event log is reported in the agent's own log.
@@ -170,6 +188,7 @@ impl<'a> Pump<'a> {
             log,
             telemetry,
             log_failures: LogLimiter::new(LOG_FAILURE_INTERVAL),
+            sessions: None,
         })
     }
 
@@ -221,7 +240,11 @@ impl<'a> Pump<'a> {
             .interface_name(event.slot)
             .unwrap_or_else(|| format!("slot{}", event.slot));
         let time = crate::clock::wall_clock(event.monotonic_ns);
-        let record = EventRecord::from_kernel(event, interface, time);
+        let mut record = EventRecord::from_kernel(event, interface, time);
+        if let Some(label) = self.sessions.as_ref().and_then(|s| s.label_of(record.src)) {
+            record.subscriber = Some(label.subscriber);
+            record.session = Some(label.session);
+        }
         let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         self.telemetry.top.lock().expect("not poisoned").record(
             record.src,
@@ -289,8 +312,23 @@ mod tests {
         assert_eq!(r.src, "100.64.1.2".parse::<IpAddr>().unwrap());
         assert_eq!(r.dst, "2001:db8::25".parse::<IpAddr>().unwrap());
         assert_eq!(
-            (r.vlan, r.pppoe_session, r.attempts, r.reason),
+            (r.vlan.clone(), r.pppoe_session, r.attempts, r.reason),
             (vec![100, 200], Some(0x1234), 3, "blocked")
+        );
+        let line = serde_json::to_string(&r).unwrap();
+        assert!(
+            !line.contains("subscriber") && !line.contains("\"session\""),
+            "absent fields are left out: {line}"
+        );
+        let r = EventRecord {
+            subscriber: Some("alice@example.jp".into()),
+            session: Some("bng1/s1".into()),
+            ..r
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        assert!(
+            line.contains(r#""subscriber":"alice@example.jp","session":"bng1/s1""#),
+            "{line}"
         );
     }
 }

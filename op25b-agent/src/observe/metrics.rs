@@ -267,4 +267,8 @@ impl Telemetry {
             .expect("text encoding cannot fail");
         out
     }
+    /// For series other modules own (RADIUS).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
 }

@@ -83,7 +83,9 @@ pub fn read_list_file(
     })
 }
 
-fn read_bounded(path: &Path) -> Result<String, ListFileError> {
+/// Reads a list-like file: a regular file of at most `MAX_LIST_FILE_BYTES`
+/// (also the subscriber files).
+pub(crate) fn read_bounded(path: &Path) -> Result<String, ListFileError> {
     let read = |source| ListFileError::Read {
         path: path.to_owned(),
         source,
