@@ -234,3 +234,29 @@ fn a_recreated_interface_is_attached_on_the_kernels_notification() {
         "no attach on a link notification: {attached:?}"
     );
 }
+
+#[test]
+fn an_emptied_or_half_written_config_does_not_switch_enforcement_off() {
+    let mut lab = Lab::up(&[]);
+    lab.start_agent();
+    assert!(!lab.connects(DYN4, MX4, 25, 0.5));
+    let text = fs::read_to_string(&lab.config).unwrap();
+    // What `>` redirection or an editor saving in place leaves for a moment.
+    fs::write(&lab.config, "").unwrap();
+    lab.wait_for(
+        Duration::from_secs(5),
+        "the empty config to be refused",
+        |l| l.log().contains("no dynamic prefixes while"),
+    );
+    assert!(
+        !lab.connects(DYN4, MX4, 25, 0.5),
+        "an empty file opened port 25"
+    );
+    fs::write(&lab.config, text).unwrap();
+    lab.wait_for(
+        Duration::from_secs(5),
+        "the full config to be reloaded",
+        |l| l.log().contains("reloaded:"),
+    );
+    assert!(!lab.connects(DYN4, MX4, 25, 0.5));
+}

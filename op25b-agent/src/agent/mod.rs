@@ -201,6 +201,8 @@ impl Agent {
             if hup.swap(false, Ordering::Relaxed) {
                 self.reload("SIGHUP");
             } else if self.watched.changed() {
+                self.watched
+                    .settle(Duration::from_millis(50), Duration::from_secs(1));
                 self.reload("file change");
             }
             self.apply_grants();

@@ -81,6 +81,15 @@ impl Agent {
                 return;
             }
         };
+        if let Err(why) = still_enforces(&self.config.policy, &new.policy) {
+            self.telemetry.record_reload(false);
+            error!(
+                trigger,
+                "reload refused, old policy kept: {}: {why}",
+                new.path.display()
+            );
+            return;
+        }
         self.watched = WatchedFiles::of(&new);
         log_warnings(&new);
         if new.pin_path != self.config.pin_path {
@@ -143,6 +152,12 @@ pub(super) fn log_warnings(config: &Config) {
     for warning in &config.warnings {
         warn!("{warning}");
     }
+    if config.policy.dynamic.is_empty() {
+        warn!(
+            "{}: no dynamic prefixes: op25b blocks nobody",
+            config.path.display()
+        );
+    }
 }
 
 pub(super) fn policy_summary(config: &Config) -> String {
@@ -158,4 +173,43 @@ pub(super) fn policy_summary(config: &Config) -> String {
         config.policy.blocked_ports,
         lists.join(", ")
     )
+}
+
+/// A configuration that loads fine but has no dynamic prefix at all, while
+/// the running one has, is most likely a file caught half-written (an
+/// editor saving in place, `>` redirection) or emptied by mistake: it would
+/// switch OP25B off for everyone. Such a reload is refused; stopping the
+/// agent (with `on_exit = "detach"`) is how enforcement is ended on purpose.
+pub(super) fn still_enforces(running: &Policy, new: &Policy) -> Result<(), String> {
+    if new.dynamic.is_empty() && !running.dynamic.is_empty() {
+        return Err(format!(
+            "it has no dynamic prefixes while {} are enforced (an empty or half-written file?); to end enforcement, stop the agent with on_exit = \"detach\"",
+            running.dynamic.len()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_that_would_block_nobody_is_refused() {
+        let mut running = Policy::default();
+        running.dynamic.insert("100.64.0.0/10".parse().unwrap());
+        let empty = Policy::default();
+        let err = still_enforces(&running, &empty).unwrap_err();
+        assert!(
+            err.contains("no dynamic prefixes while 1 are enforced"),
+            "{err}"
+        );
+        let mut smaller = Policy::default();
+        smaller.dynamic.insert("100.64.0.0/12".parse().unwrap());
+        assert!(still_enforces(&running, &smaller).is_ok());
+        assert!(
+            still_enforces(&empty, &empty).is_ok(),
+            "nothing enforced before, nothing lost"
+        );
+    }
 }

@@ -39,4 +39,19 @@ impl WatchedFiles {
     pub fn changed(&self) -> bool {
         self.0.iter().any(|(path, old)| stamp(path) != *old)
     }
+
+    /// Waits (up to `limit`) until the files stop changing: an editor or a
+    /// copy still writing is read when done, not half-way.
+    pub fn settle(&self, step: std::time::Duration, limit: std::time::Duration) {
+        let started = std::time::Instant::now();
+        let mut last: Vec<FileStamp> = self.0.iter().map(|(p, _)| stamp(p)).collect();
+        while started.elapsed() < limit {
+            std::thread::sleep(step);
+            let now: Vec<FileStamp> = self.0.iter().map(|(p, _)| stamp(p)).collect();
+            if now == last {
+                return;
+            }
+            last = now;
+        }
+    }
 }
