@@ -109,9 +109,12 @@ pub fn compromise_evidence(r: &SourceReport) -> String {
         format!("{} distinct destination addresses", r.distinct_destinations)
     };
     let from = if r.addresses.len() == 1 {
-        format!("from {}", r.first_address)
+        format!("from {}, a dynamic (end-user) address,", r.first_address)
     } else {
-        format!("from {} addresses of one subscriber", r.addresses.len())
+        format!(
+            "from {} dynamic (end-user) addresses of one subscriber,",
+            r.addresses.len()
+        )
     };
     let attempts = if r.attempts == 1 {
         "1 outbound mail connection attempt".to_owned()
@@ -119,7 +122,7 @@ pub fn compromise_evidence(r: &SourceReport) -> String {
         format!("{} outbound mail connection attempts", r.attempts)
     };
     format!(
-        "{attempts} ({port_words}) to {destinations} {from}, a dynamic (end-user) address, \
+        "{attempts} ({port_words}) to {destinations} {from} \
          between {} and {}, blocked by the network's Outbound Port 25 Blocking. \
          End-user hosts do not deliver mail to other networks directly; such attempts \
          are typical of spam-sending malware on the host.",
