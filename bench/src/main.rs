@@ -50,7 +50,7 @@ struct Report {
     scale: Vec<sections::ScaleRow>,
     throughput: sections::Throughput,
     reload_under_traffic: sections::ReloadUnderTraffic,
-    report: report::ReportBench,
+    abuse_reports: report::ReportBench,
     targets: Vec<Target>,
 }
 
@@ -116,7 +116,7 @@ fn main() -> anyhow::Result<()> {
         scale,
         throughput,
         reload_under_traffic: reload,
-        report: report_bench,
+        abuse_reports: report_bench,
         targets,
     };
     println!(
@@ -130,7 +130,7 @@ fn main() -> anyhow::Result<()> {
             &report.targets
         )
     );
-    println!("{}", report::markdown(&report.report));
+    println!("{}", report::markdown(&report.abuse_reports));
     if let Some(dir) = args.json.parent() {
         std::fs::create_dir_all(dir)?;
     }

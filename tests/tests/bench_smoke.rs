@@ -55,7 +55,7 @@ fn benchmark_smoke_mode_runs_every_section() {
         .collect();
     assert_eq!(receivers.len(), 5, "{receivers:?}");
     assert_eq!(report["reload_under_traffic"]["misverdicts"], 0);
-    let report_rows = report["report"]["rows"].as_array().unwrap();
+    let report_rows = report["abuse_reports"]["rows"].as_array().unwrap();
     assert_eq!(report_rows.len(), 2);
     assert!(report_rows
         .iter()
