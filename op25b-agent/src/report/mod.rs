@@ -7,19 +7,25 @@ pub mod aggregate;
 pub mod config;
 pub mod event;
 pub mod files;
+pub mod output;
+pub mod progress;
+pub mod source;
 pub mod table;
 pub mod xarf;
 
 use std::{
     io::{self, Write},
     path::{Path, PathBuf},
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, SystemTime},
 };
 
-use aggregate::{Aggregator, Place, SourceReport, Stats};
+use aggregate::{Aggregator, Place, Stats};
 use files::{Line, LineReader};
+use source::SourceReport;
 
 pub use config::ReportsConfig;
+pub use output::write;
+pub use progress::Progress;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -104,49 +110,6 @@ impl Outcome {
     }
 }
 
-/// Prints a progress line on stderr once a run takes longer than a few seconds.
-pub struct Progress<'w> {
-    out: &'w mut dyn Write,
-    start: Instant,
-    next: Duration,
-    every: Duration,
-    total_bytes: u64,
-}
-
-impl<'w> Progress<'w> {
-    pub fn new(
-        out: &'w mut dyn Write,
-        first_after: Duration,
-        every: Duration,
-        total_bytes: u64,
-    ) -> Self {
-        Self {
-            out,
-            start: Instant::now(),
-            next: first_after,
-            every,
-            total_bytes,
-        }
-    }
-
-    fn tick(&mut self, lines: u64, bytes: u64, sources: usize) {
-        let elapsed = self.start.elapsed();
-        if elapsed < self.next {
-            return;
-        }
-        self.next = elapsed + self.every;
-        #[expect(clippy::cast_precision_loss, reason = "a percentage for people")]
-        let percent = bytes as f64 * 100.0 / self.total_bytes.max(1) as f64;
-        let _ = writeln!(
-            self.out,
-            "report: {lines} lines, {} of {} MiB read ({percent:.0}%), {sources} sources, {:.0} s",
-            bytes >> 20,
-            self.total_bytes >> 20,
-            elapsed.as_secs_f64()
-        );
-    }
-}
-
 /// Reads the events of `events_path` from `window_start` on.
 pub fn collect(
     events_path: &Path,
@@ -223,64 +186,6 @@ pub fn collect(
     outcome.reports = reports.len();
     outcome.below_min_attempts = below;
     Ok((reports, outcome))
-}
-
-/// Writes `reports` to `stdout`, or one file each into `args.out`
-/// (`<report_id>.json` or `<report_id>.csv`, written whole then renamed).
-pub fn write(
-    reports: &[SourceReport],
-    args: &ReportArgs,
-    context: &Context<'_>,
-    stdout: &mut dyn Write,
-) -> Result<Vec<PathBuf>, ReportError> {
-    let mut written = Vec::new();
-    let ids = reports.iter().map(|_| uuid::Uuid::new_v4().to_string());
-    match &args.out {
-        None => match args.format {
-            Format::Xarf => {
-                for (r, id) in reports.iter().zip(ids) {
-                    writeln!(stdout, "{}", xarf::to_json_line(r, &id, context))?;
-                }
-            }
-            Format::Csv => {
-                let mut table = table::Table::new(&mut *stdout, context.internal)?;
-                for (r, id) in reports.iter().zip(ids) {
-                    table.row(r, &id)?;
-                }
-                table.finish()?;
-            }
-        },
-        Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|source| ReportError::Write {
-                path: dir.clone(),
-                source,
-            })?;
-            for (r, id) in reports.iter().zip(ids) {
-                let (name, text) = match args.format {
-                    Format::Xarf => (
-                        format!("{id}.json"),
-                        format!("{}\n", xarf::to_json_line(r, &id, context)).into_bytes(),
-                    ),
-                    Format::Csv => {
-                        let mut table = table::Table::new(Vec::new(), context.internal)?;
-                        table.row(r, &id)?;
-                        (format!("{id}.csv"), table.finish()?)
-                    }
-                };
-                let path = dir.join(&name);
-                let partial = dir.join(format!(".{name}.partial"));
-                std::fs::write(&partial, &text)
-                    .and_then(|()| std::fs::rename(&partial, &path))
-                    .map_err(|source| ReportError::Write {
-                        path: path.clone(),
-                        source,
-                    })?;
-                written.push(path);
-            }
-        }
-    }
-    stdout.flush()?;
-    Ok(written)
 }
 
 /// The whole command: check the config, read, write. `now` ends the window.
@@ -473,23 +378,5 @@ mod tests {
         let bare = crate::config::Config::parse(&dir.join("op25b.toml"), "").unwrap();
         let e = run(&bare, &args, now, &mut Vec::new(), &mut Vec::new()).unwrap_err();
         assert!(e.to_string().contains("[events] path is not set"), "{e}");
-    }
-
-    #[test]
-    fn progress_speaks_only_after_its_delay() {
-        let mut out = Vec::new();
-        let mut quiet = Progress::new(&mut out, Duration::from_secs(3600), Duration::ZERO, 100);
-        quiet.tick(10, 50, 1);
-        assert!(out.is_empty());
-        let mut progress =
-            Progress::new(&mut out, Duration::ZERO, Duration::from_secs(3600), 4 << 20);
-        progress.tick(1_000, 2 << 20, 7);
-        progress.tick(2_000, 3 << 20, 8);
-        let text = String::from_utf8(out).unwrap();
-        assert_eq!(text.lines().count(), 1, "{text}");
-        assert!(
-            text.starts_with("report: 1000 lines, 2 of 4 MiB read (50%), 7 sources"),
-            "{text}"
-        );
     }
 }

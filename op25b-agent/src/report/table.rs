@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use super::{
-    aggregate::SourceReport,
+    source::SourceReport,
     xarf::{compromise_evidence, rfc3339},
 };
 

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use super::{aggregate::SourceReport, config::ReportsConfig, Context};
+use super::{config::ReportsConfig, source::SourceReport, Context};
 
 /// The X-ARF version whose schemas these reports follow.
 pub const XARF_VERSION: &str = "4.2.0";
