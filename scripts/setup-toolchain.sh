@@ -14,7 +14,7 @@ APT_PACKAGES=(
   systemd man-db dpkg-dev                                  # unit checks, man pages, packaging
   xdp-tools nftables ethtool                               # benchmark peers
   time                                                     # peak RSS of a child (report benchmark)
-  python3-jsonschema                                       # X-ARF reports against the published schemas
+  python3-jsonschema python3-pip                           # X-ARF reports against the published schemas
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -53,14 +53,15 @@ fi
 
 # The official X-ARF v4 JSON schemas, as PyPI's `xarf` package ships them
 # (its schemas/ only: the tests validate with Debian's python3-jsonschema).
+# Debian's python3 and pip explicitly: a python3 earlier in PATH (pyenv) may lack pip.
 XARF_PY_VERSION=1.0.0
 XARF_SCHEMAS=/usr/local/share/op25b/xarf-$XARF_PY_VERSION/schemas
 if [ ! -f "$XARF_SCHEMAS/xarf-v4-master.json" ]; then
   log "fetching the X-ARF v4 schemas (PyPI xarf $XARF_PY_VERSION)"
   wheels=$(mktemp -d)
-  python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$wheels" "xarf==$XARF_PY_VERSION"
+  /usr/bin/python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$wheels" "xarf==$XARF_PY_VERSION"
   mkdir -p "$XARF_SCHEMAS"
-  python3 - "$wheels"/xarf-"$XARF_PY_VERSION"-*.whl "$XARF_SCHEMAS" <<'PY'
+  /usr/bin/python3 - "$wheels"/xarf-"$XARF_PY_VERSION"-*.whl "$XARF_SCHEMAS" <<'PY'
 import sys, zipfile, pathlib
 wheel, target = sys.argv[1], pathlib.Path(sys.argv[2])
 with zipfile.ZipFile(wheel) as z:
