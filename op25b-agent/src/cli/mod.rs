@@ -9,6 +9,7 @@ mod grants;
 mod hidden;
 mod judging;
 mod replay;
+mod report;
 mod run;
 mod status;
 mod top;
@@ -57,6 +58,7 @@ pub enum Command {
     Status(status::StatusArgs),
     Explain(explain::ExplainArgs),
     Top(top::TopArgs),
+    Report(report::ReportArgs),
     /// Grant, revoke and list exemptions over the running agent's
     /// provisioning API (persisted, audited, optionally temporary).
     Exempt(grants::GrantArgs),
@@ -81,6 +83,7 @@ impl Command {
             Self::Status(args) => status::execute(args),
             Self::Explain(args) => explain::execute(args),
             Self::Top(args) => top::execute(args),
+            Self::Report(args) => report::execute(args),
             Self::Exempt(args) => grants::execute(GrantList::Exemptions, args),
             Self::AllowDestination(args) => grants::execute(GrantList::AllowedDestinations, args),
             Self::Replay(args) => replay::execute(args),
@@ -191,4 +194,6 @@ pub enum CommandError {
     Usage(String),
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
 }

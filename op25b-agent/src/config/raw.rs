@@ -25,6 +25,9 @@ pub struct RawConfig {
     pub api: Option<RawApi>,
     #[serde(default)]
     pub radius: Option<RawRadius>,
+    /// `[reports]`: its keys and checks live with the reports (`crate::report::config`).
+    #[serde(default)]
+    pub reports: Option<Spanned<crate::report::config::RawReports>>,
 }
 
 /// `[radius]`: RADIUS accounting and CoA (absent = off).
