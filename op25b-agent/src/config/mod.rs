@@ -4,6 +4,7 @@
 //! either loads entirely or not at all. Every default is defined here, once.
 
 mod check;
+mod check_policy;
 mod problem;
 pub mod radius;
 #[cfg(test)]
