@@ -19,8 +19,8 @@ use aya::{
 use op25b_common::{
     abi::{
         counter_index, Counter, RuntimeConfig, COUNTER_ENTRIES, GLOBAL_INTERFACE_SLOT,
-        GLOBAL_RUNTIME_CONFIG, MAP_ALLOWED_DST_V4, MAP_ALLOWED_DST_V6, MAP_COUNTERS,
-        MAP_DYNAMIC_V4, MAP_DYNAMIC_V6, MAP_EXEMPT_V4, MAP_EXEMPT_V6, POLICY_MAPS, PROGRAM_NAME,
+        GLOBAL_RUNTIME_CONFIG, MAP_ALLOWED_DST_V4, MAP_ALLOWED_DST_V6, MAP_CLASS_V4, MAP_CLASS_V6,
+        MAP_COUNTERS, POLICY_MAPS, PROGRAM_NAME,
     },
     Action, BlockedPorts, Reason,
 };
@@ -29,6 +29,9 @@ use crate::{
     policy::{ListKind, Policy},
     prefix::{Prefix, PrefixSet},
 };
+
+pub mod class_writer;
+pub mod ipv4_class;
 
 /// Benchmark baselines (`op25b-ebpf/src/bench_programs.rs`), built alongside.
 pub static BENCH_PROGRAMS_OBJECT: &[u8] =
@@ -83,6 +86,8 @@ pub enum DataplaneError {
     CountersMoved(Vec<Reason>),
     #[error("blocked ports {0:?} do not fit the program (at most 8, none 0)")]
     BadPorts(Vec<u16>),
+    #[error(transparent)]
+    Classes(#[from] class_writer::ClassError),
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
@@ -194,6 +199,8 @@ pub struct Dataplane {
     /// What the maps hold, as far as this process knows (read from the maps
     /// once when adopting pinned maps).
     applied: Option<Policy>,
+    /// The source-class maps (dynamic and exempt lists).
+    classes: class_writer::ClassMaps,
 }
 
 /// One counter summed over every CPU's copy.
@@ -267,9 +274,11 @@ impl Dataplane {
         if ebpf.map(RUNTIME_CONFIG_SECTION).is_none() {
             return Err(DataplaneError::MissingRuntimeConfig);
         }
+        let classes = class_writer::ClassMaps::open(&ebpf)?;
         Ok(Self {
             ebpf,
             slot,
+            classes,
             applied: match maps {
                 Maps::Private => Some(Policy::default()),
                 Maps::Pinned(_) | Maps::PinnedPolicy(_) => None,
@@ -342,7 +351,10 @@ impl Dataplane {
         POLICY_MAPS
             .iter()
             .filter_map(|name| {
-                let aya::maps::Map::LpmTrie(data) = self.ebpf.map(name)? else {
+                let (aya::maps::Map::LpmTrie(data)
+                | aya::maps::Map::Array(data)
+                | aya::maps::Map::HashMap(data)) = self.ebpf.map(name)?
+                else {
                     return None;
                 };
                 let fd = data.fd().as_fd().as_raw_fd();
@@ -395,9 +407,10 @@ impl Dataplane {
         };
         let mut stats = ApplyStats::default();
         let result = (|| {
-            for kind in ListKind::ALL {
-                stats.added += self.insert_missing(kind, &current, policy)?;
-            }
+            stats.added += self.insert_missing(ListKind::AllowedDestinations, &current, policy)?;
+            let classes = self.classes.apply(&mut self.ebpf, policy)?;
+            stats.added += classes.added;
+            stats.removed += classes.removed;
             if current.blocked_ports != policy.blocked_ports
                 || current.event_interval_ns != policy.event_interval_ns
                 || current.pool_actions() != policy.pool_actions()
@@ -409,9 +422,11 @@ impl Dataplane {
                 })?;
                 stats.ports_changed = true;
             }
-            for kind in ListKind::ALL {
-                stats.removed += self.remove_stale(kind, current.list(kind), policy.list(kind))?;
-            }
+            stats.removed += self.remove_stale(
+                ListKind::AllowedDestinations,
+                current.list(ListKind::AllowedDestinations),
+                policy.list(ListKind::AllowedDestinations),
+            )?;
             Ok(())
         })();
         // On failure, the maps are somewhere between: re-read them next time.
@@ -513,7 +528,23 @@ impl Dataplane {
                 action: op25b_common::abi::PoolAction::from_u8(runtime.pool_actions[i]),
             })
             .collect();
-        for kind in ListKind::ALL {
+        let (dynamic, pools, exempt) = self.classes.read_record()?;
+        policy.dynamic = dynamic;
+        policy.pool_of = pools;
+        policy.exempt = exempt;
+        for (prefix, value) in class_writer::ClassMaps::read_v6(&mut self.ebpf)? {
+            if value & op25b_common::abi::V6_IN_DYNAMIC != 0 {
+                policy.dynamic.insert(prefix);
+                let pool = value >> op25b_common::abi::V6_POOL_SHIFT;
+                if pool != 0 {
+                    policy.pool_of.insert(prefix, pool);
+                }
+            }
+            if value & op25b_common::abi::V6_IN_EXEMPT != 0 {
+                policy.exempt.insert(prefix);
+            }
+        }
+        for kind in [ListKind::AllowedDestinations] {
             let (v4, v6) = list_map_names(kind);
             let mut entries = Vec::new();
             for item in &self.trie::<4>(v4)? {
@@ -624,10 +655,11 @@ impl Dataplane {
     }
 }
 
+/// The maps a list lives in: its own tries for allowed destinations; the
+/// class maps (shared by both lists) for dynamic and exempt.
 pub const fn list_map_names(kind: ListKind) -> (&'static str, &'static str) {
     match kind {
-        ListKind::Dynamic => (MAP_DYNAMIC_V4, MAP_DYNAMIC_V6),
-        ListKind::Exempt => (MAP_EXEMPT_V4, MAP_EXEMPT_V6),
+        ListKind::Dynamic | ListKind::Exempt => (MAP_CLASS_V4, MAP_CLASS_V6),
         ListKind::AllowedDestinations => (MAP_ALLOWED_DST_V4, MAP_ALLOWED_DST_V6),
     }
 }

@@ -8,12 +8,27 @@ use crate::{reason::REASON_SLOTS, verdict::BlockedPorts};
 /// The XDP program's function (and section) name.
 pub const PROGRAM_NAME: &str = "op25b";
 
+/// IPv4 source classes, first level (DIR-24-8): one [`SourceClass`] byte
+/// per /24, in a `BPF_F_MMAPABLE` array of [`CLASS_V4_CHUNK`]-byte values
+/// that user space writes through `mmap`, one byte store per entry.
+pub const MAP_CLASS_V4: &str = "CLASS_V4";
+/// Second level: hash of the /24 number (`addr >> 8`) to 256 class bytes,
+/// present only for /24s holding prefixes longer than /24 whose class
+/// differs within the /24 (their first-level byte has
+/// [`SourceClass::INDIRECT`]).
+pub const MAP_CLASS_V4_BLOCKS: &str = "CLASS_V4_BLOCKS";
+/// Record of the operator's IPv4 dynamic and exempt lists (for status,
+/// explain and adoption; the program never reads it): a `BPF_F_MMAPABLE`
+/// array of `u64`. Entry 0 is a seqlock header ([`record_header`]), entries
+/// `1..=count` are [`record_entry`]s.
+pub const MAP_LISTS_V4: &str = "LISTS_V4";
+/// IPv6 source classes: one LPM trie over the union of the dynamic and
+/// exempt lists, keyed like the others; the value's low byte is the
+/// combined [`SourceClass`] of that prefix, the rest records which lists
+/// hold it ([`V6_IN_DYNAMIC`], [`V6_IN_EXEMPT`], pool at [`V6_POOL_SHIFT`]).
+pub const MAP_CLASS_V6: &str = "CLASS_V6";
 /// LPM tries keyed by `{prefix_len: u32, addr: [u8; 4|16]}` (address in
-/// network byte order); the value is a `u32` reserved for a pool id (0 today).
-pub const MAP_DYNAMIC_V4: &str = "DYNAMIC_V4";
-pub const MAP_DYNAMIC_V6: &str = "DYNAMIC_V6";
-pub const MAP_EXEMPT_V4: &str = "EXEMPT_V4";
-pub const MAP_EXEMPT_V6: &str = "EXEMPT_V6";
+/// network byte order); the value is unused (0).
 pub const MAP_ALLOWED_DST_V4: &str = "ALLOWED_DST_V4";
 pub const MAP_ALLOWED_DST_V6: &str = "ALLOWED_DST_V6";
 /// Per-CPU array of [`Counter`], indexed by [`counter_index`].
@@ -37,10 +52,10 @@ pub const POOL_COUNTER_ENTRIES: u32 = MAX_POOLS as u32 * REASON_SLOTS;
 
 /// Every policy map, for code that handles them alike (pinning, sizes).
 pub const POLICY_MAPS: [&str; 6] = [
-    MAP_DYNAMIC_V4,
-    MAP_DYNAMIC_V6,
-    MAP_EXEMPT_V4,
-    MAP_EXEMPT_V6,
+    MAP_CLASS_V4,
+    MAP_CLASS_V4_BLOCKS,
+    MAP_LISTS_V4,
+    MAP_CLASS_V6,
     MAP_ALLOWED_DST_V4,
     MAP_ALLOWED_DST_V6,
 ];
@@ -49,6 +64,60 @@ pub const POLICY_MAPS: [&str; 6] = [
 /// unused capacity costs no memory; 2^21 leaves room for carrier lists of a
 /// million prefixes per list and family.
 pub const POLICY_MAP_CAPACITY: u32 = 1 << 21;
+
+/// `BPF_F_MMAPABLE`: an array user space maps and writes directly.
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
+/// `BPF_F_NO_PREALLOC`: hash elements allocated on update, not up front.
+pub const BPF_F_NO_PREALLOC: u32 = 1;
+
+/// Bytes per value of [`MAP_CLASS_V4`] (one page: 4,096 /24s).
+pub const CLASS_V4_CHUNK: usize = 4096;
+/// Values in [`MAP_CLASS_V4`]: 2^24 /24s in all, 16 MiB.
+#[expect(clippy::cast_possible_truncation, reason = "2^24 / 4096 = 4096")]
+pub const CLASS_V4_CHUNKS: u32 = ((1usize << 24) / CLASS_V4_CHUNK) as u32;
+/// Second-level blocks (/24s with a finer class) the hash can hold.
+pub const CLASS_V4_BLOCK_CAPACITY: u32 = 1 << 20;
+/// Entries of [`MAP_LISTS_V4`] after its header: IPv4 prefixes of the
+/// dynamic and exempt lists together.
+pub const LISTS_V4_CAPACITY: u32 = 1 << 21;
+
+/// [`MAP_CLASS_V6`] value bits above the class byte.
+pub const V6_IN_DYNAMIC: u32 = 1 << 8;
+pub const V6_IN_EXEMPT: u32 = 1 << 9;
+pub const V6_POOL_SHIFT: u32 = 16;
+
+/// The /24 number of an IPv4 address (its index in the first level).
+#[inline(always)]
+pub const fn slash24(addr: [u8; 4]) -> u32 {
+    u32::from_be_bytes(addr) >> 8
+}
+
+/// [`MAP_LISTS_V4`] header: a sequence number (odd while user space
+/// rewrites the record) and the entry count.
+pub const fn record_header(sequence: u32, count: u32) -> u64 {
+    ((sequence as u64) << 32) | count as u64
+}
+
+/// Which list a [`record_entry`] belongs to.
+pub const RECORD_DYNAMIC: u8 = 0;
+pub const RECORD_EXEMPT: u8 = 1;
+
+/// One recorded IPv4 prefix: list, address, length and pool in one `u64`
+/// (in that order, so entries sort as the lists do).
+pub const fn record_entry(list: u8, addr: u32, len: u8, pool: u8) -> u64 {
+    ((list as u64) << 56) | ((addr as u64) << 24) | ((len as u64) << 16) | pool as u64
+}
+
+/// The fields of a [`record_entry`]: (list, address, length, pool).
+#[expect(clippy::cast_possible_truncation, reason = "fields are masked out")]
+pub const fn record_fields(entry: u64) -> (u8, u32, u8, u8) {
+    (
+        (entry >> 56) as u8,
+        (entry >> 24) as u32,
+        (entry >> 16) as u8,
+        entry as u8,
+    )
+}
 
 /// Writable global (`.data`) holding [`RuntimeConfig`]: read with a plain
 /// load, no map lookup, so non-SMTP packets never touch a map helper.

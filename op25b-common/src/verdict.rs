@@ -17,16 +17,66 @@ pub enum IpAddrBytes {
     V6([u8; 16]),
 }
 
+/// What the dynamic and exempt lists together say about a source, in one
+/// byte: the value of the kernel's class tables.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SourceClass(pub u8);
+
+impl SourceClass {
+    /// Neither dynamic nor an exempt part of a dynamic prefix.
+    pub const NEITHER: Self = Self(0);
+    /// In a dynamic prefix; the low four bits are the pool of the most
+    /// specific one.
+    pub const DYNAMIC: u8 = 0x80;
+    /// Dynamic, and covered by an exemption (set only with `DYNAMIC`:
+    /// an exemption outside the dynamic lists changes nothing).
+    pub const EXEMPT: u8 = 0x40;
+    /// First-level IPv4 entry only: the /24 has a second-level block; the
+    /// other bits are the class of the prefixes covering the whole /24.
+    pub const INDIRECT: u8 = 0x20;
+    pub const POOL_MASK: u8 = 0x0f;
+
+    /// The class of a source in the most specific dynamic prefix of
+    /// `pool` (`None`: not dynamic), exempt or not.
+    #[inline(always)]
+    #[expect(clippy::cast_possible_truncation, reason = "masked to the pool bits")]
+    pub const fn new(dynamic_pool: Option<u32>, exempt: bool) -> Self {
+        match dynamic_pool {
+            None => Self::NEITHER,
+            Some(pool) => Self(
+                Self::DYNAMIC
+                    | (pool as u8 & Self::POOL_MASK)
+                    | if exempt { Self::EXEMPT } else { 0 },
+            ),
+        }
+    }
+
+    #[inline(always)]
+    pub const fn is_dynamic(self) -> bool {
+        self.0 & Self::DYNAMIC != 0
+    }
+
+    #[inline(always)]
+    pub const fn is_exempt(self) -> bool {
+        self.0 & Self::EXEMPT != 0
+    }
+
+    #[inline(always)]
+    pub const fn pool(self) -> u32 {
+        (self.0 & Self::POOL_MASK) as u32
+    }
+}
+
 /// The policy lists, as the decision needs them. The kernel implements this
-/// over LPM-trie maps, host tests over plain prefix lists.
+/// over its class tables, host tests over plain prefix lists.
 pub trait PolicyLookup {
-    /// The pool of the most specific dynamic (residential) prefix holding
-    /// `src`, or `None` when `src` is not dynamic.
-    fn dynamic_pool(&self, src: &IpAddrBytes) -> Option<u32>;
+    /// The class of `src`: its dynamic pool (most specific dynamic prefix)
+    /// and whether an exemption covers it. An exemption wins over dynamic
+    /// whatever the prefix lengths.
+    fn source_class(&self, src: &IpAddrBytes) -> SourceClass;
     /// Is `dst` one of the ISP's own relays (allowed destinations)?
     fn is_allowed_destination(&self, dst: &IpAddrBytes) -> bool;
-    /// Does `src` hold an exemption? Wins over dynamic whatever the prefix lengths.
-    fn is_exempt(&self, src: &IpAddrBytes) -> bool;
 }
 
 /// At most this many blocked ports (the configuration refuses more).
@@ -120,13 +170,15 @@ fn decide_segment<L: PolicyLookup>(
     if segment.ports_readable && !rules.blocked_ports.contains(segment.dst_port) {
         return (Reason::NotSmtp, NO_POOL);
     }
-    let Some(pool) = policy.dynamic_pool(&segment.src) else {
+    let class = policy.source_class(&segment.src);
+    if !class.is_dynamic() {
         return (Reason::SrcNotDynamic, NO_POOL);
-    };
+    }
+    let pool = class.pool();
     if policy.is_allowed_destination(&segment.dst) {
         return (Reason::DstAllowed, pool);
     }
-    if policy.is_exempt(&segment.src) {
+    if class.is_exempt() {
         return (Reason::SrcExempt, pool);
     }
     let reason = match rules.pool_action(pool) {

@@ -13,33 +13,42 @@ use aya_ebpf::{
     bindings::xdp_action,
     helpers::bpf_ktime_get_coarse_ns,
     macros::{map, xdp},
-    maps::{lpm_trie::Key, Array, LpmTrie, PerCpuArray, RingBuf},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
     programs::XdpContext,
     Global,
 };
 use op25b_common::{
     abi::{
-        counter_index, limiter_slot, mapped_v6, BlockEvent, Counter, EventLimiter, RuntimeConfig,
-        COUNTER_ATTEMPTS, COUNTER_ENTRIES, COUNTER_EVENTS_EVICTED, COUNTER_EVENTS_LOST,
-        COUNTER_EVENTS_SUPPRESSED, EVENTS_RING_BYTES, EVENT_FLAG_PPPOE, EVENT_LIMITER_SLOTS,
-        MAX_POOLS, POLICY_MAP_CAPACITY, POOL_COUNTER_ENTRIES,
+        counter_index, limiter_slot, mapped_v6, slash24, BlockEvent, Counter, EventLimiter,
+        RuntimeConfig, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, CLASS_V4_BLOCK_CAPACITY, CLASS_V4_CHUNK,
+        CLASS_V4_CHUNKS, COUNTER_ATTEMPTS, COUNTER_ENTRIES, COUNTER_EVENTS_EVICTED,
+        COUNTER_EVENTS_LOST, COUNTER_EVENTS_SUPPRESSED, EVENTS_RING_BYTES, EVENT_FLAG_PPPOE,
+        EVENT_LIMITER_SLOTS, LISTS_V4_CAPACITY, MAX_POOLS, POLICY_MAP_CAPACITY,
+        POOL_COUNTER_ENTRIES,
     },
     judge,
     parse::TcpSegment,
     reason::REASON_SLOTS,
     verdict::NO_POOL,
-    Action, IpAddrBytes, PacketBytes, PolicyLookup,
+    Action, IpAddrBytes, PacketBytes, PolicyLookup, SourceClass,
 };
 
-// Policy tries; names must match `op25b_common::abi::MAP_*`.
+// Policy maps; names must match `op25b_common::abi::MAP_*`.
+/// IPv4 source class per /24 (DIR-24-8 first level), written by user space
+/// through mmap.
 #[map]
-static DYNAMIC_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(POLICY_MAP_CAPACITY, 0);
+static CLASS_V4: Array<[u8; CLASS_V4_CHUNK]> =
+    Array::with_max_entries(CLASS_V4_CHUNKS, BPF_F_MMAPABLE);
+/// Per-address classes of the /24s that need them.
 #[map]
-static DYNAMIC_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(POLICY_MAP_CAPACITY, 0);
+static CLASS_V4_BLOCKS: HashMap<u32, [u8; 256]> =
+    HashMap::with_max_entries(CLASS_V4_BLOCK_CAPACITY, BPF_F_NO_PREALLOC);
+/// The operator's IPv4 lists, for user space only.
 #[map]
-static EXEMPT_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(POLICY_MAP_CAPACITY, 0);
+static LISTS_V4: Array<u64> = Array::with_max_entries(LISTS_V4_CAPACITY, BPF_F_MMAPABLE);
+/// IPv6 source class: dynamic and exempt lists in one trie.
 #[map]
-static EXEMPT_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(POLICY_MAP_CAPACITY, 0);
+static CLASS_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(POLICY_MAP_CAPACITY, 0);
 #[map]
 static ALLOWED_DST_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(POLICY_MAP_CAPACITY, 0);
 #[map]
@@ -95,32 +104,46 @@ impl PacketBytes for Frame<'_> {
 
 struct KernelPolicy;
 
+/// The class of an IPv4 source: one array read, and a hash lookup only in
+/// the /24s whose class varies inside.
 #[inline(always)]
-fn lookup(v4: &LpmTrie<[u8; 4], u32>, v6: &LpmTrie<[u8; 16], u32>, addr: &IpAddrBytes) -> bool {
-    match addr {
-        IpAddrBytes::V4(a) => v4.get(Key::new(32, *a)).is_some(),
-        IpAddrBytes::V6(a) => v6.get(Key::new(128, *a)).is_some(),
+fn class_v4(addr: [u8; 4]) -> SourceClass {
+    let n = slash24(addr);
+    let Some(chunk) = CLASS_V4.get(n / CLASS_V4_CHUNK as u32) else {
+        return SourceClass::NEITHER;
+    };
+    let first = chunk[n as usize % CLASS_V4_CHUNK];
+    if first & SourceClass::INDIRECT == 0 {
+        return SourceClass(first);
+    }
+    // SAFETY: a plain read of a value the kernel replaces whole (RCU).
+    match unsafe { CLASS_V4_BLOCKS.get(&n) } {
+        Some(block) => SourceClass(block[usize::from(addr[3])]),
+        // Only if user space retired the block between our two reads: the
+        // class of the prefixes covering the whole /24.
+        None => SourceClass(first & !SourceClass::INDIRECT),
     }
 }
 
 impl PolicyLookup for KernelPolicy {
     #[inline(always)]
-    fn dynamic_pool(&self, src: &IpAddrBytes) -> Option<u32> {
-        // The value is the pool id; copied out at once (a u32, no pointer kept).
+    fn source_class(&self, src: &IpAddrBytes) -> SourceClass {
         match src {
-            IpAddrBytes::V4(a) => DYNAMIC_V4.get(Key::new(32, *a)).copied(),
-            IpAddrBytes::V6(a) => DYNAMIC_V6.get(Key::new(128, *a)).copied(),
+            IpAddrBytes::V4(a) => class_v4(*a),
+            // The low byte is the class; copied out at once (no pointer kept).
+            #[expect(clippy::cast_possible_truncation, reason = "the class byte")]
+            IpAddrBytes::V6(a) => CLASS_V6
+                .get(Key::new(128, *a))
+                .map_or(SourceClass::NEITHER, |&v| SourceClass(v as u8)),
         }
     }
 
     #[inline(always)]
     fn is_allowed_destination(&self, dst: &IpAddrBytes) -> bool {
-        lookup(&ALLOWED_DST_V4, &ALLOWED_DST_V6, dst)
-    }
-
-    #[inline(always)]
-    fn is_exempt(&self, src: &IpAddrBytes) -> bool {
-        lookup(&EXEMPT_V4, &EXEMPT_V6, src)
+        match dst {
+            IpAddrBytes::V4(a) => ALLOWED_DST_V4.get(Key::new(32, *a)).is_some(),
+            IpAddrBytes::V6(a) => ALLOWED_DST_V6.get(Key::new(128, *a)).is_some(),
+        }
     }
 }
 
