@@ -430,7 +430,18 @@ impl Dataplane {
             Ok(())
         })();
         // On failure, the maps are somewhere between: re-read them next time.
-        self.applied = result.is_ok().then(|| policy.clone());
+        // The dynamic and exempt lists are left out: the class maps keep
+        // their own state, and copying a million prefixes costs more than
+        // the whole reload.
+        self.applied = result.is_ok().then(|| Policy {
+            blocked_ports: policy.blocked_ports.clone(),
+            dynamic: PrefixSet::default(),
+            exempt: PrefixSet::default(),
+            allowed_destinations: policy.allowed_destinations.clone(),
+            event_interval_ns: policy.event_interval_ns,
+            pools: policy.pools.clone(),
+            pool_of: std::collections::BTreeMap::new(),
+        });
         result.map(|()| stats)
     }
 

@@ -35,7 +35,7 @@ use op25b_common::{
     SourceClass,
 };
 
-use super::ipv4_class::{build_v4, classify_policy, ClassTable, FIRST_LEVEL_ENTRIES};
+use super::ipv4_class::{classify_policy, ClassTable, FIRST_LEVEL_ENTRIES};
 use crate::{
     policy::Policy,
     prefix::{Prefix, PrefixSet},
@@ -147,6 +147,8 @@ pub struct ClassMaps {
     orphans: Vec<(u32, Instant)>,
     /// The IPv6 class entries, once known, sorted.
     v6: Option<Vec<(Prefix, u32)>>,
+    /// The last table built, kept so the next build reuses its 16 MiB.
+    scratch: Option<ClassTable>,
 }
 
 /// What applying changed, counted in list entries (a pool change counts
@@ -182,6 +184,7 @@ impl ClassMaps {
             blocks: None,
             orphans: Vec::new(),
             v6: None,
+            scratch: None,
         })
     }
 
@@ -209,8 +212,33 @@ impl ClassMaps {
         let mut stats = ClassStats::default();
         // Everything that can refuse the policy is checked before the
         // first write: all or nothing.
-        let table = build_v4(policy);
-        let entries = record_entries(policy);
+        let mut table = self.scratch.take().unwrap_or_else(ClassTable::empty);
+        let mut entries = Vec::with_capacity(policy.dynamic.v4.len() + policy.exempt.v4.len());
+        let mut exempt_entries = Vec::with_capacity(policy.exempt.v4.len());
+        // One walk builds the table and the record (dynamic entries, then
+        // exempt ones: the record's sort order).
+        table.rebuild(classify_policy(policy, true).inspect(|c| {
+            let IpAddr::V4(addr) = c.prefix.addr() else {
+                return;
+            };
+            let addr = u32::from(addr);
+            if let Some(pool) = c.dynamic {
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    reason = "pool ids are below MAX_POOLS"
+                )]
+                entries.push(record_entry(
+                    RECORD_DYNAMIC,
+                    addr,
+                    c.prefix.len(),
+                    pool as u8,
+                ));
+            }
+            if c.exempt {
+                exempt_entries.push(record_entry(RECORD_EXEMPT, addr, c.prefix.len(), 0));
+            }
+        }));
+        entries.append(&mut exempt_entries);
         let capacity = LISTS_V4_CAPACITY as usize - 1;
         if entries.len() > capacity {
             return Err(ClassError::RecordFull {
@@ -226,6 +254,7 @@ impl ClassMaps {
         }
         self.delete_old_orphans(ebpf, &mut stats)?;
         self.write_v4(ebpf, &table, &mut stats)?;
+        self.scratch = Some(table);
         self.write_record(&entries, &mut stats);
         self.write_v6(ebpf, policy, &mut stats)?;
         Ok(stats)
@@ -299,7 +328,6 @@ impl ClassMaps {
         stats: &mut ClassStats,
     ) -> Result<(), ClassError> {
         let mut blocks = self.known_blocks(ebpf)?;
-        let first = self.first.bytes();
         // 1. Blocks in before anything points at them; blocks losing their
         //    /24's pointer become uniform (the new direct class) first.
         let mut keys = Vec::new();
@@ -328,7 +356,7 @@ impl ClassMaps {
         }
         // 2. The first level, one byte store per changed entry.
         fence(Ordering::SeqCst);
-        stats.first_level_writes += store_changed(first, &table.first);
+        stats.first_level_writes += store_changed(&self.first, &table.first);
         fence(Ordering::SeqCst);
         let now = Instant::now();
         for n in orphaned {
@@ -472,24 +500,38 @@ impl ClassMaps {
         let new = v6_entries(policy);
         let mut upserts: Vec<(Prefix, u32)> = Vec::new();
         let mut stale: Vec<Prefix> = Vec::new();
-        let old_by: BTreeMap<Prefix, u32> = old.iter().copied().collect();
-        for &(prefix, value) in &new {
-            match old_by.get(&prefix) {
-                Some(&v) if v == value => {}
-                before => {
-                    let (a, r) = membership_changes(before.copied().unwrap_or(0), value);
-                    stats.added += a;
-                    stats.removed += r;
-                    upserts.push((prefix, value));
+        // Both sorted by prefix: one merge.
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() || j < new.len() {
+            let order = match (old.get(i), new.get(j)) {
+                (Some(o), Some(n)) => o.0.cmp(&n.0),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, _) => std::cmp::Ordering::Greater,
+            };
+            let (before, after) = match order {
+                std::cmp::Ordering::Less => {
+                    stale.push(old[i].0);
+                    i += 1;
+                    (old[i - 1].1, 0)
                 }
-            }
-        }
-        let new_by: BTreeMap<Prefix, u32> = new.iter().copied().collect();
-        for &(prefix, value) in &old {
-            if !new_by.contains_key(&prefix) {
-                stats.removed += membership_changes(value, 0).1;
-                stale.push(prefix);
-            }
+                std::cmp::Ordering::Greater => {
+                    upserts.push(new[j]);
+                    j += 1;
+                    (0, new[j - 1].1)
+                }
+                std::cmp::Ordering::Equal => {
+                    let (o, n) = (old[i].1, new[j].1);
+                    if o != n {
+                        upserts.push(new[j]);
+                    }
+                    i += 1;
+                    j += 1;
+                    (o, n)
+                }
+            };
+            let (a, r) = membership_changes(before, after);
+            stats.added += a;
+            stats.removed += r;
         }
         upserts.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         stale.sort_by_key(Prefix::len);
@@ -512,52 +554,26 @@ fn split_header(header: u64) -> (u32, usize) {
     ((header >> 32) as u32, (header & 0xffff_ffff) as usize)
 }
 
-/// Stores the bytes of `new` that differ from `live`, one atomic byte store
-/// each; returns how many.
-fn store_changed(live: &[AtomicU8], new: &[u8]) -> usize {
+/// Stores the bytes of `new` that differ from the mapping, one atomic byte
+/// store each; returns how many. Compares eight bytes at a time: most of
+/// the table does not change.
+fn store_changed(live: &Mapping, new: &[u8]) -> usize {
+    let (words, bytes) = (live.words(), live.bytes());
     let mut changed = 0;
-    for (chunk_live, chunk_new) in live.chunks(64).zip(new.chunks(64)) {
-        // Cheap equal-chunk skip: most of the table does not change.
-        if chunk_live
-            .iter()
-            .zip(chunk_new)
-            .all(|(l, n)| l.load(Ordering::Relaxed) == *n)
-        {
+    for (i, (word, chunk)) in words.iter().zip(new.chunks_exact(8)).enumerate() {
+        let want = u64::from_ne_bytes(chunk.try_into().expect("chunks of 8"));
+        if word.load(Ordering::Relaxed) == want {
             continue;
         }
-        for (l, &n) in chunk_live.iter().zip(chunk_new) {
-            if l.load(Ordering::Relaxed) != n {
-                l.store(n, Ordering::Relaxed);
+        for (j, &n) in chunk.iter().enumerate() {
+            let byte = &bytes[i * 8 + j];
+            if byte.load(Ordering::Relaxed) != n {
+                byte.store(n, Ordering::Relaxed);
                 changed += 1;
             }
         }
     }
     changed
-}
-
-/// The record of `policy`'s IPv4 dynamic and exempt lists, sorted.
-fn record_entries(policy: &Policy) -> Vec<u64> {
-    let v4 = |p: &Prefix| match p.addr() {
-        IpAddr::V4(a) => u32::from(a),
-        IpAddr::V6(_) => unreachable!("the v4 half"),
-    };
-    let mut entries = Vec::with_capacity(policy.dynamic.v4.len() + policy.exempt.v4.len());
-    entries.extend(policy.dynamic.v4.iter().map(|p| {
-        #[expect(
-            clippy::cast_possible_truncation,
-            reason = "pool ids are below MAX_POOLS"
-        )]
-        let pool = policy.pool_id(p) as u8;
-        record_entry(RECORD_DYNAMIC, v4(p), p.len(), pool)
-    }));
-    entries.extend(
-        policy
-            .exempt
-            .v4
-            .iter()
-            .map(|p| record_entry(RECORD_EXEMPT, v4(p), p.len(), 0)),
-    );
-    entries
 }
 
 /// (added, removed) between two sorted records; an entry whose pool

@@ -164,6 +164,23 @@ impl std::fmt::Debug for ClassTable {
 }
 
 impl ClassTable {
+    /// A table that classifies nothing.
+    pub fn empty() -> Self {
+        Self {
+            first: vec![0; FIRST_LEVEL_ENTRIES],
+            blocks: BTreeMap::new(),
+        }
+    }
+
+    /// Rebuilds the table in place (reusing its memory) from classified
+    /// IPv4 prefixes in pre-order.
+    pub fn rebuild(&mut self, classified: impl Iterator<Item = Classified>) {
+        self.first.clear();
+        self.first.resize(FIRST_LEVEL_ENTRIES, 0);
+        self.blocks.clear();
+        paint(self, classified);
+    }
+
     /// The class of `addr`, read as the program reads it.
     pub fn lookup(&self, addr: [u8; 4]) -> SourceClass {
         let n = op25b_common::abi::slash24(addr);
@@ -192,10 +209,13 @@ struct OpenBlock {
 
 /// Builds the table from classified IPv4 prefixes in pre-order.
 pub fn build_v4_from(classified: impl Iterator<Item = Classified>) -> ClassTable {
-    let mut table = ClassTable {
-        first: vec![0; FIRST_LEVEL_ENTRIES],
-        blocks: BTreeMap::new(),
-    };
+    let mut table = ClassTable::empty();
+    paint(&mut table, classified);
+    table
+}
+
+/// Paints classified prefixes into a table of zeros.
+fn paint(table: &mut ClassTable, classified: impl Iterator<Item = Classified>) {
     let mut open: Option<OpenBlock> = None;
     for item in classified {
         if item.class == item.parent_class {
@@ -209,14 +229,14 @@ pub fn build_v4_from(classified: impl Iterator<Item = Classified>) -> ClassTable
         let len = item.prefix.len();
         let n = addr >> 8;
         if len <= 24 {
-            close(&mut table, open.take());
+            close(table, open.take());
             let start = n as usize;
             let count = 1usize << (24 - len);
             table.first[start..start + count].fill(item.class.0);
             continue;
         }
         if open.as_ref().is_none_or(|b| b.n != n) {
-            close(&mut table, open.take());
+            close(table, open.take());
             open = Some(OpenBlock {
                 n,
                 classes: [table.first[n as usize]; 256],
@@ -227,8 +247,7 @@ pub fn build_v4_from(classified: impl Iterator<Item = Classified>) -> ClassTable
         let count = 1usize << (32 - len);
         block.classes[start..start + count].fill(item.class.0);
     }
-    close(&mut table, open);
-    table
+    close(table, open);
 }
 
 /// Files a finished block: a /24 whose classes all agree needs none.
