@@ -18,8 +18,8 @@ use aya::{
 };
 use op25b_common::{
     abi::{
-        counter_index, Counter, RuntimeConfig, COUNTER_ENTRIES, GLOBAL_INTERFACE_SLOT,
-        GLOBAL_RUNTIME_CONFIG, MAP_ALLOWED_DST_V4, MAP_ALLOWED_DST_V6, MAP_CLASS_V4, MAP_CLASS_V6,
+        counter_index, Counter, RuntimeConfig, COUNTER_ENTRIES, GLOBAL_BLOCKED_PORTS,
+        GLOBAL_INTERFACE_SLOT, MAP_ALLOWED_DST_V4, MAP_ALLOWED_DST_V6, MAP_CLASS_V4, MAP_CLASS_V6,
         MAP_COUNTERS, POLICY_MAPS, PROGRAM_NAME,
     },
     Action, BlockedPorts, Reason,
@@ -32,6 +32,7 @@ use crate::{
 
 pub mod class_writer;
 pub mod ipv4_class;
+pub mod runtime_slots;
 
 /// Benchmark baselines (`op25b-ebpf/src/bench_programs.rs`), built alongside.
 pub static BENCH_PROGRAMS_OBJECT: &[u8] =
@@ -117,6 +118,7 @@ impl Maps {
         };
         let mut names: Vec<&'static str> = POLICY_MAPS.to_vec();
         names.push(RUNTIME_CONFIG_PIN);
+        names.push(op25b_common::abi::MAP_RUNTIME);
         if counters {
             // Live state: counters and the event stream with its limiter.
             names.extend([
@@ -133,8 +135,10 @@ impl Maps {
     }
 }
 
-/// The pin name of the `.data` section map that holds `RUNTIME_CONFIG`.
-pub const RUNTIME_CONFIG_PIN: &str = "RUNTIME_CONFIG";
+/// The pin name of the `.data` section map that holds the blocked-port
+/// bitmap (a new name: the section's layout changed from the 40-byte
+/// `RUNTIME_CONFIG` of earlier builds).
+pub const RUNTIME_CONFIG_PIN: &str = "BLOCKED_PORTS";
 /// The section the program's writable globals live in.
 const RUNTIME_CONFIG_SECTION: &str = ".data";
 
@@ -201,6 +205,8 @@ pub struct Dataplane {
     applied: Option<Policy>,
     /// The source-class maps (dynamic and exempt lists).
     classes: class_writer::ClassMaps,
+    /// The event interval and pool-action slots.
+    runtime: runtime_slots::RuntimeMaps,
 }
 
 /// One counter summed over every CPU's copy.
@@ -234,10 +240,16 @@ impl PinnedCounters {
 
 /// The blocked ports currently in a pinned runtime configuration map.
 pub fn read_pinned_runtime_config(path: &std::path::Path) -> Option<RuntimeConfig> {
-    let map = MapData::from_pin(path).ok()?;
-    let map = aya::maps::Map::Array(map);
-    let array: Array<&MapData, RuntimeConfig> = Array::try_from(&map).ok()?;
-    array.get(&0, 0).ok()
+    let bitmap = read_pinned_bitmap(path)?;
+    let slots = runtime_slots::RuntimeMaps::open_pinned(
+        &path.with_file_name(op25b_common::abi::MAP_RUNTIME),
+    )?;
+    Some(runtime_slots::combine(&bitmap, &slots))
+}
+
+fn read_pinned_bitmap(path: &std::path::Path) -> Option<op25b_common::abi::PortBitmap> {
+    let map = aya::maps::Map::Array(MapData::from_pin(path).ok()?);
+    runtime_slots::read_bitmap(&map)
 }
 
 impl Dataplane {
@@ -253,9 +265,9 @@ impl Dataplane {
         let live_config = pins
             .iter()
             .find(|(name, _)| *name == RUNTIME_CONFIG_PIN)
-            .and_then(|(_, path)| read_pinned_runtime_config(path));
+            .and_then(|(_, path)| read_pinned_bitmap(path));
         if let Some(live) = &live_config {
-            loader.override_global(GLOBAL_RUNTIME_CONFIG, live, true);
+            loader.override_global(GLOBAL_BLOCKED_PORTS, live, true);
         }
         for (name, path) in &pins {
             let section = if *name == RUNTIME_CONFIG_PIN {
@@ -275,10 +287,12 @@ impl Dataplane {
             return Err(DataplaneError::MissingRuntimeConfig);
         }
         let classes = class_writer::ClassMaps::open(&ebpf)?;
+        let runtime = runtime_slots::RuntimeMaps::open(&ebpf)?;
         Ok(Self {
             ebpf,
             slot,
             classes,
+            runtime,
             applied: match maps {
                 Maps::Private => Some(Policy::default()),
                 Maps::Pinned(_) | Maps::PinnedPolicy(_) => None,
@@ -582,7 +596,9 @@ impl Dataplane {
         Ok(policy)
     }
 
-    fn runtime_config_map(&mut self) -> Result<Array<&mut MapData, RuntimeConfig>, DataplaneError> {
+    fn runtime_config_map(
+        &mut self,
+    ) -> Result<Array<&mut MapData, op25b_common::abi::PortBitmap>, DataplaneError> {
         let map = self
             .ebpf
             .map_mut(RUNTIME_CONFIG_SECTION)
@@ -591,15 +607,21 @@ impl Dataplane {
     }
 
     pub fn read_runtime_config(&mut self) -> Result<RuntimeConfig, DataplaneError> {
-        self.runtime_config_map()?
+        let bitmap = self
+            .runtime_config_map()?
             .get(&0, 0)
-            .map_err(map_err("RUNTIME_CONFIG"))
+            .map_err(map_err("BLOCKED_PORTS"))?;
+        Ok(runtime_slots::combine(&bitmap, &self.runtime))
     }
 
+    /// Writes the slots first (read only for blocked attempts), then the
+    /// port bitmap; each value the program reads is old or new on its own.
     fn write_runtime_config(&mut self, config: RuntimeConfig) -> Result<(), DataplaneError> {
+        self.runtime.store(&config);
+        let bitmap = op25b_common::abi::PortBitmap::from_ports(&config.blocked_ports);
         self.runtime_config_map()?
-            .set(0, config, 0)
-            .map_err(map_err("RUNTIME_CONFIG"))
+            .set(0, bitmap, 0)
+            .map_err(map_err("BLOCKED_PORTS"))
     }
 
     /// Packets and bytes per reason in `slot`, summed over CPUs.

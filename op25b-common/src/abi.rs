@@ -119,9 +119,15 @@ pub const fn record_fields(entry: u64) -> (u8, u32, u8, u8) {
     )
 }
 
-/// Writable global (`.data`) holding [`RuntimeConfig`]: read with a plain
-/// load, no map lookup, so non-SMTP packets never touch a map helper.
-pub const GLOBAL_RUNTIME_CONFIG: &str = "RUNTIME_CONFIG";
+/// Writable global (`.data`) holding the [`PortBitmap`]: read with a plain
+/// load, no map lookup, so non-SMTP packets never touch a map helper. User
+/// space replaces the section whole (the kernel copies it without a lock),
+/// but the program reads one byte per packet, and a byte is either old or new.
+pub const GLOBAL_BLOCKED_PORTS: &str = "BLOCKED_PORT_BITS";
+/// `BPF_F_MMAPABLE` array of one [`RuntimeSlots`]: the settings read only
+/// once a packet is a blocked attempt. User space stores each slot with one
+/// atomic store through `mmap`, so each value the program reads is whole.
+pub const MAP_RUNTIME: &str = "RUNTIME";
 /// Read-only global set at load: which interface slot this instance counts in.
 pub const GLOBAL_INTERFACE_SLOT: &str = "INTERFACE_SLOT";
 
@@ -153,7 +159,59 @@ pub struct Counter {
     pub bytes: u64,
 }
 
-/// Data-plane settings that change at run time without reloading the program.
+/// The blocked destination ports as a bitmap: one bit per port, port 0
+/// never set. The program reads the one byte its port lives in.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortBitmap {
+    pub bits: [u8; 8192],
+}
+
+impl PortBitmap {
+    pub const EMPTY: Self = Self { bits: [0; 8192] };
+
+    pub const fn from_ports(ports: &BlockedPorts) -> Self {
+        let mut bitmap = Self::EMPTY;
+        let mut i = 0;
+        while i < ports.ports.len() {
+            let port = ports.ports[i];
+            if port != 0 {
+                bitmap.bits[(port >> 3) as usize] |= 1 << (port & 7);
+            }
+            i += 1;
+        }
+        bitmap
+    }
+
+    #[inline(always)]
+    pub fn contains(&self, port: u16) -> bool {
+        self.bits[usize::from(port >> 3)] & (1 << (port & 7)) != 0
+    }
+
+    /// The blocked ports, ascending.
+    pub fn ports(&self) -> impl Iterator<Item = u16> + '_ {
+        (1..=u16::MAX).filter(|&p| self.contains(p))
+    }
+}
+
+/// The run-time settings the program reads only for blocked attempts, one
+/// independent slot each (cf. Cilium's config map): `event_interval_ns` is
+/// an aligned `u64` (one load), each pool action is one byte.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeSlots {
+    pub event_interval_ns: u64,
+    /// [`RUNTIME_SLOTS_READY`] once user space has written the slots (a
+    /// fresh map is all zeros).
+    pub ready: u64,
+    pub pool_actions: [u8; MAX_POOLS],
+}
+
+pub const RUNTIME_SLOTS_READY: u64 = 0x6f70_3235_6272_6479;
+
+/// Data-plane settings that change at run time without reloading the
+/// program: the policy's view (the kernel holds them as a [`PortBitmap`]
+/// and [`RuntimeSlots`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RuntimeConfig {
@@ -290,6 +348,8 @@ mod user {
     // SAFETY: both are #[repr(C)], made only of integers, with no padding.
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::RuntimeConfig {}
+    unsafe impl aya::Pod for super::PortBitmap {}
+    unsafe impl aya::Pod for super::RuntimeSlots {}
     unsafe impl aya::Pod for super::EventLimiter {}
     unsafe impl aya::Pod for super::BlockEvent {}
 }
@@ -302,6 +362,7 @@ mod tests {
     fn abi_types_have_no_padding() {
         assert_eq!(core::mem::size_of::<Counter>(), 16);
         assert_eq!(core::mem::size_of::<RuntimeConfig>(), 40);
+        assert_eq!(core::mem::size_of::<RuntimeSlots>(), 32);
         assert_eq!(core::mem::size_of::<BlockEvent>(), 80);
         assert_eq!(core::mem::size_of::<EventLimiter>(), 32);
     }
@@ -317,6 +378,17 @@ mod tests {
         for reason in crate::Reason::ALL {
             assert!(!extra.contains(&reason.index()), "{reason:?}");
         }
+    }
+
+    #[test]
+    fn the_port_bitmap_holds_exactly_the_ports() {
+        let ports = BlockedPorts::new(&[25, 587, 65535, 1]).unwrap();
+        let bitmap = PortBitmap::from_ports(&ports);
+        for port in 0..=u16::MAX {
+            assert_eq!(bitmap.contains(port), ports.contains(port), "{port}");
+        }
+        let listed: [u16; 4] = [1, 25, 587, 65535];
+        assert!(bitmap.ports().eq(listed));
     }
 
     #[test]

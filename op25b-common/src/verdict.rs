@@ -79,6 +79,27 @@ pub trait PolicyLookup {
     fn is_allowed_destination(&self, dst: &IpAddrBytes) -> bool;
 }
 
+/// The run-time rules, as the decision needs them: the host model answers
+/// from a [`RuntimeConfig`], the kernel from its port bitmap and slots.
+pub trait Rules {
+    /// Is TCP to `port` blocked (port 0 never is)?
+    fn is_blocked_port(&self, port: u16) -> bool;
+    /// What `pool` does with a blocked attempt.
+    fn pool_action(&self, pool: u32) -> PoolAction;
+}
+
+impl Rules for RuntimeConfig {
+    #[inline(always)]
+    fn is_blocked_port(&self, port: u16) -> bool {
+        self.blocked_ports.contains(port)
+    }
+
+    #[inline(always)]
+    fn pool_action(&self, pool: u32) -> PoolAction {
+        RuntimeConfig::pool_action(self, pool)
+    }
+}
+
 /// At most this many blocked ports (the configuration refuses more).
 pub const MAX_BLOCKED_PORTS: usize = 8;
 
@@ -132,9 +153,10 @@ impl BlockedPorts {
 /// Decides one frame. This function *is* the policy: the XDP program calls
 /// it on the live frame, host tests call it on a byte slice.
 #[inline(always)]
-pub fn decide<P, L>(pkt: &P, rules: &RuntimeConfig, policy: &L) -> Verdict
+pub fn decide<P, R, L>(pkt: &P, rules: &R, policy: &L) -> Verdict
 where
     P: PacketBytes + ?Sized,
+    R: Rules + ?Sized,
     L: PolicyLookup,
 {
     judge(pkt, rules, policy).0
@@ -148,9 +170,10 @@ pub const NO_POOL: u32 = u32::MAX;
 /// connection attempts, reporting blocked ones and building resets) and
 /// the source's dynamic pool ([`NO_POOL`] when it has none).
 #[inline(always)]
-pub fn judge<P, L>(pkt: &P, rules: &RuntimeConfig, policy: &L) -> (Verdict, Option<TcpSegment>, u32)
+pub fn judge<P, R, L>(pkt: &P, rules: &R, policy: &L) -> (Verdict, Option<TcpSegment>, u32)
 where
     P: PacketBytes + ?Sized,
+    R: Rules + ?Sized,
     L: PolicyLookup,
 {
     let segment = match parse(pkt) {
@@ -162,12 +185,12 @@ where
 }
 
 #[inline(always)]
-fn decide_segment<L: PolicyLookup>(
+fn decide_segment<R: Rules + ?Sized, L: PolicyLookup>(
     segment: &TcpSegment,
-    rules: &RuntimeConfig,
+    rules: &R,
     policy: &L,
 ) -> (Reason, u32) {
-    if segment.ports_readable && !rules.blocked_ports.contains(segment.dst_port) {
+    if segment.ports_readable && !rules.is_blocked_port(segment.dst_port) {
         return (Reason::NotSmtp, NO_POOL);
     }
     let class = policy.source_class(&segment.src);

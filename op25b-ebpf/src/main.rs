@@ -20,17 +20,17 @@ use aya_ebpf::{
 use op25b_common::{
     abi::{
         counter_index, limiter_slot, mapped_v6, slash24, BlockEvent, Counter, EventLimiter,
-        RuntimeConfig, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, CLASS_V4_BLOCK_CAPACITY, CLASS_V4_CHUNK,
-        CLASS_V4_CHUNKS, COUNTER_ATTEMPTS, COUNTER_ENTRIES, COUNTER_EVENTS_EVICTED,
-        COUNTER_EVENTS_LOST, COUNTER_EVENTS_SUPPRESSED, EVENTS_RING_BYTES, EVENT_FLAG_PPPOE,
-        EVENT_LIMITER_SLOTS, LISTS_V4_CAPACITY, MAX_POOLS, POLICY_MAP_CAPACITY,
-        POOL_COUNTER_ENTRIES,
+        PoolAction, PortBitmap, RuntimeConfig, RuntimeSlots, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC,
+        CLASS_V4_BLOCK_CAPACITY, CLASS_V4_CHUNK, CLASS_V4_CHUNKS, COUNTER_ATTEMPTS,
+        COUNTER_ENTRIES, COUNTER_EVENTS_EVICTED, COUNTER_EVENTS_LOST, COUNTER_EVENTS_SUPPRESSED,
+        EVENTS_RING_BYTES, EVENT_FLAG_PPPOE, EVENT_LIMITER_SLOTS, LISTS_V4_CAPACITY, MAX_POOLS,
+        POLICY_MAP_CAPACITY, POOL_COUNTER_ENTRIES,
     },
     judge,
     parse::TcpSegment,
     reason::REASON_SLOTS,
     verdict::NO_POOL,
-    Action, IpAddrBytes, PacketBytes, PolicyLookup, SourceClass,
+    Action, IpAddrBytes, PacketBytes, PolicyLookup, Rules, SourceClass,
 };
 
 // Policy maps; names must match `op25b_common::abi::MAP_*`.
@@ -75,8 +75,47 @@ struct Mutable<T>(UnsafeCell<T>);
 // SAFETY: the program only reads it; user space replaces it whole.
 unsafe impl<T> Sync for Mutable<T> {}
 
+/// The blocked ports, one bit each; a packet reads the one byte of its port.
 #[unsafe(no_mangle)]
-static RUNTIME_CONFIG: Mutable<RuntimeConfig> = Mutable(UnsafeCell::new(RuntimeConfig::DEFAULT));
+static BLOCKED_PORT_BITS: Mutable<PortBitmap> = Mutable(UnsafeCell::new(PortBitmap::from_ports(
+    &op25b_common::BlockedPorts::SMTP,
+)));
+
+/// Event interval and pool actions, read only for blocked attempts.
+#[map]
+static RUNTIME: Array<RuntimeSlots> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+
+/// The run-time rules as the kernel holds them.
+struct KernelRules<'a>(&'a PortBitmap);
+
+impl Rules for KernelRules<'_> {
+    #[inline(always)]
+    fn is_blocked_port(&self, port: u16) -> bool {
+        self.0.contains(port)
+    }
+
+    #[inline(always)]
+    fn pool_action(&self, pool: u32) -> PoolAction {
+        match RUNTIME.get(0) {
+            // SAFETY: one byte, which user space stores whole.
+            Some(slots) => PoolAction::from_u8(unsafe {
+                ptr::read_volatile(&slots.pool_actions[pool as usize % MAX_POOLS])
+            }),
+            None => PoolAction::Drop,
+        }
+    }
+}
+
+/// The event interval: one aligned 8-byte load of a slot user space stores
+/// with one atomic store.
+#[inline(always)]
+fn event_interval_ns() -> u64 {
+    match RUNTIME.get(0) {
+        // SAFETY: as above.
+        Some(slots) => unsafe { ptr::read_volatile(&slots.event_interval_ns) },
+        None => RuntimeConfig::DEFAULT.event_interval_ns,
+    }
+}
 
 /// Which slot of `COUNTERS` this instance counts in; set at load.
 #[unsafe(no_mangle)]
@@ -161,10 +200,10 @@ fn count(slot: u32, cell: u32, packets: u64, bytes: u64) {
 #[xdp]
 pub fn op25b(ctx: XdpContext) -> u32 {
     let frame = Frame(&ctx);
-    // SAFETY: a plain read of a value user space only ever replaces whole.
+    // SAFETY: read one byte at a time (see `BLOCKED_PORT_BITS`).
     // (By reference, not a copy: the stack is 512 bytes for everything.)
-    let config = unsafe { &*RUNTIME_CONFIG.0.get() };
-    let (verdict, segment, pool) = judge(&frame, config, &KernelPolicy);
+    let rules = KernelRules(unsafe { &*BLOCKED_PORT_BITS.0.get() });
+    let (verdict, segment, pool) = judge(&frame, &rules, &KernelPolicy);
     let slot = INTERFACE_SLOT.load();
     let bytes = frame.len() as u64;
     count(slot, verdict.reason.index(), 1, bytes);
@@ -184,7 +223,7 @@ pub fn op25b(ctx: XdpContext) -> u32 {
             slot,
             verdict.reason.index(),
             &segment,
-            config.event_interval_ns,
+            event_interval_ns(),
         );
     }
     if verdict.action == Action::Tx {

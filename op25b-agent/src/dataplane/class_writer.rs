@@ -81,7 +81,7 @@ fn map_err(name: &'static str) -> impl FnOnce(MapError) -> ClassError {
 }
 
 /// A shared, writable mapping of a `BPF_F_MMAPABLE` array.
-struct Mapping {
+pub(super) struct Mapping {
     ptr: *mut u8,
     len: usize,
 }
@@ -92,7 +92,11 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    fn new(name: &'static str, fd: BorrowedFd<'_>, len: usize) -> Result<Self, ClassError> {
+    pub(super) fn new(
+        name: &'static str,
+        fd: BorrowedFd<'_>,
+        len: usize,
+    ) -> Result<Self, ClassError> {
         // SAFETY: a fresh shared mapping of a map fd; the kernel checks the
         // length against the map and the map's BPF_F_MMAPABLE flag.
         let ptr = unsafe {
@@ -117,13 +121,13 @@ impl Mapping {
         })
     }
 
-    fn bytes(&self) -> &[AtomicU8] {
+    pub(super) fn bytes(&self) -> &[AtomicU8] {
         // SAFETY: `len` bytes mapped at `ptr`, alive as long as `self`;
         // AtomicU8 has the layout of u8.
         unsafe { std::slice::from_raw_parts(self.ptr.cast::<AtomicU8>(), self.len) }
     }
 
-    fn words(&self) -> &[AtomicU64] {
+    pub(super) fn words(&self) -> &[AtomicU64] {
         // SAFETY: as above; the mapping is page-aligned.
         unsafe { std::slice::from_raw_parts(self.ptr.cast::<AtomicU64>(), self.len / 8) }
     }
