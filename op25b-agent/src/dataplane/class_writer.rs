@@ -723,3 +723,22 @@ fn batch(ebpf: &Ebpf, op: BatchOp, keys: &[u32], values: &[[u8; 256]]) -> Result
     }
     Ok(())
 }
+
+/// Read-only views of the class maps, for tests and diagnostics.
+impl super::Dataplane {
+    /// The class the kernel's IPv4 table gives `addr` now.
+    pub fn kernel_class_v4(&self, addr: std::net::Ipv4Addr) -> Result<SourceClass, ClassError> {
+        self.classes.lookup_v4(&self.ebpf, addr.octets())
+    }
+
+    /// Second-level blocks in the kernel's hash (referenced or retiring).
+    pub fn kernel_class_v4_blocks(&self) -> Result<usize, ClassError> {
+        let map = self
+            .ebpf
+            .map(MAP_CLASS_V4_BLOCKS)
+            .ok_or(ClassError::MissingMap(MAP_CLASS_V4_BLOCKS))?;
+        let blocks: HashMap<&MapData, u32, [u8; 256]> =
+            HashMap::try_from(map).map_err(map_err(MAP_CLASS_V4_BLOCKS))?;
+        Ok(blocks.keys().count())
+    }
+}
