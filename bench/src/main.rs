@@ -31,6 +31,18 @@ struct Args {
     /// Measurements per row (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Run only these sections (repeatable; default: all).
+    #[arg(long, value_enum)]
+    only: Vec<Section>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Section {
+    PerPacket,
+    Scale,
+    Ipv4,
+    Throughput,
+    Reload,
 }
 
 #[derive(Debug, Serialize)]
@@ -47,6 +59,7 @@ struct Report {
     smoke: bool,
     per_packet: sections::PerPacket,
     scale: Vec<sections::ScaleRow>,
+    ipv4_list: sections::Ipv4List,
     throughput: sections::Throughput,
     reload_under_traffic: sections::ReloadUnderTraffic,
     targets: Vec<Target>,
@@ -86,25 +99,44 @@ fn main() -> anyhow::Result<()> {
     let net = lab::BenchNet::new()?;
     testrun::pin_to_cpu(0);
 
-    eprintln!("per-packet cost ...");
-    let per_packet = sections::per_packet(&net, repeat, runs)?;
-    eprintln!("scale ...");
-    let scale = sizes
-        .iter()
-        .map(|&n| sections::scale(n, repeat, runs))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    eprintln!("throughput ...");
-    let throughput = sections::throughput(&net, if args.smoke { 20_000 } else { 5_000_000 })?;
-    eprintln!("reload under traffic ...");
-    let reload = sections::reload_under_traffic(if args.smoke { 10_000 } else { 1_000_000 })?;
+    let wanted = |s: Section| args.only.is_empty() || args.only.contains(&s);
+    let mut per_packet = sections::PerPacket::default();
+    if wanted(Section::PerPacket) {
+        eprintln!("per-packet cost ...");
+        per_packet = sections::per_packet(&net, repeat, runs)?;
+    }
+    let mut scale = Vec::new();
+    if wanted(Section::Scale) {
+        eprintln!("scale ...");
+        scale = sizes
+            .iter()
+            .map(|&n| sections::scale(n, repeat, runs))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+    }
+    let mut ipv4_list = sections::Ipv4List::default();
+    if wanted(Section::Ipv4) {
+        eprintln!("IPv4 list ...");
+        ipv4_list = sections::ipv4_list(if args.smoke { 1_000 } else { 1_000_000 })?;
+    }
+    let mut throughput = sections::Throughput::default();
+    if wanted(Section::Throughput) {
+        eprintln!("throughput ...");
+        throughput = sections::throughput(&net, if args.smoke { 20_000 } else { 5_000_000 })?;
+    }
+    let mut reload = sections::ReloadUnderTraffic::default();
+    if wanted(Section::Reload) {
+        eprintln!("reload under traffic ...");
+        reload = sections::reload_under_traffic(if args.smoke { 10_000 } else { 1_000_000 })?;
+    }
     drop(net);
 
-    let targets = sections::targets(&per_packet, &scale, &throughput, &reload);
+    let targets = sections::targets(&per_packet, &scale, &ipv4_list, &throughput, &reload);
     let report = Report {
         machine,
         smoke: args.smoke,
         per_packet,
         scale,
+        ipv4_list,
         throughput,
         reload_under_traffic: reload,
         targets,
@@ -115,6 +147,7 @@ fn main() -> anyhow::Result<()> {
             &report.machine,
             &report.per_packet,
             &report.scale,
+            &report.ipv4_list,
             &report.throughput,
             &report.reload_under_traffic,
             &report.targets

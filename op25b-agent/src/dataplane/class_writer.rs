@@ -146,9 +146,9 @@ pub struct ClassMaps {
     record: Mapping,
     /// The blocks in the hash, once known (read from the kernel on the
     /// first apply after adopting pinned maps).
-    blocks: Option<BTreeMap<u32, [u8; 256]>>,
+    blocks: Option<Vec<(u32, [u8; 256])>>,
     /// Blocks no first-level entry points at any more, and since when.
-    orphans: Vec<(u32, Instant)>,
+    orphans: std::collections::HashMap<u32, Instant>,
     /// The IPv6 class entries, once known, sorted.
     v6: Option<Vec<(Prefix, u32)>>,
     /// The last table built, kept so the next build reuses its 16 MiB.
@@ -186,7 +186,7 @@ impl ClassMaps {
                 LISTS_V4_CAPACITY as usize * 8,
             )?,
             blocks: None,
-            orphans: Vec::new(),
+            orphans: std::collections::HashMap::new(),
             v6: None,
             scratch: None,
         })
@@ -272,25 +272,24 @@ impl ClassMaps {
         .map_err(map_err(MAP_CLASS_V4_BLOCKS))
     }
 
-    fn known_blocks(&mut self, ebpf: &mut Ebpf) -> Result<BTreeMap<u32, [u8; 256]>, ClassError> {
+    /// The blocks in the kernel, sorted by /24.
+    fn known_blocks(&mut self, ebpf: &mut Ebpf) -> Result<Vec<(u32, [u8; 256])>, ClassError> {
         if let Some(blocks) = self.blocks.take() {
             return Ok(blocks);
         }
         let map = Self::blocks_map(ebpf)?;
-        let mut blocks = BTreeMap::new();
+        let mut blocks = Vec::new();
         for item in map.iter() {
-            let (n, block) = item.map_err(map_err(MAP_CLASS_V4_BLOCKS))?;
-            blocks.insert(n, block);
+            blocks.push(item.map_err(map_err(MAP_CLASS_V4_BLOCKS))?);
         }
+        blocks.sort_unstable_by_key(|(n, _)| *n);
         // Blocks found unreferenced were orphaned by an earlier agent: their
         // grace starts now.
         let first = self.first.bytes();
         let now = Instant::now();
-        for &n in blocks.keys() {
-            if first[n as usize].load(Ordering::Relaxed) & SourceClass::INDIRECT == 0
-                && !self.orphans.iter().any(|(o, _)| *o == n)
-            {
-                self.orphans.push((n, now));
+        for &(n, _) in &blocks {
+            if first[n as usize].load(Ordering::Relaxed) & SourceClass::INDIRECT == 0 {
+                self.orphans.entry(n).or_insert(now);
             }
         }
         Ok(blocks)
@@ -303,22 +302,21 @@ impl ClassMaps {
     ) -> Result<(), ClassError> {
         let mut blocks = self.known_blocks(ebpf)?;
         let first = self.first.bytes();
-        let (due, waiting): (Vec<_>, Vec<_>) = self
+        // (Blocks referenced again left the list when that was written.)
+        let due: Vec<u32> = self
             .orphans
             .iter()
-            .partition(|(_, since)| since.elapsed() >= ORPHAN_GRACE);
-        self.orphans = waiting;
-        let due: Vec<u32> = due
-            .into_iter()
-            .map(|(n, _)| n)
-            // Referenced again since: not an orphan any more.
+            .filter(|(_, since)| since.elapsed() >= ORPHAN_GRACE)
+            .map(|(&n, _)| n)
             .filter(|&n| first[n as usize].load(Ordering::Relaxed) & SourceClass::INDIRECT == 0)
             .collect();
+        for n in &due {
+            self.orphans.remove(n);
+        }
         let result = batch(ebpf, BatchOp::Delete, &due, &[]);
         if result.is_ok() {
-            for n in &due {
-                blocks.remove(n);
-            }
+            let due: std::collections::HashSet<u32> = due.iter().copied().collect();
+            blocks.retain(|(n, _)| !due.contains(n));
             stats.blocks_deleted += due.len();
         }
         self.blocks = Some(blocks);
@@ -331,42 +329,67 @@ impl ClassMaps {
         table: &ClassTable,
         stats: &mut ClassStats,
     ) -> Result<(), ClassError> {
-        let mut blocks = self.known_blocks(ebpf)?;
+        let old = self.known_blocks(ebpf)?;
         // 1. Blocks in before anything points at them; blocks losing their
         //    /24's pointer become uniform (the new direct class) first.
+        //    Both lists are sorted by /24: one merge, which also yields
+        //    what the hash holds afterwards.
         let mut keys = Vec::new();
         let mut values: Vec<[u8; 256]> = Vec::new();
-        for (&n, block) in &table.blocks {
-            if blocks.get(&n) != Some(block) {
-                keys.push(n);
-                values.push(*block);
-            }
-        }
         let mut orphaned = Vec::new();
-        for (&n, old) in &blocks {
-            if !table.blocks.contains_key(&n) {
-                let uniform = [table.first[n as usize]; 256];
-                if *old != uniform {
-                    keys.push(n);
-                    values.push(uniform);
+        let mut next = Vec::with_capacity(table.blocks.len());
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() || j < table.blocks.len() {
+            let order = match (old.get(i), table.blocks.get(j)) {
+                (Some(o), Some(t)) => o.0.cmp(&t.0),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, _) => std::cmp::Ordering::Greater,
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    let (n, block) = old[i];
+                    let uniform = [table.first[n as usize]; 256];
+                    if block != uniform {
+                        keys.push(n);
+                        values.push(uniform);
+                    }
+                    orphaned.push(n);
+                    next.push((n, uniform));
+                    i += 1;
                 }
-                orphaned.push(n);
+                std::cmp::Ordering::Greater => {
+                    keys.push(table.blocks[j].0);
+                    values.push(table.blocks[j].1);
+                    next.push(table.blocks[j]);
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    if old[i].1 != table.blocks[j].1 {
+                        keys.push(table.blocks[j].0);
+                        values.push(table.blocks[j].1);
+                    }
+                    next.push(table.blocks[j]);
+                    i += 1;
+                    j += 1;
+                }
             }
         }
-        batch(ebpf, BatchOp::Update, &keys, &values).inspect_err(|_| self.blocks = None)?;
+        drop(old);
+        // On failure the hash is somewhere between: re-read it next time.
+        batch(ebpf, BatchOp::Update, &keys, &values)?;
         stats.blocks_written += keys.len();
-        for (n, v) in keys.into_iter().zip(values) {
-            blocks.insert(n, v);
-        }
+        let blocks = next;
         // 2. The first level, one byte store per changed entry.
         fence(Ordering::SeqCst);
         stats.first_level_writes += store_changed(&self.first, &table.first);
         fence(Ordering::SeqCst);
+        // A block referenced again is no orphan; a block orphaned again
+        // starts its grace anew.
+        self.orphans
+            .retain(|&n, _| table.first[n as usize] & SourceClass::INDIRECT == 0);
         let now = Instant::now();
         for n in orphaned {
-            if !self.orphans.iter().any(|(o, _)| *o == n) {
-                self.orphans.push((n, now));
-            }
+            self.orphans.entry(n).or_insert(now);
         }
         self.blocks = Some(blocks);
         Ok(())

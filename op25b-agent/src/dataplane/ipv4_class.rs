@@ -13,7 +13,7 @@
 //! dynamic pool, any covering exemption), so exempt-inside-dynamic and
 //! dynamic-inside-exempt come out right whatever the prefix lengths.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::net::IpAddr;
 
 use op25b_common::SourceClass;
 
@@ -151,8 +151,9 @@ pub fn classify_policy(policy: &Policy, v4: bool) -> impl Iterator<Item = Classi
 pub struct ClassTable {
     /// One class byte per /24 ([`FIRST_LEVEL_ENTRIES`]).
     pub first: Vec<u8>,
-    /// The 256 classes of each /24 with [`SourceClass::INDIRECT`] set.
-    pub blocks: BTreeMap<u32, [u8; 256]>,
+    /// The 256 classes of each /24 with [`SourceClass::INDIRECT`] set,
+    /// sorted by /24 (the walk closes blocks in address order).
+    pub blocks: Vec<(u32, [u8; 256])>,
 }
 
 impl std::fmt::Debug for ClassTable {
@@ -168,7 +169,7 @@ impl ClassTable {
     pub fn empty() -> Self {
         Self {
             first: vec![0; FIRST_LEVEL_ENTRIES],
-            blocks: BTreeMap::new(),
+            blocks: Vec::new(),
         }
     }
 
@@ -189,9 +190,9 @@ impl ClassTable {
             return SourceClass(first);
         }
         self.blocks
-            .get(&n)
-            .map_or(SourceClass(first & !SourceClass::INDIRECT), |block| {
-                SourceClass(block[usize::from(addr[3])])
+            .binary_search_by_key(&n, |(m, _)| *m)
+            .map_or(SourceClass(first & !SourceClass::INDIRECT), |i| {
+                SourceClass(self.blocks[i].1[usize::from(addr[3])])
             })
     }
 }
@@ -260,7 +261,7 @@ fn close(table: &mut ClassTable, block: Option<OpenBlock>) {
         *first = classes[0];
     } else {
         *first |= SourceClass::INDIRECT;
-        table.blocks.insert(n, classes);
+        table.blocks.push((n, classes));
     }
 }
 
@@ -321,7 +322,8 @@ mod tests {
         assert_eq!(class_of(&t, "100.65.0.9"), exempt(0));
         assert_eq!(class_of(&t, "100.128.0.1"), SourceClass::NEITHER);
         // Only the two /24s that are split need a block.
-        assert_eq!(t.blocks.keys().count(), 2);
+        assert_eq!(t.blocks.len(), 2);
+        assert!(t.blocks.windows(2).all(|w| w[0].0 < w[1].0));
     }
 
     #[test]
