@@ -11,7 +11,7 @@ use core::{cell::UnsafeCell, ptr};
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::bpf_ktime_get_coarse_ns,
+    helpers::{bpf_ktime_get_coarse_ns, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     macros::{map, xdp},
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
     programs::XdpContext,
@@ -121,8 +121,19 @@ fn event_interval_ns() -> u64 {
 #[unsafe(no_mangle)]
 static INTERFACE_SLOT: Global<u32> = Global::new(0);
 
-/// The live frame, read only through a bounds check against `data_end`.
+/// The live frame: the first buffer read directly (bounds-checked against
+/// `data_end`), and the rest of a multi-buffer (jumbo) frame, when a header
+/// lies beyond the first buffer, through `bpf_xdp_load_bytes`.
 struct Frame<'a>(&'a XdpContext);
+
+impl Frame<'_> {
+    /// The whole frame's length, all buffers (once per packet, for counters).
+    #[inline(always)]
+    fn total_len(&self) -> u64 {
+        // SAFETY: the context is the live one.
+        unsafe { bpf_xdp_get_buff_len(self.0.ctx) }
+    }
+}
 
 impl PacketBytes for Frame<'_> {
     #[inline(always)]
@@ -133,12 +144,28 @@ impl PacketBytes for Frame<'_> {
     #[inline(always)]
     fn read<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
         let start = self.0.data() + offset;
-        if start + N > self.0.data_end() {
-            return None;
+        // At least two bytes checked: LLVM turns `start + 1 > end` into
+        // `start >= end`, from which the verifier credits no range. A
+        // one-byte read of a buffer's very last byte takes the slow path.
+        if start + N.max(2) > self.0.data_end() {
+            return load_beyond_first_buffer(self.0, offset);
         }
         // SAFETY: [start, start + N) was just checked to lie inside the frame.
         Some(unsafe { ptr::read_unaligned(start as *const [u8; N]) })
     }
+}
+
+/// Bytes past the first buffer: copied out of the fragments, if the frame
+/// is that long (the helper fails past its end). Out of line: the common
+/// case, headers in the first buffer, keeps its plain bounds check.
+#[inline(never)]
+fn load_beyond_first_buffer<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> {
+    let mut bytes = [0u8; N];
+    // SAFETY: `bytes` is N writable bytes on our stack.
+    let rc = unsafe {
+        bpf_xdp_load_bytes(ctx.ctx, offset as u32, bytes.as_mut_ptr().cast(), N as u32)
+    };
+    (rc == 0).then_some(bytes)
 }
 
 struct KernelPolicy;
@@ -197,7 +224,9 @@ fn count(slot: u32, cell: u32, packets: u64, bytes: u64) {
     }
 }
 
-#[xdp]
+/// Loaded frags-aware (`xdp.frags`), so it attaches in driver mode on
+/// interfaces with a jumbo MTU.
+#[xdp(frags)]
 pub fn op25b(ctx: XdpContext) -> u32 {
     let frame = Frame(&ctx);
     // SAFETY: read one byte at a time (see `BLOCKED_PORT_BITS`).
@@ -205,7 +234,7 @@ pub fn op25b(ctx: XdpContext) -> u32 {
     let rules = KernelRules(unsafe { &*BLOCKED_PORT_BITS.0.get() });
     let (verdict, segment, pool) = judge(&frame, &rules, &KernelPolicy);
     let slot = INTERFACE_SLOT.load();
-    let bytes = frame.len() as u64;
+    let bytes = frame.total_len();
     count(slot, verdict.reason.index(), 1, bytes);
     if pool != NO_POOL {
         count_pool(pool, verdict.reason.index(), bytes);
