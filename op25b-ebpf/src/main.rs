@@ -145,8 +145,8 @@ impl PacketBytes for Frame<'_> {
     fn read<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
         let start = self.0.data() + offset;
         // At least two bytes checked: LLVM turns `start + 1 > end` into
-        // `start >= end`, from which the verifier credits no range. A
-        // one-byte read of a buffer's very last byte takes the slow path.
+        // `start >= end`, from which the verifier credits no range. (The
+        // parser reads no single bytes; this only keeps the rule safe.)
         if start + N.max(2) > self.0.data_end() {
             return load_beyond_first_buffer(self.0, offset);
         }
