@@ -128,8 +128,10 @@ impl Mapping {
     }
 
     pub(super) fn words(&self) -> &[AtomicU64] {
+        #[expect(clippy::cast_ptr_alignment, reason = "mmap returns page-aligned memory")]
+        let words = self.ptr.cast::<AtomicU64>();
         // SAFETY: as above; the mapping is page-aligned.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<AtomicU64>(), self.len / 8) }
+        unsafe { std::slice::from_raw_parts(words, self.len / 8) }
     }
 }
 
@@ -279,7 +281,7 @@ impl ClassMaps {
         }
         let map = Self::blocks_map(ebpf)?;
         let mut blocks = Vec::new();
-        for item in map.iter() {
+        for item in &map {
             blocks.push(item.map_err(map_err(MAP_CLASS_V4_BLOCKS))?);
         }
         blocks.sort_unstable_by_key(|(n, _)| *n);
@@ -503,7 +505,7 @@ impl ClassMaps {
     pub fn read_v6(ebpf: &mut Ebpf) -> Result<Vec<(Prefix, u32)>, ClassError> {
         let trie = Self::trie_v6(ebpf)?;
         let mut entries = Vec::new();
-        for item in trie.iter() {
+        for item in &trie {
             let (key, value) = item.map_err(map_err(MAP_CLASS_V6))?;
             let len = u8::try_from(key.prefix_len()).unwrap_or(u8::MAX);
             if let Ok(prefix) = Prefix::new(IpAddr::from(key.data()), len) {
@@ -577,7 +579,6 @@ impl ClassMaps {
 }
 
 fn split_header(header: u64) -> (u32, usize) {
-    #[expect(clippy::cast_possible_truncation, reason = "halves of the header")]
     ((header >> 32) as u32, (header & 0xffff_ffff) as usize)
 }
 

@@ -230,14 +230,14 @@ fn paint(table: &mut ClassTable, classified: impl Iterator<Item = Classified>) {
         let len = item.prefix.len();
         let n = addr >> 8;
         if len <= 24 {
-            close(table, open.take());
+            close(table, open.take().as_ref());
             let start = n as usize;
             let count = 1usize << (24 - len);
             table.first[start..start + count].fill(item.class.0);
             continue;
         }
         if open.as_ref().is_none_or(|b| b.n != n) {
-            close(table, open.take());
+            close(table, open.take().as_ref());
             open = Some(OpenBlock {
                 n,
                 classes: [table.first[n as usize]; 256],
@@ -248,12 +248,12 @@ fn paint(table: &mut ClassTable, classified: impl Iterator<Item = Classified>) {
         let count = 1usize << (32 - len);
         block.classes[start..start + count].fill(item.class.0);
     }
-    close(table, open);
+    close(table, open.as_ref());
 }
 
 /// Files a finished block: a /24 whose classes all agree needs none.
-fn close(table: &mut ClassTable, block: Option<OpenBlock>) {
-    let Some(OpenBlock { n, classes }) = block else {
+fn close(table: &mut ClassTable, block: Option<&OpenBlock>) {
+    let Some(&OpenBlock { n, classes }) = block else {
         return;
     };
     let first = &mut table.first[n as usize];
