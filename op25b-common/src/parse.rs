@@ -92,8 +92,8 @@ impl TcpSegment {
 }
 
 /// Does the frame hold byte `at` (at >= 1)? Asked as a two-byte read
-/// ending there: the kernel's reader turns a one-byte bounds check into a
-/// form the verifier credits no range for.
+/// ending there: LLVM may turn a one-byte bounds check (`p + 1 > end`)
+/// into `p >= end`, a form the verifier credits no range for.
 #[inline(always)]
 fn has_byte<P: PacketBytes + ?Sized>(pkt: &P, at: usize) -> bool {
     pkt.read::<2>(at - 1).is_some()

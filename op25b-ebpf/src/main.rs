@@ -121,19 +121,9 @@ fn event_interval_ns() -> u64 {
 #[unsafe(no_mangle)]
 static INTERFACE_SLOT: Global<u32> = Global::new(0);
 
-/// The live frame: the first buffer read directly (bounds-checked against
-/// `data_end`), and the rest of a multi-buffer (jumbo) frame, when a header
-/// lies beyond the first buffer, through `bpf_xdp_load_bytes`.
+/// A frame held in one buffer, read only through a bounds check against
+/// `data_end` (the verifier's form: no helper calls on this path).
 struct Frame<'a>(&'a XdpContext);
-
-impl Frame<'_> {
-    /// The whole frame's length, all buffers (once per packet, for counters).
-    #[inline(always)]
-    fn total_len(&self) -> u64 {
-        // SAFETY: the context is the live one.
-        unsafe { bpf_xdp_get_buff_len(self.0.ctx) }
-    }
-}
 
 impl PacketBytes for Frame<'_> {
     #[inline(always)]
@@ -144,28 +134,41 @@ impl PacketBytes for Frame<'_> {
     #[inline(always)]
     fn read<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
         let start = self.0.data() + offset;
-        // At least two bytes checked: LLVM turns `start + 1 > end` into
-        // `start >= end`, from which the verifier credits no range. (The
-        // parser reads no single bytes; this only keeps the rule safe.)
-        if start + N.max(2) > self.0.data_end() {
-            return load_beyond_first_buffer(self.0, offset);
+        if start + N > self.0.data_end() {
+            return None;
         }
         // SAFETY: [start, start + N) was just checked to lie inside the frame.
         Some(unsafe { ptr::read_unaligned(start as *const [u8; N]) })
     }
 }
 
-/// Bytes past the first buffer: copied out of the fragments, if the frame
-/// is that long (the helper fails past its end). Out of line: the common
-/// case, headers in the first buffer, keeps its plain bounds check.
-#[inline(never)]
-fn load_beyond_first_buffer<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> {
-    let mut bytes = [0u8; N];
-    // SAFETY: `bytes` is N writable bytes on our stack.
-    let rc = unsafe {
-        bpf_xdp_load_bytes(ctx.ctx, offset as u32, bytes.as_mut_ptr().cast(), N as u32)
-    };
-    (rc == 0).then_some(bytes)
+/// A multi-buffer (jumbo) frame, every read copied with
+/// `bpf_xdp_load_bytes`, which walks the fragments (and fails past the end).
+struct FragmentedFrame<'a> {
+    ctx: &'a XdpContext,
+    len: usize,
+}
+
+impl PacketBytes for FragmentedFrame<'_> {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    fn read<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        let mut bytes = [0u8; N];
+        // SAFETY: `bytes` is N writable bytes on our stack.
+        let rc = unsafe {
+            bpf_xdp_load_bytes(
+                self.ctx.ctx,
+                offset as u32,
+                bytes.as_mut_ptr().cast(),
+                N as u32,
+            )
+        };
+        (rc == 0).then_some(bytes)
+    }
 }
 
 struct KernelPolicy;
@@ -225,16 +228,43 @@ fn count(slot: u32, cell: u32, packets: u64, bytes: u64) {
 }
 
 /// Loaded frags-aware (`xdp.frags`), so it attaches in driver mode on
-/// interfaces with a jumbo MTU.
+/// interfaces with a jumbo MTU. A frame in one buffer (all but jumbo
+/// frames) is parsed with direct reads; a multi-buffer one by the same
+/// parser over `bpf_xdp_load_bytes`. Each path is its own subprogram, so
+/// neither pays for the other and the stack stays within 512 bytes.
 #[xdp(frags)]
 pub fn op25b(ctx: XdpContext) -> u32 {
-    let frame = Frame(&ctx);
+    // SAFETY: the context is the live one.
+    let total = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
+    if total == (ctx.data_end() - ctx.data()) as u64 {
+        one_buffer(&ctx, total)
+    } else {
+        fragmented(&ctx, total)
+    }
+}
+
+#[inline(never)]
+fn one_buffer(ctx: &XdpContext, bytes: u64) -> u32 {
+    handle(ctx, &Frame(ctx), bytes)
+}
+
+#[inline(never)]
+fn fragmented(ctx: &XdpContext, bytes: u64) -> u32 {
+    let frame = FragmentedFrame {
+        ctx,
+        len: bytes as usize,
+    };
+    handle(ctx, &frame, bytes)
+}
+
+/// Judges, counts and acts on one frame of `bytes` bytes.
+#[inline(always)]
+fn handle<F: PacketBytes>(ctx: &XdpContext, frame: &F, bytes: u64) -> u32 {
     // SAFETY: read one byte at a time (see `BLOCKED_PORT_BITS`).
     // (By reference, not a copy: the stack is 512 bytes for everything.)
     let rules = KernelRules(unsafe { &*BLOCKED_PORT_BITS.0.get() });
-    let (verdict, segment, pool) = judge(&frame, &rules, &KernelPolicy);
+    let (verdict, segment, pool) = judge(frame, &rules, &KernelPolicy);
     let slot = INTERFACE_SLOT.load();
-    let bytes = frame.total_len();
     count(slot, verdict.reason.index(), 1, bytes);
     if pool != NO_POOL {
         count_pool(pool, verdict.reason.index(), bytes);
@@ -248,7 +278,7 @@ pub fn op25b(ctx: XdpContext) -> u32 {
     if segment.connection_attempt {
         count(slot, COUNTER_ATTEMPTS, 1, bytes);
         report(
-            &ctx,
+            ctx,
             slot,
             verdict.reason.index(),
             &segment,
@@ -256,7 +286,7 @@ pub fn op25b(ctx: XdpContext) -> u32 {
         );
     }
     if verdict.action == Action::Tx {
-        return if reset::answer_with_reset(&ctx) {
+        return if reset::answer_with_reset(ctx) {
             xdp_action::XDP_TX
         } else {
             xdp_action::XDP_DROP
