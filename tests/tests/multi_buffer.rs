@@ -33,7 +33,10 @@ fn tcp_beyond_first_buffer(src: &str, port: u16) -> Vec<u8> {
     frame.extend_from_slice(&plain[l4..]);
     let payload = u16::from_be_bytes([plain[IPV6_PAYLOAD_LEN], plain[IPV6_PAYLOAD_LEN + 1]]) + 4096;
     frame[IPV6_PAYLOAD_LEN..IPV6_PAYLOAD_LEN + 2].copy_from_slice(&payload.to_be_bytes());
-    assert!(l4 + 4096 > TEST_RUN_MAX_FRAME, "the TCP header must not fit the first buffer");
+    assert!(
+        l4 + 4096 > TEST_RUN_MAX_FRAME,
+        "the TCP header must not fit the first buffer"
+    );
     frame
 }
 

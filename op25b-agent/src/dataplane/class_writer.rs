@@ -128,7 +128,10 @@ impl Mapping {
     }
 
     pub(super) fn words(&self) -> &[AtomicU64] {
-        #[expect(clippy::cast_ptr_alignment, reason = "mmap returns page-aligned memory")]
+        #[expect(
+            clippy::cast_ptr_alignment,
+            reason = "mmap returns page-aligned memory"
+        )]
         let words = self.ptr.cast::<AtomicU64>();
         // SAFETY: as above; the mapping is page-aligned.
         unsafe { std::slice::from_raw_parts(words, self.len / 8) }
