@@ -38,8 +38,8 @@ pub const MAP_COUNTERS: &str = "COUNTERS";
 /// passes the per-source rate limit.
 pub const MAP_EVENTS: &str = "EVENTS";
 pub const EVENTS_RING_BYTES: u32 = 2 << 20;
-/// Per-CPU direct-mapped cache of [`EventLimiter`] slots, indexed by
-/// [`limiter_slot`] of the source. A per-CPU array lookup is inlined by
+/// Direct-mapped cache of [`EventLimiter`] slots shared by all CPUs,
+/// indexed by [`limiter_slot`] of the source. An array lookup is inlined by
 /// the verifier, so rate limiting costs a few instructions, not a hash-map
 /// walk; two sources sharing a slot evict each other (counted).
 pub const MAP_EVENT_LIMITER: &str = "EVENT_LIMITER";
@@ -49,6 +49,14 @@ pub const EVENT_LIMITER_SLOTS: u32 = 1 << 14;
 pub const MAP_POOL_COUNTERS: &str = "POOL_COUNTERS";
 #[expect(clippy::cast_possible_truncation, reason = "MAX_POOLS is 16")]
 pub const POOL_COUNTER_ENTRIES: u32 = MAX_POOLS as u32 * REASON_SLOTS;
+
+/// Index of a (pool, reason) pair in [`MAP_POOL_COUNTERS`]; a pool out of
+/// range wraps, so the index is always in the map.
+#[inline(always)]
+#[expect(clippy::cast_possible_truncation, reason = "MAX_POOLS is 16")]
+pub const fn pool_counter_index(pool: u32, reason: u32) -> u32 {
+    (pool % MAX_POOLS as u32) * REASON_SLOTS + reason
+}
 
 /// Every policy map, for code that handles them alike (pinning, sizes).
 pub const POLICY_MAPS: [&str; 6] = [
@@ -128,6 +136,13 @@ pub const GLOBAL_BLOCKED_PORTS: &str = "BLOCKED_PORT_BITS";
 /// once a packet is a blocked attempt. User space stores each slot with one
 /// atomic store through `mmap`, so each value the program reads is whole.
 pub const MAP_RUNTIME: &str = "RUNTIME";
+/// The ELF section the program's writable globals live in; aya makes it a
+/// one-element array map.
+pub const RUNTIME_CONFIG_SECTION: &str = ".data";
+/// The pin name of that section's map (bpffs refuses the dot in ".data";
+/// a new name: the section's layout changed from the 40-byte
+/// `RUNTIME_CONFIG` of earlier builds to the port bitmap).
+pub const RUNTIME_CONFIG_PIN: &str = "BLOCKED_PORTS";
 /// Read-only global set at load: which interface slot this instance counts in.
 pub const GLOBAL_INTERFACE_SLOT: &str = "INTERFACE_SLOT";
 
@@ -280,7 +295,7 @@ impl RuntimeConfig {
     }
 }
 
-/// Per-source rate-limit state (one slot of the per-CPU cache).
+/// Per-source rate-limit state (one slot of the shared cache).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventLimiter {
@@ -345,12 +360,18 @@ pub fn mapped_v6(addr: &crate::IpAddrBytes) -> [u8; 16] {
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: both are #[repr(C)], made only of integers, with no padding.
+    // SAFETY: #[repr(C)], made only of integers, with no padding (the size
+    // tests below pin the layouts), so every byte pattern is valid.
     unsafe impl aya::Pod for super::Counter {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::RuntimeConfig {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::PortBitmap {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::RuntimeSlots {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::EventLimiter {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::BlockEvent {}
 }
 

@@ -5,16 +5,14 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use op25b_agent::{
-    dataplane::{
-        class_writer::pinned_list_counts, read_pinned_runtime_config, Dataplane, Maps,
-        RUNTIME_CONFIG_PIN,
-    },
-    frame::FrameSpec,
-    policy::{Policy, Pool},
-    prefix::Prefix,
+    dataplane::{class_writer::pinned_list_counts, runtime_config::read_pinned, Dataplane, Maps},
+    policy::{prefix::Prefix, Policy, Pool},
 };
-use op25b_common::{abi::PoolAction, decide, IpAddrBytes, PolicyLookup};
-use op25b_tests::{pools_policy, require_root, unique_suffix};
+use op25b_common::{
+    abi::{PoolAction, RUNTIME_CONFIG_PIN},
+    decide, IpAddrBytes, PolicyLookup,
+};
+use op25b_tests::{frame::FrameSpec, pools_policy, require_root, unique_suffix};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 /// 100.64.0.0/20: sixteen /24s, so random prefixes nest and split /24s.
@@ -191,7 +189,7 @@ fn pinned_lists_and_runtime_slots_read_back_and_adopt_without_changes() {
         (policy.dynamic.v4.len(), policy.dynamic.v6.len())
     );
     assert_eq!(counts[1], (policy.exempt.v4.len(), policy.exempt.v6.len()));
-    let runtime = read_pinned_runtime_config(&dir.0.join(RUNTIME_CONFIG_PIN)).unwrap();
+    let runtime = read_pinned(&dir.0.join(RUNTIME_CONFIG_PIN)).unwrap();
     assert_eq!(runtime.blocked_ports.iter().collect::<Vec<_>>(), [25, 587]);
     assert_eq!(runtime.event_interval_ns, 7_000_000_000);
     assert_eq!(runtime.pool_actions, policy.pool_actions());

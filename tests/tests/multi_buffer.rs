@@ -6,9 +6,9 @@
 //! path. Needs root.
 use std::net::IpAddr;
 
-use op25b_agent::{dataplane::TEST_RUN_MAX_FRAME, frame::FrameSpec};
+use op25b_agent::dataplane::test_run::TEST_RUN_MAX_FRAME;
 use op25b_common::{decide, Reason};
-use op25b_tests::{fixtures, load_dataplane, standard_policy};
+use op25b_tests::{fixtures, frame::FrameSpec, load_dataplane, standard_policy};
 
 const IPV6_NEXT_HEADER: usize = 14 + 6;
 const IPV6_PAYLOAD_LEN: usize = 14 + 4;

@@ -15,31 +15,32 @@
 //!   restarted agent) in an mmap'd array under a sequence lock.
 
 use std::{
-    collections::BTreeMap,
     net::IpAddr,
-    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd},
-    sync::atomic::{fence, AtomicU64, AtomicU8, Ordering},
+    os::fd::AsFd as _,
+    sync::atomic::{fence, Ordering},
     time::{Duration, Instant},
 };
 
 use aya::{
-    maps::{lpm_trie::Key, HashMap, LpmTrie, Map, MapData, MapError},
+    maps::{HashMap, Map, MapData, MapError},
     Ebpf,
 };
 use op25b_common::{
     abi::{
-        record_entry, record_fields, record_header, CLASS_V4_BLOCK_CAPACITY, LISTS_V4_CAPACITY,
-        MAP_CLASS_V4, MAP_CLASS_V4_BLOCKS, MAP_CLASS_V6, MAP_LISTS_V4, RECORD_DYNAMIC,
-        RECORD_EXEMPT, V6_IN_DYNAMIC, V6_IN_EXEMPT, V6_POOL_SHIFT,
+        record_entry, CLASS_V4_BLOCK_CAPACITY, LISTS_V4_CAPACITY, MAP_CLASS_V4,
+        MAP_CLASS_V4_BLOCKS, MAP_LISTS_V4, RECORD_DYNAMIC, RECORD_EXEMPT,
     },
     SourceClass,
 };
 
-use super::ipv4_class::{classify_policy, ClassTable, FIRST_LEVEL_ENTRIES};
-use crate::{
-    policy::Policy,
-    prefix::{Prefix, PrefixSet},
+pub use super::class_record::pinned_list_counts;
+pub use super::class_v6::v6_entries;
+use super::{
+    class_batch::{batch, BatchOp},
+    ipv4_class::{classify_policy, ClassTable, FIRST_LEVEL_ENTRIES},
+    mmap::Mapping,
 };
+use crate::policy::{prefix::Prefix, Policy};
 
 /// How long a block unreferenced by the first level stays before it is
 /// deleted: far longer than any packet takes between its two lookups.
@@ -76,88 +77,31 @@ pub enum ClassError {
     RecordBusy,
 }
 
-fn map_err(name: &'static str) -> impl FnOnce(MapError) -> ClassError {
+impl ClassError {
+    /// Whether the apply that failed had written to the maps: the checks
+    /// that refuse a policy run before the first write.
+    pub fn wrote_something(&self) -> bool {
+        !matches!(self, Self::RecordFull { .. } | Self::TooManyBlocks { .. })
+    }
+}
+
+pub(super) fn map_err(name: &'static str) -> impl FnOnce(MapError) -> ClassError {
     move |source| ClassError::Map { name, source }
-}
-
-/// A shared, writable mapping of a `BPF_F_MMAPABLE` array.
-pub(super) struct Mapping {
-    ptr: *mut u8,
-    len: usize,
-}
-
-// SAFETY: the mapping is plain shared memory; every access goes through
-// atomics or happens while `&mut self` is held.
-unsafe impl Send for Mapping {}
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    pub(super) fn new(
-        name: &'static str,
-        fd: BorrowedFd<'_>,
-        len: usize,
-    ) -> Result<Self, ClassError> {
-        // SAFETY: a fresh shared mapping of a map fd; the kernel checks the
-        // length against the map and the map's BPF_F_MMAPABLE flag.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(ClassError::Mmap {
-                name,
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        Ok(Self {
-            ptr: ptr.cast(),
-            len,
-        })
-    }
-
-    pub(super) fn bytes(&self) -> &[AtomicU8] {
-        // SAFETY: `len` bytes mapped at `ptr`, alive as long as `self`;
-        // AtomicU8 has the layout of u8.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<AtomicU8>(), self.len) }
-    }
-
-    pub(super) fn words(&self) -> &[AtomicU64] {
-        #[expect(
-            clippy::cast_ptr_alignment,
-            reason = "mmap returns page-aligned memory"
-        )]
-        let words = self.ptr.cast::<AtomicU64>();
-        // SAFETY: as above; the mapping is page-aligned.
-        unsafe { std::slice::from_raw_parts(words, self.len / 8) }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly what `new` mapped.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
-    }
 }
 
 /// What this process knows the class maps hold, and their mappings.
 pub struct ClassMaps {
-    first: Mapping,
-    record: Mapping,
+    pub(super) first: Mapping,
+    pub(super) record: Mapping,
     /// The blocks in the hash, once known (read from the kernel on the
     /// first apply after adopting pinned maps).
-    blocks: Option<Vec<(u32, [u8; 256])>>,
+    pub(super) blocks: Option<Vec<(u32, [u8; 256])>>,
     /// Blocks no first-level entry points at any more, and since when.
-    orphans: std::collections::HashMap<u32, Instant>,
+    pub(super) orphans: std::collections::HashMap<u32, Instant>,
     /// The IPv6 class entries, once known, sorted.
-    v6: Option<Vec<(Prefix, u32)>>,
+    pub(super) v6: Option<Vec<(Prefix, u32)>>,
     /// The last table built, kept so the next build reuses its 16 MiB.
-    scratch: Option<ClassTable>,
+    pub(super) scratch: Option<ClassTable>,
 }
 
 /// What applying changed, counted in list entries (a pool change counts
@@ -171,7 +115,7 @@ pub struct ClassStats {
     pub blocks_deleted: usize,
 }
 
-fn map_data<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a MapData, ClassError> {
+pub(super) fn map_data<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a MapData, ClassError> {
     match ebpf.map(name).ok_or(ClassError::MissingMap(name))? {
         Map::Array(data) | Map::HashMap(data) | Map::LpmTrie(data) => Ok(data),
         _ => Err(ClassError::MissingMap(name)),
@@ -399,190 +343,6 @@ impl ClassMaps {
         self.blocks = Some(blocks);
         Ok(())
     }
-
-    fn write_record(&mut self, entries: &[u64], stats: &mut ClassStats) {
-        let capacity = LISTS_V4_CAPACITY as usize - 1;
-        let words = self.record.words();
-        let header = words[0].load(Ordering::Acquire);
-        let (sequence, old_count) = split_header(header);
-        let old = &words[1..=old_count.min(capacity)];
-        let (added, removed) = count_changes(old, entries);
-        stats.added += added;
-        stats.removed += removed;
-        if added == 0 && removed == 0 && old.len() == entries.len() {
-            return;
-        }
-        let count = u32::try_from(entries.len()).expect("checked against the capacity");
-        let old_count = u32::try_from(old.len()).expect("below the capacity");
-        // Odd while rewriting: readers retry (a sequence lock).
-        words[0].store(record_header(sequence | 1, old_count), Ordering::Relaxed);
-        fence(Ordering::Release);
-        for (slot, &entry) in words[1..].iter().zip(entries) {
-            slot.store(entry, Ordering::Relaxed);
-        }
-        words[0].store(
-            record_header((sequence | 1).wrapping_add(1), count),
-            Ordering::Release,
-        );
-    }
-
-    /// The recorded IPv4 lists: (dynamic with pools, exempt).
-    pub fn read_record(&self) -> Result<(PrefixSet, BTreeMap<Prefix, u32>, PrefixSet), ClassError> {
-        let (mut dynamic, mut pools, mut exempt) =
-            (PrefixSet::default(), BTreeMap::new(), PrefixSet::default());
-        for entry in read_record_entries(&self.record)? {
-            let (list, addr, len, pool) = record_fields(entry);
-            let Ok(prefix) = Prefix::new(IpAddr::V4(addr.into()), len) else {
-                continue;
-            };
-            if list == RECORD_EXEMPT {
-                exempt.insert(prefix);
-            } else {
-                dynamic.insert(prefix);
-                if pool != 0 {
-                    pools.insert(prefix, u32::from(pool));
-                }
-            }
-        }
-        Ok((dynamic, pools, exempt))
-    }
-}
-
-/// The record's entries, read under its sequence lock.
-fn read_record_entries(record: &Mapping) -> Result<Vec<u64>, ClassError> {
-    let words = record.words();
-    for _ in 0..1000 {
-        let before = words[0].load(Ordering::Acquire);
-        let (sequence, count) = split_header(before);
-        if sequence & 1 == 1 {
-            std::thread::yield_now();
-            continue;
-        }
-        let entries: Vec<u64> = words[1..=count.min(words.len() - 1)]
-            .iter()
-            .map(|w| w.load(Ordering::Relaxed))
-            .collect();
-        fence(Ordering::Acquire);
-        if words[0].load(Ordering::Relaxed) != before {
-            continue;
-        }
-        return Ok(entries);
-    }
-    Err(ClassError::RecordBusy)
-}
-
-/// Entries per list in pinned class maps (no program needed):
-/// `[(dynamic IPv4, IPv6), (exempt IPv4, IPv6)]`, `None` if not pinned.
-pub fn pinned_list_counts(maps_dir: &std::path::Path) -> Option<[(usize, usize); 2]> {
-    let record = MapData::from_pin(maps_dir.join(MAP_LISTS_V4)).ok()?;
-    let record = Mapping::new(
-        MAP_LISTS_V4,
-        record.fd().as_fd(),
-        LISTS_V4_CAPACITY as usize * 8,
-    )
-    .ok()?;
-    let mut counts = [(0, 0); 2];
-    for entry in read_record_entries(&record).ok()? {
-        let list = usize::from(record_fields(entry).0 == RECORD_EXEMPT);
-        counts[list].0 += 1;
-    }
-    let trie = Map::LpmTrie(MapData::from_pin(maps_dir.join(MAP_CLASS_V6)).ok()?);
-    let trie = LpmTrie::<&MapData, [u8; 16], u32>::try_from(&trie).ok()?;
-    for (_, value) in trie.iter().flatten() {
-        counts[0].1 += usize::from(value & V6_IN_DYNAMIC != 0);
-        counts[1].1 += usize::from(value & V6_IN_EXEMPT != 0);
-    }
-    Some(counts)
-}
-
-impl ClassMaps {
-    fn trie_v6(ebpf: &mut Ebpf) -> Result<LpmTrie<&mut MapData, [u8; 16], u32>, ClassError> {
-        LpmTrie::try_from(
-            ebpf.map_mut(MAP_CLASS_V6)
-                .ok_or(ClassError::MissingMap(MAP_CLASS_V6))?,
-        )
-        .map_err(map_err(MAP_CLASS_V6))
-    }
-
-    /// The IPv6 class entries the trie holds (prefix, value), sorted.
-    pub fn read_v6(ebpf: &mut Ebpf) -> Result<Vec<(Prefix, u32)>, ClassError> {
-        let trie = Self::trie_v6(ebpf)?;
-        let mut entries = Vec::new();
-        for item in &trie {
-            let (key, value) = item.map_err(map_err(MAP_CLASS_V6))?;
-            let len = u8::try_from(key.prefix_len()).unwrap_or(u8::MAX);
-            if let Ok(prefix) = Prefix::new(IpAddr::from(key.data()), len) {
-                entries.push((prefix, value));
-            }
-        }
-        entries.sort_unstable();
-        Ok(entries)
-    }
-
-    fn write_v6(
-        &mut self,
-        ebpf: &mut Ebpf,
-        policy: &Policy,
-        stats: &mut ClassStats,
-    ) -> Result<(), ClassError> {
-        let old = match self.v6.take() {
-            Some(old) => old,
-            None => Self::read_v6(ebpf)?,
-        };
-        let new = v6_entries(policy);
-        let mut upserts: Vec<(Prefix, u32)> = Vec::new();
-        let mut stale: Vec<Prefix> = Vec::new();
-        // Both sorted by prefix: one merge.
-        let (mut i, mut j) = (0, 0);
-        while i < old.len() || j < new.len() {
-            let order = match (old.get(i), new.get(j)) {
-                (Some(o), Some(n)) => o.0.cmp(&n.0),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, _) => std::cmp::Ordering::Greater,
-            };
-            let (before, after) = match order {
-                std::cmp::Ordering::Less => {
-                    stale.push(old[i].0);
-                    i += 1;
-                    (old[i - 1].1, 0)
-                }
-                std::cmp::Ordering::Greater => {
-                    upserts.push(new[j]);
-                    j += 1;
-                    (0, new[j - 1].1)
-                }
-                std::cmp::Ordering::Equal => {
-                    let (o, n) = (old[i].1, new[j].1);
-                    if o != n {
-                        upserts.push(new[j]);
-                    }
-                    i += 1;
-                    j += 1;
-                    (o, n)
-                }
-            };
-            let (a, r) = membership_changes(before, after);
-            stats.added += a;
-            stats.removed += r;
-        }
-        upserts.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
-        stale.sort_by_key(Prefix::len);
-        let mut trie = Self::trie_v6(ebpf)?;
-        for (prefix, value) in &upserts {
-            trie.insert(&v6_key(prefix), value, 0)
-                .map_err(map_err(MAP_CLASS_V6))?;
-        }
-        for prefix in &stale {
-            trie.remove(&v6_key(prefix))
-                .map_err(map_err(MAP_CLASS_V6))?;
-        }
-        self.v6 = Some(new);
-        Ok(())
-    }
-}
-
-fn split_header(header: u64) -> (u32, usize) {
-    ((header >> 32) as u32, (header & 0xffff_ffff) as usize)
 }
 
 /// Stores the bytes of `new` that differ from the mapping, one atomic byte
@@ -605,150 +365,6 @@ fn store_changed(live: &Mapping, new: &[u8]) -> usize {
         }
     }
     changed
-}
-
-/// (added, removed) between two sorted records; an entry whose pool
-/// changed counts as added.
-fn count_changes(old: &[AtomicU64], new: &[u64]) -> (usize, usize) {
-    let (mut added, mut removed) = (0, 0);
-    let (mut i, mut j) = (0, 0);
-    while i < old.len() || j < new.len() {
-        let o = old.get(i).map(|w| w.load(Ordering::Relaxed));
-        let n = new.get(j).copied();
-        match (o, n) {
-            (Some(o), Some(n)) if o >> 8 == n >> 8 => {
-                added += usize::from(o != n);
-                i += 1;
-                j += 1;
-            }
-            (Some(o), Some(n)) if o < n => {
-                removed += 1;
-                i += 1;
-            }
-            (Some(_), None) => {
-                removed += 1;
-                i += 1;
-            }
-            _ => {
-                added += 1;
-                j += 1;
-            }
-        }
-    }
-    (added, removed)
-}
-
-/// The IPv6 class trie entries of `policy`: every prefix of either list
-/// with its class and its own membership, sorted.
-pub fn v6_entries(policy: &Policy) -> Vec<(Prefix, u32)> {
-    classify_policy(policy, false)
-        .map(|c| {
-            let mut value = u32::from(c.class.0);
-            if let Some(pool) = c.dynamic {
-                value |= V6_IN_DYNAMIC | (pool << V6_POOL_SHIFT);
-            }
-            if c.exempt {
-                value |= V6_IN_EXEMPT;
-            }
-            (c.prefix, value)
-        })
-        .collect()
-}
-
-/// List entries added and removed when a trie value goes from `old` to `new`.
-fn membership_changes(old: u32, new: u32) -> (usize, usize) {
-    let dynamic = |v: u32| (v & V6_IN_DYNAMIC != 0).then_some(v >> V6_POOL_SHIFT);
-    let exempt = |v: u32| v & V6_IN_EXEMPT != 0;
-    let mut added = 0;
-    let mut removed = 0;
-    match (dynamic(old), dynamic(new)) {
-        (None, Some(_)) => added += 1,
-        (Some(_), None) => removed += 1,
-        (Some(a), Some(b)) if a != b => added += 1,
-        _ => {}
-    }
-    match (exempt(old), exempt(new)) {
-        (false, true) => added += 1,
-        (true, false) => removed += 1,
-        _ => {}
-    }
-    (added, removed)
-}
-
-fn v6_key(prefix: &Prefix) -> Key<[u8; 16]> {
-    let IpAddr::V6(addr) = prefix.addr() else {
-        unreachable!("the v6 half")
-    };
-    Key::new(u32::from(prefix.len()), addr.octets())
-}
-
-#[derive(Clone, Copy)]
-enum BatchOp {
-    Update,
-    Delete,
-}
-
-/// `bpf_attr.batch` (linux/bpf.h).
-#[repr(C)]
-#[derive(Default)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-}
-
-const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
-
-/// Updates or deletes many blocks with one `bpf()` call per 4,096.
-fn batch(ebpf: &Ebpf, op: BatchOp, keys: &[u32], values: &[[u8; 256]]) -> Result<(), ClassError> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let fd = map_data(ebpf, MAP_CLASS_V4_BLOCKS)?
-        .fd()
-        .as_fd()
-        .as_raw_fd();
-    let (cmd, name) = match op {
-        BatchOp::Update => (BPF_MAP_UPDATE_BATCH, "BPF_MAP_UPDATE_BATCH"),
-        BatchOp::Delete => (BPF_MAP_DELETE_BATCH, "BPF_MAP_DELETE_BATCH"),
-    };
-    for (i, chunk) in keys.chunks(4096).enumerate() {
-        let values = match op {
-            BatchOp::Update => values[i * 4096..].as_ptr() as u64,
-            BatchOp::Delete => 0,
-        };
-        let mut attr = BatchAttr {
-            keys: chunk.as_ptr() as u64,
-            values,
-            count: u32::try_from(chunk.len()).expect("4,096 at most"),
-            map_fd: u32::try_from(fd).expect("fds are non-negative"),
-            ..BatchAttr::default()
-        };
-        // SAFETY: `attr` is a valid bpf_attr prefix for the batch commands;
-        // keys and values point at `count` entries that outlive the call.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                cmd,
-                std::ptr::addr_of_mut!(attr),
-                std::mem::size_of::<BatchAttr>(),
-            )
-        };
-        if rc < 0 {
-            return Err(ClassError::Batch {
-                op: name,
-                name: MAP_CLASS_V4_BLOCKS,
-                source: std::io::Error::last_os_error(),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Read-only views of the class maps, for tests and diagnostics.

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 use op25b_common::SourceClass;
 
-use crate::{policy::Policy, prefix::Prefix};
+use crate::policy::{prefix::Prefix, Policy};
 
 /// First-level entries: one per /24.
 pub const FIRST_LEVEL_ENTRIES: usize = 1 << 24;
@@ -273,7 +273,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::prefix::PrefixSet;
+    use crate::policy::prefix::PrefixSet;
 
     fn policy(dynamic: &[(&str, u32)], exempt: &[&str]) -> Policy {
         let mut policy = Policy::default();

@@ -19,7 +19,7 @@ use op25b_common::{
     BlockedPorts,
 };
 
-use super::class_writer::{ClassError, Mapping};
+use super::{class_writer::ClassError, mmap::Mapping};
 
 /// One page: the least `mmap` maps.
 const SLOTS_MAPPING: usize = 4096;

@@ -1,0 +1,161 @@
+//! Policy changes while running: a reload of the configuration and its
+//! lists (validated whole first), and run-time grants and expiries. Both
+//! end in one `Dataplane::apply` of the effective policy.
+
+use std::sync::atomic::Ordering;
+
+use tracing::{error, info, warn};
+
+use super::Agent;
+use crate::{
+    api::provisioning::Provisioning,
+    config::{watch::WatchedFiles, Config},
+    policy::{ListKind, Policy},
+    radius::Radius,
+};
+
+impl Agent {
+    /// Applies grants made over the API, and removes expired grants and
+    /// expired `expires_at` entries of the lists on time.
+    pub(super) fn apply_grants(&mut self) {
+        let now = crate::clock::now_unix();
+        let lists_expired = self
+            .config
+            .policy
+            .next_expiry(self.expiry_checked_at)
+            .into_iter()
+            .chain(
+                self.config
+                    .exempt_subscribers
+                    .next_expiry(self.expiry_checked_at),
+            )
+            .any(|t| t <= now);
+        self.expiry_checked_at = now;
+        let (grants_changed, grants_expired) = match &self.provisioning {
+            Some(p) => {
+                // Prunes in place under the lock: no copy of the grants per tick.
+                let expired = p.expire(now);
+                (p.changed.swap(false, Ordering::Relaxed), expired)
+            }
+            None => (false, false),
+        };
+        let expired = lists_expired || grants_expired;
+        if !grants_changed && !expired {
+            return;
+        }
+        let provisioning = self.provisioning.clone();
+        let provisioning = provisioning.as_deref();
+        let effective = effective_policy(&self.config, provisioning, self.radius.as_deref());
+        match self.control.apply(&effective) {
+            Ok(stats) => {
+                info!(
+                    added = stats.added,
+                    removed = stats.removed,
+                    expired,
+                    "run-time grants and expiries applied"
+                );
+                self.telemetry.set_policy(&effective);
+            }
+            Err(e) => {
+                error!("applying run-time grants and expiries: {e}; retrying");
+                if let Some(p) = provisioning {
+                    p.changed.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Validates everything first; on any problem logs it and keeps the
+    /// running policy untouched.
+    pub fn reload(&mut self, trigger: &str) {
+        // Re-stamp first: a broken file is reported once, not every tick.
+        self.watched = WatchedFiles::of(&self.config);
+        let new = match Config::load(&self.config.path) {
+            Ok(new) => new,
+            Err(e) => {
+                self.telemetry.record_reload(false);
+                self.watched.add_refused(&e);
+                for problem in &e.problems {
+                    error!(trigger, "reload refused, old policy kept: {problem}");
+                }
+                return;
+            }
+        };
+        self.watched = WatchedFiles::of(&new);
+        log_warnings(&new);
+        if new.pin_path != self.config.pin_path {
+            warn!(
+                "pin_path changed to {}: that takes a restart; keeping {}",
+                new.pin_path.display(),
+                self.config.pin_path.display()
+            );
+        }
+        let effective =
+            effective_policy(&new, self.provisioning.as_deref(), self.radius.as_deref());
+        match self.control.apply(&effective) {
+            Ok(stats) => info!(
+                trigger,
+                added = stats.added,
+                removed = stats.removed,
+                ports_changed = stats.ports_changed,
+                "reloaded: {}",
+                policy_summary(&new)
+            ),
+            Err(e) => {
+                self.telemetry.record_reload(false);
+                error!(trigger, "reload failed while updating maps: {e}");
+                return;
+            }
+        }
+        if let (Some(radius), Some(wanted)) = (&self.radius, &new.radius) {
+            radius.reconfigure(wanted);
+        }
+        let pin_path = self.config.pin_path.clone();
+        if let Some(p) = &self.provisioning {
+            p.set_prefix_limits(new.prefix_limits);
+        }
+        self.config = Config { pin_path, ..new };
+        self.set_interfaces(&self.config.interfaces.clone());
+        self.telemetry.set_policy(&effective);
+        self.telemetry.record_reload(true);
+    }
+}
+
+/// The configuration's policy as of now (expired entries out) plus the
+/// grants active now (those within the configuration's prefix limits)
+/// plus the addresses of exempt RADIUS sessions.
+pub(super) fn effective_policy(
+    config: &Config,
+    provisioning: Option<&Provisioning>,
+    radius: Option<&Radius>,
+) -> Policy {
+    let now = crate::clock::now_unix();
+    let base = config.policy.active(now);
+    let policy = match provisioning {
+        Some(p) => p.state().effective(&base, now, &config.prefix_limits),
+        None => base,
+    };
+    super::radius::with_sessions(policy, config, radius)
+}
+
+/// What the configuration accepts but an operator should know, at every load.
+pub(super) fn log_warnings(config: &Config) {
+    for warning in &config.warnings {
+        warn!("{warning}");
+    }
+}
+
+pub(super) fn policy_summary(config: &Config) -> String {
+    let lists: Vec<String> = ListKind::ALL
+        .iter()
+        .map(|k| {
+            let l = config.policy.list(*k);
+            format!("{} {}+{}", k.name(), l.v4.len(), l.v6.len())
+        })
+        .collect();
+    format!(
+        "ports {:?}, {}",
+        config.policy.blocked_ports,
+        lists.join(", ")
+    )
+}

@@ -1,0 +1,10 @@
+//! HTTP at the agent's edge: `server` (one hardened transport for every
+//! listener), `admin` (metrics, health, readiness, top sources),
+//! `provisioning` (run-time grants), `types` (the JSON both sides speak)
+//! and `client` (the one client the CLI uses).
+
+pub mod admin;
+pub mod client;
+pub mod provisioning;
+pub mod server;
+pub mod types;
