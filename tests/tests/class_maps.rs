@@ -139,7 +139,7 @@ fn retired_blocks_stay_until_their_grace_is_over() {
     dp.apply(&split).unwrap();
     assert_eq!(dp.kernel_class_v4_blocks().unwrap(), 1);
     let whole = Policy {
-        exempt: op25b_agent::prefix::PrefixSet::default(),
+        exempt: op25b_agent::policy::prefix::PrefixSet::default(),
         ..split.clone()
     };
     dp.apply(&whole).unwrap();

@@ -17,6 +17,7 @@ pub struct Mapping {
 // SAFETY: the mapping is plain shared memory; every access goes through
 // atomics or happens while `&mut self` is held.
 unsafe impl Send for Mapping {}
+// SAFETY: as above.
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
