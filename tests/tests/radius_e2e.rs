@@ -4,7 +4,7 @@
 //!
 //! An answer from the agent means the change is in the maps, so each
 //! connection check right after radclient returns needs no waiting.
-use std::{fs, os::unix::fs::PermissionsExt as _, process::Command};
+use std::{fs, os::unix::fs::PermissionsExt as _, process::Command, time::Duration};
 
 use op25b_tests::{lab::Lab, netns::run};
 
@@ -13,18 +13,23 @@ const B: &str = "100.64.1.3";
 const MX: &str = "198.51.100.25";
 const SECRET: &str = "lab-nas-secret";
 
+const RADIUS_TOML: &str = "[radius]\naccounting_listen = \"127.0.0.1:1813\"\ncoa_listen = \"127.0.0.1:3799\"\nsession_state_file = \"sessions.json\"\nmax_sessions = 100\nexempt_filter_id = \"op25b-exempt\"\n[[radius.clients]]\naddress = \"127.0.0.1/32\"\nsecret_file = \"nas.secret\"\n";
+
 fn radius_lab() -> Lab {
-    let lab = Lab::up_with(
-        &[],
-        "[radius]\naccounting_listen = \"127.0.0.1:1813\"\ncoa_listen = \"127.0.0.1:3799\"\nsession_state_file = \"sessions.json\"\nmax_sessions = 100\nexempt_filter_id = \"op25b-exempt\"\n[[radius.clients]]\naddress = \"127.0.0.1/32\"\nsecret_file = \"nas.secret\"\n",
-    );
-    let secret = lab.dir.path().join("nas.secret");
-    fs::write(&secret, format!("{SECRET}\n")).unwrap();
-    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let lab = radius_lab_with("");
     lab.edit_config(
         "[policy]\n",
         "[policy]\nexempt_subscribers = [\"alice@example.jp\"]\n",
     );
+    lab
+}
+
+/// The RADIUS lab with `extra_toml` and no subscriber exempt by config.
+fn radius_lab_with(extra_toml: &str) -> Lab {
+    let lab = Lab::up_with(&[], &format!("{RADIUS_TOML}{extra_toml}"));
+    let secret = lab.dir.path().join("nas.secret");
+    fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
     // A second dynamic address for the subscriber (gone with the lab's netns).
     run(
         "ip",
@@ -302,5 +307,70 @@ fn block_events_name_the_subscriber_and_the_session() {
     assert!(
         !from_b.contains("subscriber") && !from_b.contains("\"session\""),
         "{from_b}"
+    );
+}
+
+/// A grant by subscriber over the API (the CLI): alice's session already
+/// running becomes exempt, her next session at another address is exempt
+/// as soon as it is answered, and revoking the grant ends it.
+#[test]
+fn a_subscriber_granted_over_the_api_is_exempt_wherever_she_connects() {
+    let mut lab = radius_lab_with(
+        "[api]\nsocket = \"api.sock\"\ntoken_file = \"api.token\"\nstate_file = \"state.json\"\naudit_log = \"audit.jsonl\"\n",
+    );
+    let token = lab.dir.path().join("api.token");
+    fs::write(&token, "lab-api-token\n").unwrap();
+    fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).unwrap();
+    lab.start_agent();
+    let config = lab.config.to_str().unwrap().to_owned();
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--config", &config]);
+        let (ok, out, err) = lab.agent_cmd(&all);
+        assert!(ok, "op25b-agent {args:?}: {err}");
+        out
+    };
+
+    accounting(&lab, "Start", "s-1", "alice@example.jp", A, "");
+    assert!(!lab.connects(A, MX, 25, 0.5), "alice is not exempt yet");
+
+    cli(&[
+        "exempt",
+        "add",
+        "--subscriber",
+        "alice@example.jp",
+        "--ttl",
+        "7d",
+        "--reason",
+        "ticket 1234",
+    ]);
+    lab.wait_for(
+        Duration::from_secs(3),
+        "alice's running session exempt",
+        |l| l.connects(A, MX, 25, 0.3),
+    );
+    let list = cli(&["exempt", "list"]);
+    assert!(
+        list.contains("subscriber alice@example.jp") && list.contains("ticket 1234"),
+        "{list}"
+    );
+
+    accounting(&lab, "Stop", "s-1", "alice@example.jp", A, "");
+    assert!(!lab.connects(A, MX, 25, 0.5), "Stop left A exempt");
+    accounting(&lab, "Start", "s-2", "alice@example.jp", B, "");
+    assert!(
+        lab.connects(B, MX, 25, 1.0),
+        "the granted exemption did not follow alice to B"
+    );
+
+    cli(&["exempt", "del", "--subscriber", "alice@example.jp"]);
+    lab.wait_for(Duration::from_secs(3), "the revoked grant leaving", |l| {
+        !l.connects(B, MX, 25, 0.3)
+    });
+    let audit = fs::read_to_string(lab.dir.path().join("audit.jsonl")).unwrap();
+    assert_eq!(
+        audit.matches(r#""subscriber":"alice@example.jp""#).count(),
+        2,
+        "{audit}"
     );
 }

@@ -5,7 +5,10 @@ use std::{collections::BTreeMap, fmt, str::FromStr};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::policy::grants::{Grant, GrantList};
+use crate::policy::{
+    grants::{Grant, GrantList},
+    subscriber_grants::SubscriberGrant,
+};
 
 /// Longest grant: ten years.
 pub const MAX_TTL_SECONDS: u64 = 10 * 365 * 86_400;
@@ -64,11 +67,15 @@ impl TryFrom<serde_json::Value> for Ttl {
     }
 }
 
-/// `POST /api/v1/{exemptions,allowed_destinations}`.
+/// `POST /api/v1/{exemptions,allowed_destinations}`: exactly one of
+/// `prefix` and `subscriber` (exemptions only).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRequest {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub prefix: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subscriber: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<Ttl>,
     #[serde(default)]
@@ -77,10 +84,35 @@ pub struct GrantRequest {
     pub actor: String,
 }
 
-/// The query of `DELETE /api/v1/{list}?prefix=..&actor=..&reason=..`.
+/// What a grant or revocation names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantTarget<'a> {
+    Prefix(&'a str),
+    Subscriber(&'a str),
+}
+
+/// Exactly one of a prefix and a subscriber, or a message saying so.
+fn one_target<'a>(prefix: &'a str, subscriber: &'a str) -> Result<GrantTarget<'a>, String> {
+    match (prefix.trim(), subscriber.trim()) {
+        ("", "") => Err("give prefix or subscriber".into()),
+        (prefix, "") => Ok(GrantTarget::Prefix(prefix)),
+        ("", subscriber) => Ok(GrantTarget::Subscriber(subscriber)),
+        _ => Err("give prefix or subscriber, not both".into()),
+    }
+}
+
+impl GrantRequest {
+    pub fn target(&self) -> Result<GrantTarget<'_>, String> {
+        one_target(&self.prefix, &self.subscriber)
+    }
+}
+
+/// The query of `DELETE /api/v1/{list}?prefix=..&actor=..&reason=..`
+/// (or `?subscriber=..`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RevokeRequest {
     pub prefix: String,
+    pub subscriber: String,
     pub actor: String,
     pub reason: String,
 }
@@ -88,11 +120,21 @@ pub struct RevokeRequest {
 impl RevokeRequest {
     /// The query string, percent-encoded.
     pub fn to_query(&self) -> String {
-        form_urlencoded::Serializer::new(String::new())
-            .append_pair("prefix", &self.prefix)
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if !self.prefix.is_empty() {
+            query.append_pair("prefix", &self.prefix);
+        }
+        if !self.subscriber.is_empty() {
+            query.append_pair("subscriber", &self.subscriber);
+        }
+        query
             .append_pair("actor", &self.actor)
             .append_pair("reason", &self.reason)
             .finish()
+    }
+
+    pub fn target(&self) -> Result<GrantTarget<'_>, String> {
+        one_target(&self.prefix, &self.subscriber)
     }
 
     /// Parses a query; unknown parameters are refused by name.
@@ -101,11 +143,12 @@ impl RevokeRequest {
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             match key.as_ref() {
                 "prefix" => request.prefix = value.into_owned(),
+                "subscriber" => request.subscriber = value.into_owned(),
                 "actor" => request.actor = value.into_owned(),
                 "reason" => request.reason = value.into_owned(),
                 other => {
                     return Err(format!(
-                        "unknown parameter {other:?} (prefix, actor, reason)"
+                        "unknown parameter {other:?} (prefix, subscriber, actor, reason)"
                     ))
                 }
             }
@@ -114,29 +157,45 @@ impl RevokeRequest {
     }
 }
 
-/// `GET /api/v1/{list}`: `{"<list>": [grant, ...]}`.
+/// `GET /api/v1/{list}`: `{"<list>": [grant, ...]}`, and for exemptions
+/// `"exempt_subscribers": [...]` when there are any (left out otherwise, so
+/// older clients keep reading the answer).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GrantListAnswer {
     pub list: GrantList,
     pub grants: Vec<Grant>,
+    pub subscribers: Vec<SubscriberGrant>,
 }
+
+const SUBSCRIBERS_KEY: &str = "exempt_subscribers";
 
 impl Serialize for GrantListAnswer {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        BTreeMap::from([(self.list.name(), &self.grants)]).serialize(serializer)
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry(self.list.name(), &self.grants)?;
+        if !self.subscribers.is_empty() {
+            map.serialize_entry(SUBSCRIBERS_KEY, &self.subscribers)?;
+        }
+        map.end()
     }
 }
 
 impl<'de> Deserialize<'de> for GrantListAnswer {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
-        let map = BTreeMap::<String, Vec<Grant>>::deserialize(deserializer)?;
+        let mut map = BTreeMap::<String, serde_json::Value>::deserialize(deserializer)?;
+        let subscribers = match map.remove(SUBSCRIBERS_KEY) {
+            Some(value) => serde_json::from_value(value).map_err(D::Error::custom)?,
+            None => Vec::new(),
+        };
         let mut entries = map.into_iter();
         match (entries.next(), entries.next()) {
             (Some((name, grants)), None) => Ok(Self {
                 list: GrantList::from_name(&name)
                     .ok_or_else(|| D::Error::custom(format!("unknown list {name:?}")))?,
-                grants,
+                grants: serde_json::from_value(grants).map_err(D::Error::custom)?,
+                subscribers,
             }),
             _ => Err(D::Error::custom("expected one list")),
         }
@@ -285,9 +344,40 @@ mod tests {
             prefix: "2001:db8::/64".into(),
             actor: "desk&co".into(),
             reason: "ticket #12 = done".into(),
+            ..RevokeRequest::default()
         };
         assert_eq!(RevokeRequest::from_query(&request.to_query()), Ok(request));
         assert!(RevokeRequest::from_query("prefix=1.2.3.4&x=1").is_err());
+        let by_name = RevokeRequest {
+            subscriber: "alice+x@example.jp".into(),
+            ..RevokeRequest::default()
+        };
+        let parsed = RevokeRequest::from_query(&by_name.to_query()).unwrap();
+        assert_eq!(
+            parsed.target(),
+            Ok(GrantTarget::Subscriber("alice+x@example.jp"))
+        );
+    }
+
+    #[test]
+    fn a_grant_names_exactly_one_of_prefix_and_subscriber() {
+        let request = |body: &str| serde_json::from_str::<GrantRequest>(body).unwrap();
+        assert_eq!(
+            request(r#"{"subscriber": "alice@example.jp"}"#).target(),
+            Ok(GrantTarget::Subscriber("alice@example.jp"))
+        );
+        assert_eq!(
+            request(r#"{"prefix": "100.64.0.1"}"#).target(),
+            Ok(GrantTarget::Prefix("100.64.0.1"))
+        );
+        assert!(request(r#"{"prefix": "100.64.0.1", "subscriber": "a"}"#)
+            .target()
+            .unwrap_err()
+            .contains("not both"));
+        assert!(request(r#"{"reason": "x"}"#)
+            .target()
+            .unwrap_err()
+            .contains("prefix or subscriber"));
     }
 
     #[test]
@@ -295,12 +385,30 @@ mod tests {
         let answer = GrantListAnswer {
             list: GrantList::AllowedDestinations,
             grants: Vec::new(),
+            subscribers: Vec::new(),
         };
         let text = serde_json::to_string(&answer).unwrap();
         assert_eq!(text, r#"{"allowed_destinations":[]}"#);
         assert_eq!(
             serde_json::from_str::<GrantListAnswer>(&text).unwrap(),
             answer
+        );
+        let with_subscribers = GrantListAnswer {
+            list: GrantList::Exemptions,
+            grants: Vec::new(),
+            subscribers: vec![SubscriberGrant {
+                subscriber: "alice@example.jp".into(),
+                expires_at: None,
+                reason: String::new(),
+                actor: "api".into(),
+                created_at: 1,
+            }],
+        };
+        let text = serde_json::to_string(&with_subscribers).unwrap();
+        assert!(text.contains(r#""exempt_subscribers":[{"subscriber":"alice@example.jp""#));
+        assert_eq!(
+            serde_json::from_str::<GrantListAnswer>(&text).unwrap(),
+            with_subscribers
         );
     }
 }
