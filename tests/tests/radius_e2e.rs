@@ -103,6 +103,16 @@ fn accounting(
     out
 }
 
+/// Runs `op25b-agent ARGS --json --config <lab config>`; its JSON.
+fn agent_json(lab: &Lab, args: &[&str]) -> serde_json::Value {
+    let config = lab.config.to_str().unwrap().to_owned();
+    let mut all = args.to_vec();
+    all.extend(["--json", "--config", &config]);
+    let (ok, out, err) = lab.agent_cmd(&all);
+    assert!(ok, "op25b-agent {args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+}
+
 fn metric(lab: &Lab, series: &str) -> f64 {
     let text = lab.http_get("/metrics").unwrap();
     text.lines()
@@ -135,9 +145,33 @@ fn the_exemption_follows_alice_from_address_to_address_and_survives_kill_9() {
     );
     assert!(!lab.connects(A, MX, 25, 0.5), "A kept alice's exemption");
 
+    // `sessions` and `explain` name the session and why it is exempt.
+    let sessions = agent_json(&lab, &["sessions", "--subscriber", "alice@example.jp"]);
+    assert_eq!(
+        sessions["sessions"].as_array().unwrap().len(),
+        1,
+        "{sessions}"
+    );
+    let session = &sessions["sessions"][0];
+    assert_eq!(session["session"], "bng1/s-2", "{sessions}");
+    assert_eq!(session["addresses"][0], format!("{B}/32"));
+    assert_eq!(session["exempt_by"], "subscriber");
+    let at_a = agent_json(&lab, &["sessions", "--address", A]);
+    assert_eq!(at_a["sessions"].as_array().unwrap().len(), 0, "{at_a}");
+    let explained = agent_json(&lab, &["explain", B, MX]);
+    assert_eq!(explained["reason"], "src_exempt", "{explained}");
+    assert_eq!(explained["session"]["known"], "held", "{explained}");
+    assert_eq!(
+        explained["session"]["session"]["subscriber"],
+        "alice@example.jp"
+    );
+    assert_eq!(explained["session"]["session"]["exempt_by"], "subscriber");
+
     // kill -9 and a new agent: the session table comes back from disk,
     // so B stays exempt (a lost table would remove it at start).
     lab.stop_agent(libc::SIGKILL);
+    let unasked = agent_json(&lab, &["explain", B, MX]);
+    assert_eq!(unasked["session"]["known"], "unknown", "{unasked}");
     lab.start_agent();
     assert!(
         lab.connects(B, MX, 25, 1.0),

@@ -305,6 +305,116 @@ impl TopQuery {
     }
 }
 
+/// Which sessions `GET /api/v1/sessions` lists: `subscriber=NAME` (every
+/// session of that User-Name), `address=ADDR` (the session holding it), or
+/// neither (any `limit` sessions); `limit` defaults to 1000.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionsQuery {
+    pub filter: SessionFilter,
+    pub limit: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionFilter {
+    All,
+    Subscriber(String),
+    Address(std::net::IpAddr),
+}
+
+impl Default for SessionsQuery {
+    fn default() -> Self {
+        Self {
+            filter: SessionFilter::All,
+            limit: 1000,
+        }
+    }
+}
+
+impl SessionsQuery {
+    pub const MAX_LIMIT: usize = 100_000;
+
+    pub fn to_query(&self) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        match &self.filter {
+            SessionFilter::All => {}
+            SessionFilter::Subscriber(name) => {
+                query.append_pair("subscriber", name);
+            }
+            SessionFilter::Address(addr) => {
+                query.append_pair("address", &addr.to_string());
+            }
+        }
+        query.append_pair("limit", &self.limit.to_string()).finish()
+    }
+
+    /// Parses `subscriber=..|address=..&limit=..`; bad values name themselves.
+    pub fn from_query(query: &str) -> Result<Self, String> {
+        let mut sessions = Self::default();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            let filter = match key.as_ref() {
+                "subscriber" if !value.is_empty() => SessionFilter::Subscriber(value.into_owned()),
+                "subscriber" => return Err("subscriber=: give a User-Name".into()),
+                "address" => SessionFilter::Address(
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("address={value:?}: give an IPv4 or IPv6 address"))?,
+                ),
+                "limit" => {
+                    sessions.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|l| (1..=Self::MAX_LIMIT).contains(l))
+                        .ok_or_else(|| format!("limit={value:?}: give 1..=100000"))?;
+                    continue;
+                }
+                other => {
+                    return Err(format!(
+                        "unknown parameter {other:?} (subscriber, address, limit)"
+                    ))
+                }
+            };
+            if sessions.filter != SessionFilter::All {
+                return Err("give subscriber or address, not both".into());
+            }
+            sessions.filter = filter;
+        }
+        Ok(sessions)
+    }
+}
+
+/// `GET /api/v1/sessions`: the RADIUS session table (or the part asked for).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsAnswer {
+    /// Sessions in the table in all.
+    pub total: usize,
+    /// Sessions exempt when the maps were last updated.
+    pub exempt: usize,
+    /// True when more sessions matched than `limit`.
+    pub truncated: bool,
+    pub sessions: Vec<SessionJson>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionJson {
+    /// RADIUS User-Name ("" when the NAS sent none).
+    pub subscriber: String,
+    /// `NAS/Acct-Session-Id`.
+    pub session: String,
+    pub nas: String,
+    /// The IPv4 address (as /32) and IPv6 prefixes the session holds.
+    pub addresses: Vec<String>,
+    /// Why the session is exempt: `coa`, `session_attribute` or
+    /// `subscriber`; absent when it is enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exempt_by: Option<String>,
+    /// What a CoA set (`exempt` / `enforce`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coa: Option<String>,
+    pub started_at: String,
+    pub updated_at: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,5 +520,33 @@ mod tests {
             serde_json::from_str::<GrantListAnswer>(&text).unwrap(),
             with_subscribers
         );
+    }
+
+    #[test]
+    fn sessions_query_parsing() {
+        let q = SessionsQuery::from_query;
+        assert_eq!(q(""), Ok(SessionsQuery::default()));
+        assert_eq!(
+            q("subscriber=alice%40example.jp&limit=5"),
+            Ok(SessionsQuery {
+                filter: SessionFilter::Subscriber("alice@example.jp".into()),
+                limit: 5
+            })
+        );
+        assert_eq!(
+            q("address=2001:db8::1").map(|s| s.filter),
+            Ok(SessionFilter::Address("2001:db8::1".parse().unwrap()))
+        );
+        assert!(q("address=bob").unwrap_err().contains("address="));
+        assert!(q("subscriber=a&address=100.64.0.1")
+            .unwrap_err()
+            .contains("not both"));
+        assert!(q("limit=0").unwrap_err().contains("limit"));
+        assert!(q("sort=1").unwrap_err().contains("unknown parameter"));
+        let round = SessionsQuery {
+            filter: SessionFilter::Subscriber("a b&c".into()),
+            limit: 7,
+        };
+        assert_eq!(q(&round.to_query()), Ok(round));
     }
 }

@@ -10,6 +10,7 @@ mod hidden;
 mod judging;
 mod replay;
 mod run;
+mod sessions;
 mod status;
 mod top;
 
@@ -57,6 +58,7 @@ pub enum Command {
     Status(status::StatusArgs),
     Explain(explain::ExplainArgs),
     Top(top::TopArgs),
+    Sessions(sessions::SessionsArgs),
     /// Grant, revoke and list exemptions over the running agent's
     /// provisioning API (persisted, audited, optionally temporary).
     Exempt(grants::GrantArgs),
@@ -81,6 +83,7 @@ impl Command {
             Self::Status(args) => status::execute(args),
             Self::Explain(args) => explain::execute(args),
             Self::Top(args) => top::execute(args),
+            Self::Sessions(args) => sessions::execute(args),
             Self::Exempt(args) => grants::execute(GrantList::Exemptions, args),
             Self::AllowDestination(args) => grants::execute(GrantList::AllowedDestinations, args),
             Self::Replay(args) => replay::execute(args),
