@@ -342,6 +342,42 @@ fn block_events_name_the_subscriber_and_the_session() {
         !from_b.contains("subscriber") && !from_b.contains("\"session\""),
         "{from_b}"
     );
+
+    // Bob reconnects with B: `top` keeps him on one row, both addresses
+    // listed; B's attempts from before it was his stay a row of their own.
+    accounting(&lab, "Stop", "b-9", "bob@example.jp", A, "");
+    accounting(&lab, "Start", "b-10", "bob@example.jp", B, "");
+    let bob_from_b = |_: &Lab| {
+        fs::read_to_string(&events)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                l.contains(&format!("\"src\":\"{B}\"")) && l.contains("\"session\":\"bng1/b-10\"")
+            })
+    };
+    lab.wait_for(
+        std::time::Duration::from_secs(5),
+        "a block event from bob at B",
+        |l| {
+            let _ = l.connects(B, MX, 25, 0.3);
+            bob_from_b(l)
+        },
+    );
+    let top = agent_json(&lab, &["top"]);
+    let rows = top["sources"].as_array().unwrap();
+    let bob: Vec<_> = rows
+        .iter()
+        .filter(|r| r["subscriber"] == "bob@example.jp")
+        .collect();
+    assert_eq!(bob.len(), 1, "{top}");
+    assert_eq!(bob[0]["addresses"], serde_json::json!([A, B]), "{top}");
+    assert_eq!(bob[0]["source"], B, "the latest address: {top}");
+    let anonymous: Vec<_> = rows
+        .iter()
+        .filter(|r| r.get("subscriber").is_none())
+        .map(|r| r["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(anonymous, [B], "{top}");
 }
 
 /// A grant by subscriber over the API (the CLI): alice's session already

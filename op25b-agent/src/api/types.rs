@@ -230,7 +230,14 @@ pub struct TopAnswer {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct TopSourceJson {
+    /// The source address; for a subscriber row, the most recent one.
     pub source: String,
+    /// The RADIUS subscriber, when a session named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriber: Option<String>,
+    /// A subscriber row's addresses, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
     pub attempts: u64,
     pub error: u64,
     pub first_seen: String,
@@ -242,6 +249,8 @@ impl From<crate::observe::top::TopSource> for TopSourceJson {
     fn from(s: crate::observe::top::TopSource) -> Self {
         Self {
             source: s.source.to_string(),
+            subscriber: s.subscriber,
+            addresses: s.addresses.iter().map(ToString::to_string).collect(),
             attempts: s.attempts,
             error: s.error,
             first_seen: crate::clock::rfc3339(s.first_seen),
