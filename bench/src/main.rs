@@ -4,16 +4,23 @@
 //! floor and xdp-filter), scale (list sizes 10 .. 1,000,000: blocked-path
 //! cost, kernel memory, load and 1% reload times), throughput through a
 //! veth pair (live-frame generator; op25b vs xdp-filter vs nftables vs no
-//! filter) and mis-verdicts while a 1,000,000-entry list reloads.
+//! filter), mis-verdicts while a 1,000,000-entry list reloads, and RADIUS
+//! (accounting requests applied/s, Start -> exemption latency, bytes per
+//! session).
 //! Prints a markdown table, writes JSON. `--smoke` runs everything tiny.
 mod lab;
 mod prefixes;
+mod radius;
 mod sections;
 mod testrun;
 
 use std::path::PathBuf;
 
 use clap::Parser;
+
+/// Counts live heap bytes, for the session table's memory per session.
+#[global_allocator]
+static ALLOCATOR: radius::CountingAllocator = radius::CountingAllocator;
 use serde::Serialize;
 
 /// Benchmark op25b against its baselines (needs root).
@@ -49,6 +56,7 @@ struct Report {
     scale: Vec<sections::ScaleRow>,
     throughput: sections::Throughput,
     reload_under_traffic: sections::ReloadUnderTraffic,
+    radius: radius::RadiusBench,
     targets: Vec<Target>,
 }
 
@@ -98,8 +106,15 @@ fn main() -> anyhow::Result<()> {
     eprintln!("reload under traffic ...");
     let reload = sections::reload_under_traffic(if args.smoke { 10_000 } else { 1_000_000 })?;
     drop(net);
+    eprintln!("RADIUS ...");
+    let radius = if args.smoke {
+        radius::radius(2_000, 20, 10_000)?
+    } else {
+        radius::radius(200_000, 1_000, 1_000_000)?
+    };
 
-    let targets = sections::targets(&per_packet, &scale, &throughput, &reload);
+    let mut targets = sections::targets(&per_packet, &scale, &throughput, &reload);
+    targets.extend(radius::targets(&radius));
     let report = Report {
         machine,
         smoke: args.smoke,
@@ -107,6 +122,7 @@ fn main() -> anyhow::Result<()> {
         scale,
         throughput,
         reload_under_traffic: reload,
+        radius,
         targets,
     };
     println!(
@@ -120,6 +136,7 @@ fn main() -> anyhow::Result<()> {
             &report.targets
         )
     );
+    println!("{}", radius::markdown(&report.radius));
     if let Some(dir) = args.json.parent() {
         std::fs::create_dir_all(dir)?;
     }
