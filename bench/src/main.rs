@@ -38,6 +38,9 @@ struct Args {
     /// Measurements per row (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Only the RADIUS section (needs no veth lab, no XDP attach).
+    #[arg(long)]
+    only_radius: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -77,6 +80,41 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
 }
 
+fn radius_section(smoke: bool) -> anyhow::Result<radius::RadiusBench> {
+    if smoke {
+        radius::radius(2_000, 20, 10_000)
+    } else {
+        radius::radius(200_000, 1_000, 1_000_000)
+    }
+}
+
+/// `--only-radius`: the RADIUS section alone, its own JSON.
+fn only_radius(args: &Args, machine: String) -> anyhow::Result<()> {
+    let radius = radius_section(args.smoke)?;
+    let targets = radius::targets(&radius);
+    println!("Machine: {machine}\n\n{}", radius::markdown(&radius));
+    for t in &targets {
+        println!(
+            "| {} | {} | {} | {} |",
+            t.name,
+            t.measured,
+            t.limit,
+            if t.met { "yes" } else { "**no**" }
+        );
+    }
+    let report = serde_json::json!({
+        "machine": machine,
+        "smoke": args.smoke,
+        "radius": radius,
+        "targets": targets,
+    });
+    if let Some(dir) = args.json.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (repeat, runs) = if args.smoke {
@@ -90,6 +128,9 @@ fn main() -> anyhow::Result<()> {
         &[10, 1_000, 100_000, 1_000_000]
     };
     let machine = machine();
+    if args.only_radius {
+        return only_radius(&args, machine);
+    }
     let _stats = testrun::StatsOff::new();
     let net = lab::BenchNet::new()?;
     testrun::pin_to_cpu(0);
@@ -107,11 +148,7 @@ fn main() -> anyhow::Result<()> {
     let reload = sections::reload_under_traffic(if args.smoke { 10_000 } else { 1_000_000 })?;
     drop(net);
     eprintln!("RADIUS ...");
-    let radius = if args.smoke {
-        radius::radius(2_000, 20, 10_000)?
-    } else {
-        radius::radius(200_000, 1_000, 1_000_000)?
-    };
+    let radius = radius_section(args.smoke)?;
 
     let mut targets = sections::targets(&per_packet, &scale, &throughput, &reload);
     targets.extend(radius::targets(&radius));

@@ -34,7 +34,7 @@ use serde::Serialize;
 const SECRET: &[u8] = b"bench-nas-secret";
 /// Requests each sender keeps outstanding (a NAS's window; under the
 /// socket's receive buffer so nothing is dropped by the kernel).
-const WINDOW: usize = 64;
+const WINDOW: usize = 32;
 const SENDERS: usize = 4;
 
 /// Heap bytes live now: the bench binary's allocator counts them.
