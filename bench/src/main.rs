@@ -89,7 +89,7 @@ fn radius_section(smoke: bool) -> anyhow::Result<radius::RadiusBench> {
 }
 
 /// `--only-radius`: the RADIUS section alone, its own JSON.
-fn only_radius(args: &Args, machine: String) -> anyhow::Result<()> {
+fn only_radius(args: &Args, machine: &str) -> anyhow::Result<()> {
     let radius = radius_section(args.smoke)?;
     let targets = radius::targets(&radius);
     println!("Machine: {machine}\n\n{}", radius::markdown(&radius));
@@ -129,7 +129,7 @@ fn main() -> anyhow::Result<()> {
     };
     let machine = machine();
     if args.only_radius {
-        return only_radius(&args, machine);
+        return only_radius(&args, &machine);
     }
     let _stats = testrun::StatsOff::new();
     let net = lab::BenchNet::new()?;
