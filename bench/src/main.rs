@@ -4,10 +4,13 @@
 //! floor and xdp-filter), scale (list sizes 10 .. 1,000,000: blocked-path
 //! cost, kernel memory, load and 1% reload times), throughput through a
 //! veth pair (live-frame generator; op25b vs xdp-filter vs nftables vs no
-//! filter) and mis-verdicts while a 1,000,000-entry list reloads.
+//! filter), mis-verdicts while a 1,000,000-entry list reloads, and RADIUS
+//! (accounting requests applied/s, Start -> exemption latency, bytes per
+//! session).
 //! Prints a markdown table, writes JSON. `--smoke` runs everything tiny.
 mod lab;
 mod prefixes;
+mod radius;
 mod report;
 mod sections;
 mod testrun;
@@ -15,6 +18,10 @@ mod testrun;
 use std::path::PathBuf;
 
 use clap::Parser;
+
+/// Counts live heap bytes, for the session table's memory per session.
+#[global_allocator]
+static ALLOCATOR: radius::CountingAllocator = radius::CountingAllocator;
 use serde::Serialize;
 
 /// Benchmark op25b against its baselines (needs root).
@@ -32,6 +39,9 @@ struct Args {
     /// Measurements per row (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Only the RADIUS section (needs no veth lab, no XDP attach).
+    #[arg(long)]
+    only_radius: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -51,6 +61,7 @@ struct Report {
     throughput: sections::Throughput,
     reload_under_traffic: sections::ReloadUnderTraffic,
     abuse_reports: report::ReportBench,
+    radius: radius::RadiusBench,
     targets: Vec<Target>,
 }
 
@@ -71,6 +82,41 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
 }
 
+fn radius_section(smoke: bool) -> anyhow::Result<radius::RadiusBench> {
+    if smoke {
+        radius::radius(2_000, 20, 10_000)
+    } else {
+        radius::radius(200_000, 1_000, 1_000_000)
+    }
+}
+
+/// `--only-radius`: the RADIUS section alone, its own JSON.
+fn only_radius(args: &Args, machine: &str) -> anyhow::Result<()> {
+    let radius = radius_section(args.smoke)?;
+    let targets = radius::targets(&radius);
+    println!("Machine: {machine}\n\n{}", radius::markdown(&radius));
+    for t in &targets {
+        println!(
+            "| {} | {} | {} | {} |",
+            t.name,
+            t.measured,
+            t.limit,
+            if t.met { "yes" } else { "**no**" }
+        );
+    }
+    let report = serde_json::json!({
+        "machine": machine,
+        "smoke": args.smoke,
+        "radius": radius,
+        "targets": targets,
+    });
+    if let Some(dir) = args.json.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (repeat, runs) = if args.smoke {
@@ -84,6 +130,9 @@ fn main() -> anyhow::Result<()> {
         &[10, 1_000, 100_000, 1_000_000]
     };
     let machine = machine();
+    if args.only_radius {
+        return only_radius(&args, &machine);
+    }
     let _stats = testrun::StatsOff::new();
     let net = lab::BenchNet::new()?;
     testrun::pin_to_cpu(0);
@@ -107,8 +156,12 @@ fn main() -> anyhow::Result<()> {
         report::bench(&[1_000_000, 10_000_000], 10_000)?
     };
 
+    eprintln!("RADIUS ...");
+    let radius = radius_section(args.smoke)?;
+
     let mut targets = sections::targets(&per_packet, &scale, &throughput, &reload);
     targets.extend(report::targets(&report_bench));
+    targets.extend(radius::targets(&radius));
     let report = Report {
         machine,
         smoke: args.smoke,
@@ -117,6 +170,7 @@ fn main() -> anyhow::Result<()> {
         throughput,
         reload_under_traffic: reload,
         abuse_reports: report_bench,
+        radius,
         targets,
     };
     println!(
@@ -131,6 +185,7 @@ fn main() -> anyhow::Result<()> {
         )
     );
     println!("{}", report::markdown(&report.abuse_reports));
+    println!("{}", radius::markdown(&report.radius));
     if let Some(dir) = args.json.parent() {
         std::fs::create_dir_all(dir)?;
     }

@@ -160,7 +160,7 @@ fn bad_requests_get_precise_answers_and_change_nothing() {
             400,
             "unknown field `colour`",
         ),
-        ("{\"ttl\": 5}", 400, "missing field `prefix`"),
+        ("{\"ttl\": 5}", 400, "give prefix or subscriber"),
         (
             "{\"prefix\": \"100.64.1.9/24\"}",
             400,

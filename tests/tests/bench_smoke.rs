@@ -32,6 +32,7 @@ fn benchmark_smoke_mode_runs_every_section() {
         "| target |",
         "Reload under traffic",
         "| event lines | file MiB |",
+        "RADIUS accounting (",
     ] {
         assert!(table.contains(heading), "missing {heading:?} in\n{table}");
     }
@@ -68,4 +69,15 @@ fn benchmark_smoke_mode_runs_every_section() {
             .unwrap()
             > 0
     );
+    let radius = &report["radius"];
+    assert_eq!(radius["unanswered"], 0, "{radius}");
+    for key in [
+        "applied_per_second",
+        "sender_per_second",
+        "start_to_exempt_p50_ms",
+        "start_to_exempt_p99_ms",
+        "bytes_per_session",
+    ] {
+        assert!(radius[key].as_f64().unwrap() > 0.0, "{key}: {radius}");
+    }
 }

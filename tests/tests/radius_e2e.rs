@@ -4,7 +4,7 @@
 //!
 //! An answer from the agent means the change is in the maps, so each
 //! connection check right after radclient returns needs no waiting.
-use std::{fs, os::unix::fs::PermissionsExt as _, process::Command};
+use std::{fs, os::unix::fs::PermissionsExt as _, process::Command, time::Duration};
 
 use op25b_tests::{lab::Lab, netns::run};
 
@@ -13,18 +13,23 @@ const B: &str = "100.64.1.3";
 const MX: &str = "198.51.100.25";
 const SECRET: &str = "lab-nas-secret";
 
+const RADIUS_TOML: &str = "[radius]\naccounting_listen = \"127.0.0.1:1813\"\ncoa_listen = \"127.0.0.1:3799\"\nsession_state_file = \"sessions.json\"\nmax_sessions = 100\nexempt_filter_id = \"op25b-exempt\"\n[[radius.clients]]\naddress = \"127.0.0.1/32\"\nsecret_file = \"nas.secret\"\n";
+
 fn radius_lab() -> Lab {
-    let lab = Lab::up_with(
-        &[],
-        "[radius]\naccounting_listen = \"127.0.0.1:1813\"\ncoa_listen = \"127.0.0.1:3799\"\nsession_state_file = \"sessions.json\"\nmax_sessions = 100\nexempt_filter_id = \"op25b-exempt\"\n[[radius.clients]]\naddress = \"127.0.0.1/32\"\nsecret_file = \"nas.secret\"\n",
-    );
-    let secret = lab.dir.path().join("nas.secret");
-    fs::write(&secret, format!("{SECRET}\n")).unwrap();
-    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let lab = radius_lab_with("");
     lab.edit_config(
         "[policy]\n",
         "[policy]\nexempt_subscribers = [\"alice@example.jp\"]\n",
     );
+    lab
+}
+
+/// The RADIUS lab with `extra_toml` and no subscriber exempt by config.
+fn radius_lab_with(extra_toml: &str) -> Lab {
+    let lab = Lab::up_with(&[], &format!("{RADIUS_TOML}{extra_toml}"));
+    let secret = lab.dir.path().join("nas.secret");
+    fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
     // A second dynamic address for the subscriber (gone with the lab's netns).
     run(
         "ip",
@@ -98,6 +103,16 @@ fn accounting(
     out
 }
 
+/// Runs `op25b-agent ARGS --json --config <lab config>`; its JSON.
+fn agent_json(lab: &Lab, args: &[&str]) -> serde_json::Value {
+    let config = lab.config.to_str().unwrap().to_owned();
+    let mut all = args.to_vec();
+    all.extend(["--json", "--config", &config]);
+    let (ok, out, err) = lab.agent_cmd(&all);
+    assert!(ok, "op25b-agent {args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+}
+
 fn metric(lab: &Lab, series: &str) -> f64 {
     let text = lab.http_get("/metrics").unwrap();
     text.lines()
@@ -130,9 +145,33 @@ fn the_exemption_follows_alice_from_address_to_address_and_survives_kill_9() {
     );
     assert!(!lab.connects(A, MX, 25, 0.5), "A kept alice's exemption");
 
+    // `sessions` and `explain` name the session and why it is exempt.
+    let sessions = agent_json(&lab, &["sessions", "--subscriber", "alice@example.jp"]);
+    assert_eq!(
+        sessions["sessions"].as_array().unwrap().len(),
+        1,
+        "{sessions}"
+    );
+    let session = &sessions["sessions"][0];
+    assert_eq!(session["session"], "bng1/s-2", "{sessions}");
+    assert_eq!(session["addresses"][0], format!("{B}/32"));
+    assert_eq!(session["exempt_by"], "subscriber");
+    let at_a = agent_json(&lab, &["sessions", "--address", A]);
+    assert_eq!(at_a["sessions"].as_array().unwrap().len(), 0, "{at_a}");
+    let explained = agent_json(&lab, &["explain", B, MX]);
+    assert_eq!(explained["reason"], "src_exempt", "{explained}");
+    assert_eq!(explained["session"]["known"], "held", "{explained}");
+    assert_eq!(
+        explained["session"]["session"]["subscriber"],
+        "alice@example.jp"
+    );
+    assert_eq!(explained["session"]["session"]["exempt_by"], "subscriber");
+
     // kill -9 and a new agent: the session table comes back from disk,
     // so B stays exempt (a lost table would remove it at start).
     lab.stop_agent(libc::SIGKILL);
+    let unasked = agent_json(&lab, &["explain", B, MX]);
+    assert_eq!(unasked["session"]["known"], "unknown", "{unasked}");
     lab.start_agent();
     assert!(
         lab.connects(B, MX, 25, 1.0),
@@ -302,5 +341,106 @@ fn block_events_name_the_subscriber_and_the_session() {
     assert!(
         !from_b.contains("subscriber") && !from_b.contains("\"session\""),
         "{from_b}"
+    );
+
+    // Bob reconnects with B: `top` keeps him on one row, both addresses
+    // listed; B's attempts from before it was his stay a row of their own.
+    accounting(&lab, "Stop", "b-9", "bob@example.jp", A, "");
+    accounting(&lab, "Start", "b-10", "bob@example.jp", B, "");
+    let bob_from_b = |_: &Lab| {
+        fs::read_to_string(&events)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                l.contains(&format!("\"src\":\"{B}\"")) && l.contains("\"session\":\"bng1/b-10\"")
+            })
+    };
+    lab.wait_for(
+        std::time::Duration::from_secs(5),
+        "a block event from bob at B",
+        |l| {
+            let _ = l.connects(B, MX, 25, 0.3);
+            bob_from_b(l)
+        },
+    );
+    let top = agent_json(&lab, &["top"]);
+    let rows = top["sources"].as_array().unwrap();
+    let bob: Vec<_> = rows
+        .iter()
+        .filter(|r| r["subscriber"] == "bob@example.jp")
+        .collect();
+    assert_eq!(bob.len(), 1, "{top}");
+    assert_eq!(bob[0]["addresses"], serde_json::json!([A, B]), "{top}");
+    assert_eq!(bob[0]["source"], B, "the latest address: {top}");
+    let anonymous: Vec<_> = rows
+        .iter()
+        .filter(|r| r.get("subscriber").is_none())
+        .map(|r| r["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(anonymous, [B], "{top}");
+}
+
+/// A grant by subscriber over the API (the CLI): alice's session already
+/// running becomes exempt, her next session at another address is exempt
+/// as soon as it is answered, and revoking the grant ends it.
+#[test]
+fn a_subscriber_granted_over_the_api_is_exempt_wherever_she_connects() {
+    let mut lab = radius_lab_with(
+        "[api]\nsocket = \"api.sock\"\ntoken_file = \"api.token\"\nstate_file = \"state.json\"\naudit_log = \"audit.jsonl\"\n",
+    );
+    let token = lab.dir.path().join("api.token");
+    fs::write(&token, "lab-api-token\n").unwrap();
+    fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).unwrap();
+    lab.start_agent();
+    let config = lab.config.to_str().unwrap().to_owned();
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--config", &config]);
+        let (ok, out, err) = lab.agent_cmd(&all);
+        assert!(ok, "op25b-agent {args:?}: {err}");
+        out
+    };
+
+    accounting(&lab, "Start", "s-1", "alice@example.jp", A, "");
+    assert!(!lab.connects(A, MX, 25, 0.5), "alice is not exempt yet");
+
+    cli(&[
+        "exempt",
+        "add",
+        "--subscriber",
+        "alice@example.jp",
+        "--ttl",
+        "7d",
+        "--reason",
+        "ticket 1234",
+    ]);
+    lab.wait_for(
+        Duration::from_secs(3),
+        "alice's running session exempt",
+        |l| l.connects(A, MX, 25, 0.3),
+    );
+    let list = cli(&["exempt", "list"]);
+    assert!(
+        list.contains("subscriber alice@example.jp") && list.contains("ticket 1234"),
+        "{list}"
+    );
+
+    accounting(&lab, "Stop", "s-1", "alice@example.jp", A, "");
+    assert!(!lab.connects(A, MX, 25, 0.5), "Stop left A exempt");
+    accounting(&lab, "Start", "s-2", "alice@example.jp", B, "");
+    assert!(
+        lab.connects(B, MX, 25, 1.0),
+        "the granted exemption did not follow alice to B"
+    );
+
+    cli(&["exempt", "del", "--subscriber", "alice@example.jp"]);
+    lab.wait_for(Duration::from_secs(3), "the revoked grant leaving", |l| {
+        !l.connects(B, MX, 25, 0.3)
+    });
+    let audit = fs::read_to_string(lab.dir.path().join("audit.jsonl")).unwrap();
+    assert_eq!(
+        audit.matches(r#""subscriber":"alice@example.jp""#).count(),
+        2,
+        "{audit}"
     );
 }

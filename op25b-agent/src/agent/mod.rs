@@ -132,6 +132,7 @@ impl Agent {
             let routes = AdminRoutes {
                 telemetry: Arc::clone(&telemetry),
                 readiness: Arc::clone(&readiness),
+                radius: radius.clone(),
             };
             let bound = crate::api::admin::serve(&config.metrics.listen_address, routes)?;
             info!("metrics on http://{bound}/metrics");

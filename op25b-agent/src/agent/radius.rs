@@ -8,6 +8,7 @@ use tracing::{info, warn};
 
 use super::{reload::effective_policy, Agent};
 use crate::{
+    api::provisioning::Provisioning,
     config::Config,
     observe::{metrics::Telemetry, sessions::SessionLookup},
     policy::{limits::PrefixLimits, prefix::Prefix, ListKind, Policy},
@@ -39,9 +40,18 @@ pub(super) fn session_lookup(radius: Option<&Arc<Radius>>) -> Option<Arc<dyn Ses
     radius.map(|r| Arc::clone(r) as Arc<dyn SessionLookup>)
 }
 
-/// Subscribers exempt by name now: `[policy] exempt_subscribers(_files)`.
-pub(super) fn exempt_subscribers(config: &Config) -> HashSet<String> {
-    config.exempt_subscribers.active(crate::clock::now_unix())
+/// Subscribers exempt by name now: `[policy] exempt_subscribers(_files)`
+/// and the subscribers granted over the API.
+pub(super) fn exempt_subscribers(
+    config: &Config,
+    provisioning: Option<&Provisioning>,
+) -> HashSet<String> {
+    let now = crate::clock::now_unix();
+    let mut subscribers = config.exempt_subscribers.active(now);
+    if let Some(provisioning) = provisioning {
+        subscribers.extend(provisioning.exempt_subscribers(now));
+    }
+    subscribers
 }
 
 /// `policy` with the addresses of every exempt session added, within the
@@ -49,10 +59,11 @@ pub(super) fn exempt_subscribers(config: &Config) -> HashSet<String> {
 pub(super) fn with_sessions(
     mut policy: Policy,
     config: &Config,
+    provisioning: Option<&Provisioning>,
     radius: Option<&Radius>,
 ) -> Policy {
     if let Some(radius) = radius {
-        let prefixes = radius.exempt_prefixes(&exempt_subscribers(config));
+        let prefixes = radius.exempt_prefixes(&exempt_subscribers(config, provisioning));
         for prefix in within_bounds(prefixes, config.prefix_limits) {
             policy.exempt.insert(prefix);
         }
@@ -82,7 +93,7 @@ impl Agent {
         let Some(radius) = self.radius.clone() else {
             return;
         };
-        let subscribers = exempt_subscribers(&self.config);
+        let subscribers = exempt_subscribers(&self.config, self.provisioning.as_deref());
         radius.sync(&subscribers, || {
             let effective =
                 effective_policy(&self.config, self.provisioning.as_deref(), Some(&radius));

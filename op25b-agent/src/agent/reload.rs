@@ -144,7 +144,7 @@ pub(super) fn effective_policy(
         Some(p) => p.state().effective(&base, now, &config.prefix_limits),
         None => base,
     };
-    super::radius::with_sessions(policy, config, radius)
+    super::radius::with_sessions(policy, config, provisioning, radius)
 }
 
 /// What the configuration accepts but an operator should know, at every load.

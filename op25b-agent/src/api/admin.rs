@@ -6,9 +6,15 @@ use std::{net::SocketAddr, sync::Arc};
 
 use super::{
     server::{self, Answer, Limits, Listener, RequestHead, Routes},
-    types::{TopAnswer, TopQuery},
+    types::{SessionsQuery, TopAnswer, TopQuery},
 };
-use crate::observe::{metrics::Telemetry, readiness::Readiness};
+use crate::{
+    observe::{metrics::Telemetry, readiness::Readiness},
+    radius::Radius,
+};
+
+/// The answer when the agent keeps no session table.
+pub const NO_RADIUS: &str = "no RADIUS sessions: this agent has no [radius] listener";
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {address}: {source}")]
@@ -22,6 +28,8 @@ pub struct ListenError {
 pub struct AdminRoutes {
     pub telemetry: Arc<Telemetry>,
     pub readiness: Arc<Readiness>,
+    /// The RADIUS session table, when `[radius]` listens.
+    pub radius: Option<Arc<Radius>>,
 }
 
 impl Routes for AdminRoutes {
@@ -41,7 +49,15 @@ impl Routes for AdminRoutes {
                 Ok(query) => Answer::json(200, &self.top(query)),
                 Err(message) => Answer::error(400, message),
             },
-            _ => Answer::text(404, "not found: /metrics /healthz /readyz /api/v1/top\n"),
+            "/api/v1/sessions" => match (&self.radius, SessionsQuery::from_query(&head.query)) {
+                (None, _) => Answer::error(404, NO_RADIUS),
+                (Some(_), Err(message)) => Answer::error(400, message),
+                (Some(radius), Ok(query)) => Answer::json(200, &radius.sessions(&query)),
+            },
+            _ => Answer::text(
+                404,
+                "not found: /metrics /healthz /readyz /api/v1/top /api/v1/sessions\n",
+            ),
         }
     }
 }
@@ -90,6 +106,7 @@ mod tests {
         AdminRoutes {
             telemetry: Arc::new(Telemetry::new(std::path::Path::new("/nonexistent"), 16)),
             readiness: Arc::new(Readiness::default()),
+            radius: None,
         }
     }
 
@@ -135,6 +152,9 @@ mod tests {
             (top.sources[0].source.as_str(), top.sources[0].attempts),
             ("100.64.1.2", 3)
         );
+        let sessions = get(&routes, "/api/v1/sessions");
+        assert_eq!(sessions.status, 404);
+        assert!(String::from_utf8_lossy(&sessions.body).contains("no [radius] listener"));
         let bad = get(&routes, "/api/v1/top?limit=0");
         assert_eq!(bad.status, 400);
         assert!(String::from_utf8_lossy(&bad.body).contains("limit"));

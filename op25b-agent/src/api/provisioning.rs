@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use super::{
     server::{self, Answer, Limits, Listener, RequestHead, Routes},
-    types::{GrantListAnswer, GrantRequest, RevokeAnswer, RevokeRequest},
+    types::{GrantListAnswer, GrantRequest, GrantTarget, RevokeAnswer, RevokeRequest},
 };
 use crate::{
     clock::{now_unix, rfc3339},
@@ -75,7 +75,10 @@ struct AuditLine<'a> {
     actor: &'a str,
     action: &'a str,
     list: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
     prefix: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscriber: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     expires_at: Option<String>,
     reason: &'a str,
@@ -180,6 +183,10 @@ impl Provisioning {
             &GrantListAnswer {
                 list,
                 grants: state.list(list).values().cloned().collect(),
+                subscribers: match list {
+                    GrantList::Exemptions => state.exempt_subscribers.values().cloned().collect(),
+                    GrantList::AllowedDestinations => Vec::new(),
+                },
             },
         )
     }
@@ -190,6 +197,14 @@ impl Provisioning {
             Ok(r) => r,
             Err(e) => return Answer::error(400, format!("body: {e}")),
         };
+        match request.target() {
+            Err(e) => return Answer::error(400, e),
+            Ok(GrantTarget::Subscriber(name)) => {
+                let name = name.to_owned();
+                return self.add_subscriber(list, name, request);
+            }
+            Ok(GrantTarget::Prefix(_)) => {}
+        }
         let prefix = match request.prefix.trim().parse::<Prefix>() {
             Ok(p) => p,
             Err(e) => return Answer::error(400, format!("prefix: {e}")),
@@ -230,6 +245,7 @@ impl Provisioning {
             action: "add",
             list: list.name(),
             prefix: &grant.prefix,
+            subscriber: None,
             expires_at: grant.expires_at.map(rfc3339),
             reason: &grant.reason,
         });
@@ -242,6 +258,14 @@ impl Provisioning {
             Ok(r) => r,
             Err(e) => return Answer::error(400, e),
         };
+        match request.target() {
+            Err(e) => return Answer::error(400, e),
+            Ok(GrantTarget::Subscriber(name)) => {
+                let name = name.to_owned();
+                return self.revoke_subscriber(list, &name, &request);
+            }
+            Ok(GrantTarget::Prefix(_)) => {}
+        }
         let Ok(parsed) = request.prefix.parse::<Prefix>() else {
             return Answer::error(
                 400,
@@ -271,6 +295,7 @@ impl Provisioning {
             action: "delete",
             list: list.name(),
             prefix: &key,
+            subscriber: None,
             expires_at: None,
             reason: &request.reason,
         });
@@ -353,6 +378,9 @@ pub fn serve(provisioning: &Arc<Provisioning>) -> Result<(), ProvisioningError> 
     }
     Ok(())
 }
+
+#[path = "subscriber_grants.rs"]
+mod subscriber_grants;
 
 #[cfg(test)]
 #[path = "provisioning_tests.rs"]

@@ -217,3 +217,142 @@ fn a_token_others_can_read_is_refused() {
         .expect("refused");
     assert!(err.to_string().contains("chmod 600"), "{err}");
 }
+
+#[test]
+fn subscribers_are_granted_listed_persisted_audited_and_revoked() {
+    let f = fixture("subscriber");
+    let auth = "Bearer s3cret";
+    let added = call(
+        &f.api,
+        Method::POST,
+        "/api/v1/exemptions",
+        auth,
+        r#"{"subscriber":"alice@example.jp","ttl":"7d","reason":"ticket 1234","actor":"desk"}"#,
+    );
+    assert_eq!(added.status, 201, "{}", text(&added));
+    let grant: crate::policy::subscriber_grants::SubscriberGrant =
+        serde_json::from_slice(&added.body).unwrap();
+    assert_eq!(grant.subscriber, "alice@example.jp");
+    assert_eq!(grant.expires_at, Some(grant.created_at + 7 * 86_400));
+    assert!(f.api.changed.swap(false, Ordering::Relaxed));
+    assert!(f
+        .api
+        .exempt_subscribers(grant.created_at)
+        .contains("alice@example.jp"));
+    assert!(f
+        .api
+        .exempt_subscribers(grant.created_at + 7 * 86_400)
+        .is_empty());
+
+    let listed: GrantListAnswer =
+        serde_json::from_slice(&call(&f.api, Method::GET, "/api/v1/exemptions", auth, "").body)
+            .unwrap();
+    assert!(listed.grants.is_empty());
+    assert_eq!(listed.subscribers, std::slice::from_ref(&grant));
+    let reopened = Provisioning::open(
+        f.api.config.clone(),
+        crate::policy::limits::PrefixLimits::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        reopened.state().exempt_subscribers.get("alice@example.jp"),
+        Some(&grant)
+    );
+
+    let revoked = call(
+        &f.api,
+        Method::DELETE,
+        "/api/v1/exemptions?subscriber=alice%40example.jp&actor=noc&reason=done",
+        auth,
+        "",
+    );
+    assert_eq!(revoked.status, 200, "{}", text(&revoked));
+    assert!(f.api.changed.load(Ordering::Relaxed));
+    assert!(f.api.exempt_subscribers(0).is_empty());
+    let audit = fs::read_to_string(f.dir.join("audit.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for (line, action) in lines.iter().zip(["add", "delete"]) {
+        assert_eq!(line["action"], action);
+        assert_eq!(line["subscriber"], "alice@example.jp");
+        assert!(line.get("prefix").is_none(), "{line}");
+    }
+    assert_eq!(lines[1]["actor"], "noc");
+    let again = call(
+        &f.api,
+        Method::DELETE,
+        "/api/v1/exemptions?subscriber=alice%40example.jp",
+        auth,
+        "",
+    );
+    assert_eq!(again.status, 404);
+}
+
+#[test]
+fn subscriber_grants_refuse_bad_requests_and_change_nothing() {
+    let f = fixture("subscriber-bad");
+    let auth = "Bearer s3cret";
+    let cases = [
+        (
+            Method::POST,
+            "/api/v1/exemptions",
+            r#"{"prefix":"100.64.1.1","subscriber":"alice"}"#,
+            400,
+            "not both",
+        ),
+        (
+            Method::POST,
+            "/api/v1/exemptions",
+            r#"{"reason":"nothing named"}"#,
+            400,
+            "give prefix or subscriber",
+        ),
+        (
+            Method::POST,
+            "/api/v1/exemptions",
+            r#"{"subscriber":"alice bob"}"#,
+            400,
+            "spaces",
+        ),
+        (
+            Method::POST,
+            "/api/v1/allowed_destinations",
+            r#"{"subscriber":"alice"}"#,
+            400,
+            "only exemptions",
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/exemptions?subscriber=alice&prefix=100.64.1.1",
+            "",
+            400,
+            "not both",
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/exemptions?subscriber=nobody",
+            "",
+            404,
+            "not granted",
+        ),
+    ];
+    for (method, path, body, status, message) in cases {
+        let answer = call(&f.api, method.clone(), path, auth, body);
+        assert_eq!(
+            answer.status,
+            status,
+            "{method} {path} {body}: {}",
+            text(&answer)
+        );
+        assert!(
+            text(&answer).contains(message),
+            "{method} {path}: {}",
+            text(&answer)
+        );
+    }
+    assert!(!f.api.changed.load(Ordering::Relaxed));
+    assert_eq!(f.api.state(), GrantState::default());
+}

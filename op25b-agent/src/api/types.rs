@@ -5,7 +5,10 @@ use std::{collections::BTreeMap, fmt, str::FromStr};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::policy::grants::{Grant, GrantList};
+use crate::policy::{
+    grants::{Grant, GrantList},
+    subscriber_grants::SubscriberGrant,
+};
 
 /// Longest grant: ten years.
 pub const MAX_TTL_SECONDS: u64 = 10 * 365 * 86_400;
@@ -64,11 +67,15 @@ impl TryFrom<serde_json::Value> for Ttl {
     }
 }
 
-/// `POST /api/v1/{exemptions,allowed_destinations}`.
+/// `POST /api/v1/{exemptions,allowed_destinations}`: exactly one of
+/// `prefix` and `subscriber` (exemptions only).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRequest {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub prefix: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subscriber: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<Ttl>,
     #[serde(default)]
@@ -77,10 +84,35 @@ pub struct GrantRequest {
     pub actor: String,
 }
 
-/// The query of `DELETE /api/v1/{list}?prefix=..&actor=..&reason=..`.
+/// What a grant or revocation names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantTarget<'a> {
+    Prefix(&'a str),
+    Subscriber(&'a str),
+}
+
+/// Exactly one of a prefix and a subscriber, or a message saying so.
+fn one_target<'a>(prefix: &'a str, subscriber: &'a str) -> Result<GrantTarget<'a>, String> {
+    match (prefix.trim(), subscriber.trim()) {
+        ("", "") => Err("give prefix or subscriber".into()),
+        (prefix, "") => Ok(GrantTarget::Prefix(prefix)),
+        ("", subscriber) => Ok(GrantTarget::Subscriber(subscriber)),
+        _ => Err("give prefix or subscriber, not both".into()),
+    }
+}
+
+impl GrantRequest {
+    pub fn target(&self) -> Result<GrantTarget<'_>, String> {
+        one_target(&self.prefix, &self.subscriber)
+    }
+}
+
+/// The query of `DELETE /api/v1/{list}?prefix=..&actor=..&reason=..`
+/// (or `?subscriber=..`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RevokeRequest {
     pub prefix: String,
+    pub subscriber: String,
     pub actor: String,
     pub reason: String,
 }
@@ -88,11 +120,21 @@ pub struct RevokeRequest {
 impl RevokeRequest {
     /// The query string, percent-encoded.
     pub fn to_query(&self) -> String {
-        form_urlencoded::Serializer::new(String::new())
-            .append_pair("prefix", &self.prefix)
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if !self.prefix.is_empty() {
+            query.append_pair("prefix", &self.prefix);
+        }
+        if !self.subscriber.is_empty() {
+            query.append_pair("subscriber", &self.subscriber);
+        }
+        query
             .append_pair("actor", &self.actor)
             .append_pair("reason", &self.reason)
             .finish()
+    }
+
+    pub fn target(&self) -> Result<GrantTarget<'_>, String> {
+        one_target(&self.prefix, &self.subscriber)
     }
 
     /// Parses a query; unknown parameters are refused by name.
@@ -101,11 +143,12 @@ impl RevokeRequest {
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             match key.as_ref() {
                 "prefix" => request.prefix = value.into_owned(),
+                "subscriber" => request.subscriber = value.into_owned(),
                 "actor" => request.actor = value.into_owned(),
                 "reason" => request.reason = value.into_owned(),
                 other => {
                     return Err(format!(
-                        "unknown parameter {other:?} (prefix, actor, reason)"
+                        "unknown parameter {other:?} (prefix, subscriber, actor, reason)"
                     ))
                 }
             }
@@ -114,29 +157,45 @@ impl RevokeRequest {
     }
 }
 
-/// `GET /api/v1/{list}`: `{"<list>": [grant, ...]}`.
+/// `GET /api/v1/{list}`: `{"<list>": [grant, ...]}`, and for exemptions
+/// `"exempt_subscribers": [...]` when there are any (left out otherwise, so
+/// older clients keep reading the answer).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GrantListAnswer {
     pub list: GrantList,
     pub grants: Vec<Grant>,
+    pub subscribers: Vec<SubscriberGrant>,
 }
+
+const SUBSCRIBERS_KEY: &str = "exempt_subscribers";
 
 impl Serialize for GrantListAnswer {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        BTreeMap::from([(self.list.name(), &self.grants)]).serialize(serializer)
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry(self.list.name(), &self.grants)?;
+        if !self.subscribers.is_empty() {
+            map.serialize_entry(SUBSCRIBERS_KEY, &self.subscribers)?;
+        }
+        map.end()
     }
 }
 
 impl<'de> Deserialize<'de> for GrantListAnswer {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
-        let map = BTreeMap::<String, Vec<Grant>>::deserialize(deserializer)?;
+        let mut map = BTreeMap::<String, serde_json::Value>::deserialize(deserializer)?;
+        let subscribers = match map.remove(SUBSCRIBERS_KEY) {
+            Some(value) => serde_json::from_value(value).map_err(D::Error::custom)?,
+            None => Vec::new(),
+        };
         let mut entries = map.into_iter();
         match (entries.next(), entries.next()) {
             (Some((name, grants)), None) => Ok(Self {
                 list: GrantList::from_name(&name)
                     .ok_or_else(|| D::Error::custom(format!("unknown list {name:?}")))?,
-                grants,
+                grants: serde_json::from_value(grants).map_err(D::Error::custom)?,
+                subscribers,
             }),
             _ => Err(D::Error::custom("expected one list")),
         }
@@ -171,7 +230,14 @@ pub struct TopAnswer {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct TopSourceJson {
+    /// The source address; for a subscriber row, the most recent one.
     pub source: String,
+    /// The RADIUS subscriber, when a session named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriber: Option<String>,
+    /// A subscriber row's addresses, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
     pub attempts: u64,
     pub error: u64,
     pub first_seen: String,
@@ -183,6 +249,8 @@ impl From<crate::observe::top::TopSource> for TopSourceJson {
     fn from(s: crate::observe::top::TopSource) -> Self {
         Self {
             source: s.source.to_string(),
+            subscriber: s.subscriber,
+            addresses: s.addresses.iter().map(ToString::to_string).collect(),
             attempts: s.attempts,
             error: s.error,
             first_seen: crate::clock::rfc3339(s.first_seen),
@@ -246,6 +314,116 @@ impl TopQuery {
     }
 }
 
+/// Which sessions `GET /api/v1/sessions` lists: `subscriber=NAME` (every
+/// session of that User-Name), `address=ADDR` (the session holding it), or
+/// neither (any `limit` sessions); `limit` defaults to 1000.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionsQuery {
+    pub filter: SessionFilter,
+    pub limit: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionFilter {
+    All,
+    Subscriber(String),
+    Address(std::net::IpAddr),
+}
+
+impl Default for SessionsQuery {
+    fn default() -> Self {
+        Self {
+            filter: SessionFilter::All,
+            limit: 1000,
+        }
+    }
+}
+
+impl SessionsQuery {
+    pub const MAX_LIMIT: usize = 100_000;
+
+    pub fn to_query(&self) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        match &self.filter {
+            SessionFilter::All => {}
+            SessionFilter::Subscriber(name) => {
+                query.append_pair("subscriber", name);
+            }
+            SessionFilter::Address(addr) => {
+                query.append_pair("address", &addr.to_string());
+            }
+        }
+        query.append_pair("limit", &self.limit.to_string()).finish()
+    }
+
+    /// Parses `subscriber=..|address=..&limit=..`; bad values name themselves.
+    pub fn from_query(query: &str) -> Result<Self, String> {
+        let mut sessions = Self::default();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            let filter = match key.as_ref() {
+                "subscriber" if !value.is_empty() => SessionFilter::Subscriber(value.into_owned()),
+                "subscriber" => return Err("subscriber=: give a User-Name".into()),
+                "address" => SessionFilter::Address(
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("address={value:?}: give an IPv4 or IPv6 address"))?,
+                ),
+                "limit" => {
+                    sessions.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|l| (1..=Self::MAX_LIMIT).contains(l))
+                        .ok_or_else(|| format!("limit={value:?}: give 1..=100000"))?;
+                    continue;
+                }
+                other => {
+                    return Err(format!(
+                        "unknown parameter {other:?} (subscriber, address, limit)"
+                    ))
+                }
+            };
+            if sessions.filter != SessionFilter::All {
+                return Err("give subscriber or address, not both".into());
+            }
+            sessions.filter = filter;
+        }
+        Ok(sessions)
+    }
+}
+
+/// `GET /api/v1/sessions`: the RADIUS session table (or the part asked for).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsAnswer {
+    /// Sessions in the table in all.
+    pub total: usize,
+    /// Sessions exempt when the maps were last updated.
+    pub exempt: usize,
+    /// True when more sessions matched than `limit`.
+    pub truncated: bool,
+    pub sessions: Vec<SessionJson>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionJson {
+    /// RADIUS User-Name ("" when the NAS sent none).
+    pub subscriber: String,
+    /// `NAS/Acct-Session-Id`.
+    pub session: String,
+    pub nas: String,
+    /// The IPv4 address (as /32) and IPv6 prefixes the session holds.
+    pub addresses: Vec<String>,
+    /// Why the session is exempt: `coa`, `session_attribute` or
+    /// `subscriber`; absent when it is enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exempt_by: Option<String>,
+    /// What a CoA set (`exempt` / `enforce`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coa: Option<String>,
+    pub started_at: String,
+    pub updated_at: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,9 +463,40 @@ mod tests {
             prefix: "2001:db8::/64".into(),
             actor: "desk&co".into(),
             reason: "ticket #12 = done".into(),
+            ..RevokeRequest::default()
         };
         assert_eq!(RevokeRequest::from_query(&request.to_query()), Ok(request));
         assert!(RevokeRequest::from_query("prefix=1.2.3.4&x=1").is_err());
+        let by_name = RevokeRequest {
+            subscriber: "alice+x@example.jp".into(),
+            ..RevokeRequest::default()
+        };
+        let parsed = RevokeRequest::from_query(&by_name.to_query()).unwrap();
+        assert_eq!(
+            parsed.target(),
+            Ok(GrantTarget::Subscriber("alice+x@example.jp"))
+        );
+    }
+
+    #[test]
+    fn a_grant_names_exactly_one_of_prefix_and_subscriber() {
+        let request = |body: &str| serde_json::from_str::<GrantRequest>(body).unwrap();
+        assert_eq!(
+            request(r#"{"subscriber": "alice@example.jp"}"#).target(),
+            Ok(GrantTarget::Subscriber("alice@example.jp"))
+        );
+        assert_eq!(
+            request(r#"{"prefix": "100.64.0.1"}"#).target(),
+            Ok(GrantTarget::Prefix("100.64.0.1"))
+        );
+        assert!(request(r#"{"prefix": "100.64.0.1", "subscriber": "a"}"#)
+            .target()
+            .unwrap_err()
+            .contains("not both"));
+        assert!(request(r#"{"reason": "x"}"#)
+            .target()
+            .unwrap_err()
+            .contains("prefix or subscriber"));
     }
 
     #[test]
@@ -295,6 +504,7 @@ mod tests {
         let answer = GrantListAnswer {
             list: GrantList::AllowedDestinations,
             grants: Vec::new(),
+            subscribers: Vec::new(),
         };
         let text = serde_json::to_string(&answer).unwrap();
         assert_eq!(text, r#"{"allowed_destinations":[]}"#);
@@ -302,5 +512,50 @@ mod tests {
             serde_json::from_str::<GrantListAnswer>(&text).unwrap(),
             answer
         );
+        let with_subscribers = GrantListAnswer {
+            list: GrantList::Exemptions,
+            grants: Vec::new(),
+            subscribers: vec![SubscriberGrant {
+                subscriber: "alice@example.jp".into(),
+                expires_at: None,
+                reason: String::new(),
+                actor: "api".into(),
+                created_at: 1,
+            }],
+        };
+        let text = serde_json::to_string(&with_subscribers).unwrap();
+        assert!(text.contains(r#""exempt_subscribers":[{"subscriber":"alice@example.jp""#));
+        assert_eq!(
+            serde_json::from_str::<GrantListAnswer>(&text).unwrap(),
+            with_subscribers
+        );
+    }
+
+    #[test]
+    fn sessions_query_parsing() {
+        let q = SessionsQuery::from_query;
+        assert_eq!(q(""), Ok(SessionsQuery::default()));
+        assert_eq!(
+            q("subscriber=alice%40example.jp&limit=5"),
+            Ok(SessionsQuery {
+                filter: SessionFilter::Subscriber("alice@example.jp".into()),
+                limit: 5
+            })
+        );
+        assert_eq!(
+            q("address=2001:db8::1").map(|s| s.filter),
+            Ok(SessionFilter::Address("2001:db8::1".parse().unwrap()))
+        );
+        assert!(q("address=bob").unwrap_err().contains("address="));
+        assert!(q("subscriber=a&address=100.64.0.1")
+            .unwrap_err()
+            .contains("not both"));
+        assert!(q("limit=0").unwrap_err().contains("limit"));
+        assert!(q("sort=1").unwrap_err().contains("unknown parameter"));
+        let round = SessionsQuery {
+            filter: SessionFilter::Subscriber("a b&c".into()),
+            limit: 7,
+        };
+        assert_eq!(q(&round.to_query()), Ok(round));
     }
 }

@@ -2,14 +2,20 @@
 
 use std::{net::IpAddr, process::ExitCode};
 
-use super::{judging, CommandError, ConfigOption, JsonOption, PinPathOption};
+use super::{
+    judging,
+    sessions::{admin_endpoint, session_of, SessionOf},
+    CommandError, ConfigOption, JsonOption, PinPathOption,
+};
 
 /// Explain the verdict for a connection: runs a synthesized TCP SYN
 /// through the real XDP program and prints action, reason and the
 /// prefixes that matched.
 ///
 /// Uses the live pinned maps when op25b is loaded, else the policy of
-/// --config. Test runs never touch the live counters.
+/// --config. Test runs never touch the live counters. Names the RADIUS
+/// session holding the source and why it is exempt, asked of the running
+/// agent (when it cannot be asked, sessions are reported unknown).
 #[derive(Debug, clap::Args)]
 pub struct ExplainArgs {
     /// Source address (the subscriber).
@@ -23,6 +29,9 @@ pub struct ExplainArgs {
     config: ConfigOption,
     #[command(flatten)]
     pins: PinPathOption,
+    /// The agent's HTTP (metrics) address for the session, overriding the config.
+    #[arg(long)]
+    agent: Option<String>,
     #[command(flatten)]
     output: JsonOption,
 }
@@ -39,6 +48,7 @@ struct Explanation {
     dynamic_match: Option<String>,
     allowed_destination_match: Option<String>,
     exempt_match: Option<String>,
+    session: SessionOf,
 }
 
 pub fn execute(args: &ExplainArgs) -> Result<ExitCode, CommandError> {
@@ -68,6 +78,7 @@ pub fn execute(args: &ExplainArgs) -> Result<ExitCode, CommandError> {
             .longest_match(dst)
             .map(|p| p.to_string()),
         exempt_match: policy.exempt.longest_match(src).map(|p| p.to_string()),
+        session: session_of(&admin_endpoint(config.as_ref(), args.agent.as_deref()), src),
     };
     args.output.print(&e, |out, e| {
         let yes = |m: &Option<String>| {
@@ -95,7 +106,8 @@ pub fn execute(args: &ExplainArgs) -> Result<ExitCode, CommandError> {
             "  destination is an allowed relay: {}",
             yes(&e.allowed_destination_match)
         )?;
-        writeln!(out, "  source is exempt: {}", yes(&e.exempt_match))
+        writeln!(out, "  source is exempt: {}", yes(&e.exempt_match))?;
+        writeln!(out, "  RADIUS session: {}", e.session)
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -44,18 +44,27 @@ struct ApiArgs {
 
 #[derive(Debug, Subcommand)]
 enum GrantAction {
-    /// Grant PREFIX (a bare address means one host).
+    /// Grant PREFIX (a bare address means one host), or exempt a
+    /// subscriber by name (`exempt add --subscriber alice@example.jp`).
     Add {
-        prefix: String,
+        #[arg(required_unless_present = "subscriber")]
+        prefix: Option<String>,
+        /// A RADIUS User-Name instead of a prefix: the exemption follows
+        /// the subscriber's sessions (exemptions only).
+        #[arg(long, conflicts_with = "prefix")]
+        subscriber: Option<String>,
         /// Expire after this long: 7d, 12h, 3600 (seconds). Default: never.
         #[arg(long)]
         ttl: Option<Ttl>,
         #[command(flatten)]
         audit: AuditArgs,
     },
-    /// Revoke PREFIX.
+    /// Revoke PREFIX, or the grant of `--subscriber NAME`.
     Del {
-        prefix: String,
+        #[arg(required_unless_present = "subscriber")]
+        prefix: Option<String>,
+        #[arg(long, conflicts_with = "prefix")]
+        subscriber: Option<String>,
         #[command(flatten)]
         audit: AuditArgs,
     },
@@ -117,9 +126,15 @@ pub fn execute(list: GrantList, args: &GrantArgs) -> Result<ExitCode, CommandErr
     let (endpoint, token) = args.api.resolve()?;
     let path = format!("/api/v1/{}", list.name());
     let (method, path, body) = match &args.action {
-        GrantAction::Add { prefix, ttl, audit } => {
+        GrantAction::Add {
+            prefix,
+            subscriber,
+            ttl,
+            audit,
+        } => {
             let request = GrantRequest {
-                prefix: prefix.clone(),
+                prefix: prefix.clone().unwrap_or_default(),
+                subscriber: subscriber.clone().unwrap_or_default(),
                 ttl: *ttl,
                 reason: audit.reason.clone(),
                 actor: audit.actor(),
@@ -127,9 +142,14 @@ pub fn execute(list: GrantList, args: &GrantArgs) -> Result<ExitCode, CommandErr
             let body = serde_json::to_vec(&request).expect("request serializes");
             (Method::POST, path, Some(body))
         }
-        GrantAction::Del { prefix, audit } => {
+        GrantAction::Del {
+            prefix,
+            subscriber,
+            audit,
+        } => {
             let query = RevokeRequest {
-                prefix: prefix.clone(),
+                prefix: prefix.clone().unwrap_or_default(),
+                subscriber: subscriber.clone().unwrap_or_default(),
                 actor: audit.actor(),
                 reason: audit.reason.clone(),
             }
@@ -170,6 +190,19 @@ fn print_list(
             out,
             "{:<40} expires {:<22} by {:<16} {}",
             g.prefix, expires, g.actor, g.reason
+        )?;
+    }
+    for g in &answer.subscribers {
+        let expires = g
+            .expires_at
+            .map_or_else(|| "never".to_owned(), crate::clock::rfc3339);
+        writeln!(
+            out,
+            "{:<40} expires {:<22} by {:<16} {}",
+            format!("subscriber {}", g.subscriber),
+            expires,
+            g.actor,
+            g.reason
         )?;
     }
     Ok(())

@@ -11,6 +11,7 @@ mod judging;
 mod replay;
 mod report;
 mod run;
+mod sessions;
 mod status;
 mod top;
 
@@ -59,6 +60,7 @@ pub enum Command {
     Explain(explain::ExplainArgs),
     Top(top::TopArgs),
     Report(report::ReportArgs),
+    Sessions(sessions::SessionsArgs),
     /// Grant, revoke and list exemptions over the running agent's
     /// provisioning API (persisted, audited, optionally temporary).
     Exempt(grants::GrantArgs),
@@ -84,6 +86,7 @@ impl Command {
             Self::Explain(args) => explain::execute(args),
             Self::Top(args) => top::execute(args),
             Self::Report(args) => report::execute(args),
+            Self::Sessions(args) => sessions::execute(args),
             Self::Exempt(args) => grants::execute(GrantList::Exemptions, args),
             Self::AllowDestination(args) => grants::execute(GrantList::AllowedDestinations, args),
             Self::Replay(args) => replay::execute(args),

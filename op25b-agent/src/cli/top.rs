@@ -12,7 +12,9 @@ use crate::{
 };
 
 /// Suspected infected subscribers: the sources with the most blocked
-/// connection attempts in a window, asked of the running agent.
+/// connection attempts in a window, asked of the running agent. When a
+/// RADIUS session names the subscriber, its attempts are one row (named
+/// by the subscriber, its addresses listed) however often it reconnects.
 ///
 /// Counts come from the kernel's block events (each carries the
 /// attempts the per-source rate limit folded into it); memory is
@@ -60,8 +62,16 @@ pub fn execute(args: &TopArgs) -> Result<ExitCode, CommandError> {
             writeln!(
                 out,
                 "{:<40} {:>10} {:>8} {:<20} {:<20} {:>6}",
-                s.source, s.attempts, s.error, s.first_seen, s.last_seen, s.distinct_destinations
+                s.subscriber.as_deref().unwrap_or(&s.source),
+                s.attempts,
+                s.error,
+                s.first_seen,
+                s.last_seen,
+                s.distinct_destinations
             )?;
+            if s.subscriber.is_some() {
+                writeln!(out, "  addresses: {}", s.addresses.join(", "))?;
+            }
         }
         if answer.sources.is_empty() {
             writeln!(

@@ -246,7 +246,8 @@ impl<'a> Pump<'a> {
             record.session = Some(label.session);
         }
         let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        self.telemetry.top.lock().expect("not poisoned").record(
+        self.telemetry.top.lock().expect("not poisoned").record_for(
+            record.subscriber.as_deref(),
             record.src,
             record.dst,
             record.attempts,

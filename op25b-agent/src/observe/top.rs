@@ -4,17 +4,23 @@
 //! Time is cut into 5-minute buckets kept for 24 hours; each bucket is a
 //! Space-Saving sketch (Metwally et al.) of at most `capacity` sources, so
 //! memory stays at most `BUCKETS × capacity` entries (about 200 bytes each:
-//! ~59 MB at the default `events.top_capacity` of 1024) however many distinct sources attack. A
+//! ~59 MB at the default `events.top_capacity` of 1024; a subscriber row adds its
+//! name and up to 8 addresses) however many distinct sources attack. A
 //! source's count can be overestimated by at most its `error`; any source
 //! with more than 1/capacity of a bucket's attempts is always listed.
 //! Distinct destinations are estimated by linear counting over a 128-bit
 //! bitmap, over the destinations of reported events (a lower bound when the
 //! kernel's per-source rate limit folds attempts together).
+//!
+//! When a RADIUS session names the source's subscriber, attempts are
+//! counted by subscriber instead: a bot that reconnects with a new address
+//! keeps one row, with (up to [`MAX_ADDRESSES`] of) its addresses listed.
 
 use std::{
     collections::{BTreeSet, HashMap, VecDeque},
     hash::{Hash, Hasher},
     net::IpAddr,
+    sync::Arc,
 };
 
 use serde::Serialize;
@@ -23,21 +29,45 @@ pub const BUCKET_SECONDS: u64 = 300;
 pub const BUCKETS: usize = 24 * 3600 / 300;
 const _: () = assert!(BUCKETS as u64 * BUCKET_SECONDS == 24 * 3600);
 
-#[derive(Clone, Copy, Debug, Default)]
+/// The addresses a subscriber row lists at most (the most recent).
+pub const MAX_ADDRESSES: usize = 8;
+
+/// What a row counts: a source address, or a subscriber when a RADIUS
+/// session names one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Key {
+    Source(IpAddr),
+    Subscriber(Arc<str>),
+}
+
+#[derive(Clone, Debug, Default)]
 struct Entry {
     count: u64,
     error: u64,
     first_seen: u64,
     last_seen: u64,
     destinations: u128,
+    /// Subscriber rows: the addresses seen, oldest first (empty for
+    /// source rows, whose key is the address).
+    addresses: Vec<IpAddr>,
+}
+
+/// Moves `addr` to the end of `addresses` (most recent), keeping at most
+/// [`MAX_ADDRESSES`].
+fn note_address(addresses: &mut Vec<IpAddr>, addr: IpAddr) {
+    addresses.retain(|a| *a != addr);
+    if addresses.len() == MAX_ADDRESSES {
+        addresses.remove(0);
+    }
+    addresses.push(addr);
 }
 
 /// One Space-Saving sketch.
 #[derive(Debug)]
 struct Sketch {
-    entries: HashMap<IpAddr, Entry>,
-    /// (count, source), to find the smallest in O(log n).
-    order: BTreeSet<(u64, IpAddr)>,
+    entries: HashMap<Key, Entry>,
+    /// (count, key), to find the smallest in O(log n).
+    order: BTreeSet<(u64, Key)>,
     capacity: usize,
 }
 
@@ -50,9 +80,9 @@ impl Sketch {
         }
     }
 
-    fn add(&mut self, src: IpAddr, attempts: u64, time: u64, dst_bit: u128) {
-        let entry = if let Some(entry) = self.entries.get_mut(&src) {
-            self.order.remove(&(entry.count, src));
+    fn add(&mut self, key: &Key, src: IpAddr, attempts: u64, time: u64, dst_bit: u128) {
+        let entry = if let Some(entry) = self.entries.get_mut(key) {
+            self.order.remove(&(entry.count, key.clone()));
             entry
         } else {
             let mut fresh = Entry {
@@ -66,12 +96,15 @@ impl Sketch {
                 fresh.count = min_count;
                 fresh.error = min_count;
             }
-            self.entries.entry(src).or_insert(fresh)
+            self.entries.entry(key.clone()).or_insert(fresh)
         };
         entry.count += attempts;
         entry.last_seen = entry.last_seen.max(time);
         entry.destinations |= dst_bit;
-        self.order.insert((entry.count, src));
+        if let Key::Subscriber(_) = key {
+            note_address(&mut entry.addresses, src);
+        }
+        self.order.insert((entry.count, key.clone()));
     }
 }
 
@@ -91,7 +124,12 @@ pub struct TopSources {
 /// One line of the top list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TopSource {
+    /// The source address; for a subscriber row, the most recent one.
     pub source: IpAddr,
+    /// The RADIUS subscriber the attempts came from, when known.
+    pub subscriber: Option<String>,
+    /// A subscriber row's addresses, oldest first (at most [`MAX_ADDRESSES`]).
+    pub addresses: Vec<IpAddr>,
     /// Blocked connection attempts in the window (may overestimate by `error`).
     pub attempts: u64,
     pub error: u64,
@@ -133,6 +171,23 @@ impl TopSources {
 
     /// Records `attempts` blocked attempts from `src` to `dst` at `time` (Unix seconds).
     pub fn record(&mut self, src: IpAddr, dst: IpAddr, attempts: u64, time: u64) {
+        self.record_for(None, src, dst, attempts, time);
+    }
+
+    /// Like [`Self::record`], counted under `subscriber` when a session
+    /// names one (an empty User-Name counts by address).
+    pub fn record_for(
+        &mut self,
+        subscriber: Option<&str>,
+        src: IpAddr,
+        dst: IpAddr,
+        attempts: u64,
+        time: u64,
+    ) {
+        let key = match subscriber {
+            Some(name) if !name.is_empty() => Key::Subscriber(Arc::from(name)),
+            _ => Key::Source(src),
+        };
         let start = time - time % BUCKET_SECONDS;
         if self.buckets.back().is_none_or(|b| b.start < start) {
             self.buckets.push_back(Bucket {
@@ -146,22 +201,24 @@ impl TopSources {
         }
         // Late events land in their own bucket if it is still kept.
         if let Some(bucket) = self.buckets.iter_mut().rev().find(|b| b.start <= start) {
-            bucket.sketch.add(src, attempts, time, destination_bit(dst));
+            bucket
+                .sketch
+                .add(&key, src, attempts, time, destination_bit(dst));
         }
     }
 
     /// The `limit` sources with most attempts in the `window_seconds` before `now`.
     /// Each tracked source's entries summed over the buckets in the window.
-    fn merged(&self, now: u64, window_seconds: u64) -> HashMap<IpAddr, Entry> {
+    fn merged(&self, now: u64, window_seconds: u64) -> HashMap<Key, Entry> {
         let since = now.saturating_sub(window_seconds);
-        let mut merged: HashMap<IpAddr, Entry> = HashMap::new();
+        let mut merged: HashMap<Key, Entry> = HashMap::new();
         for bucket in self
             .buckets
             .iter()
             .filter(|b| b.start + BUCKET_SECONDS > since)
         {
-            for (src, e) in &bucket.sketch.entries {
-                let m = merged.entry(*src).or_insert(Entry {
+            for (key, e) in &bucket.sketch.entries {
+                let m = merged.entry(key.clone()).or_insert(Entry {
                     first_seen: e.first_seen,
                     ..Entry::default()
                 });
@@ -170,6 +227,10 @@ impl TopSources {
                 m.first_seen = m.first_seen.min(e.first_seen);
                 m.last_seen = m.last_seen.max(e.last_seen);
                 m.destinations |= e.destinations;
+                // Buckets run oldest first, so the last noted is the latest.
+                for addr in &e.addresses {
+                    note_address(&mut m.addresses, *addr);
+                }
             }
         }
         merged
@@ -184,8 +245,17 @@ impl TopSources {
         let merged = self.merged(now, window_seconds);
         let mut list: Vec<TopSource> = merged
             .into_iter()
-            .map(|(source, e)| TopSource {
+            .filter_map(|(key, e)| {
+                let (source, subscriber) = match key {
+                    Key::Source(source) => (source, None),
+                    Key::Subscriber(name) => (*e.addresses.last()?, Some(name.to_string())),
+                };
+                Some((source, subscriber, e))
+            })
+            .map(|(source, subscriber, e)| TopSource {
                 source,
+                subscriber,
+                addresses: e.addresses,
                 attempts: e.count,
                 error: e.error,
                 first_seen: e.first_seen,
@@ -264,6 +334,47 @@ mod tests {
             list[0].attempts >= 50_000 && list[0].attempts - list[0].error <= 50_000,
             "{list:?}"
         );
+    }
+
+    #[test]
+    fn a_subscriber_that_reconnects_keeps_one_row_with_its_addresses() {
+        let mut top = TopSources::new(16);
+        let t0 = 1_700_000_000 - 1_700_000_000 % BUCKET_SECONDS;
+        let bot = Some("bot@example.jp");
+        top.record_for(bot, ip("100.64.0.1"), ip("198.51.100.25"), 5, t0);
+        // Reconnected with another address, in a later bucket.
+        top.record_for(bot, ip("100.64.0.7"), ip("198.51.100.26"), 4, t0 + 400);
+        top.record_for(bot, ip("100.64.0.1"), ip("198.51.100.25"), 1, t0 + 401);
+        top.record_for(None, ip("100.64.0.9"), ip("198.51.100.25"), 3, t0 + 402);
+        top.record_for(Some(""), ip("100.64.0.8"), ip("198.51.100.25"), 2, t0 + 403);
+        let list = top.top(t0 + 500, 3600, 10);
+        assert_eq!(list.len(), 3, "{list:?}");
+        assert_eq!(list[0].subscriber.as_deref(), Some("bot@example.jp"));
+        assert_eq!(list[0].attempts, 10);
+        assert_eq!(list[0].addresses, [ip("100.64.0.7"), ip("100.64.0.1")]);
+        assert_eq!(list[0].source, ip("100.64.0.1"), "the latest address");
+        assert_eq!(
+            (list[1].source, list[1].subscriber.as_deref()),
+            (ip("100.64.0.9"), None)
+        );
+        assert_eq!(
+            (list[2].source, list[2].subscriber.as_deref()),
+            (ip("100.64.0.8"), None)
+        );
+        assert!(list[1].addresses.is_empty());
+    }
+
+    #[test]
+    fn a_subscriber_row_lists_a_bounded_number_of_addresses() {
+        let mut top = TopSources::new(4);
+        for i in 0..20u8 {
+            let src = IpAddr::from([100, 64, 1, i]);
+            top.record_for(Some("bot"), src, ip("198.51.100.25"), 1, 1_000_000);
+        }
+        let row = &top.top(1_000_000, 3600, 1)[0];
+        assert_eq!(row.attempts, 20);
+        assert_eq!(row.addresses.len(), MAX_ADDRESSES);
+        assert_eq!(row.addresses.last(), Some(&ip("100.64.1.19")));
     }
 
     #[test]

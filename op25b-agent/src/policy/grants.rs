@@ -5,7 +5,9 @@ use std::{collections::BTreeMap, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use super::{limits::PrefixLimits, prefix::Prefix, ListKind, Policy};
+use super::{
+    limits::PrefixLimits, prefix::Prefix, subscriber_grants::SubscriberGrant, ListKind, Policy,
+};
 use crate::state_file::{self, StateFileError};
 
 /// A run-time grant.
@@ -37,6 +39,10 @@ pub struct GrantState {
     pub exempt: BTreeMap<String, Grant>,
     #[serde(default)]
     pub allowed_destinations: BTreeMap<String, Grant>,
+    /// Subscribers exempt by name; left out of the file when empty, so a
+    /// file without them stays readable by older agents.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub exempt_subscribers: BTreeMap<String, SubscriberGrant>,
 }
 
 /// The lists grants can be made in (the dynamic pools come from files only).
@@ -117,16 +123,24 @@ impl GrantState {
     pub fn next_expiry(&self, now: u64) -> Option<u64> {
         self.all()
             .filter_map(|g| g.expires_at)
+            .chain(
+                self.exempt_subscribers
+                    .values()
+                    .filter_map(|g| g.expires_at),
+            )
             .filter(|&t| t > now)
             .min()
     }
 
     /// Forgets grants that expired (they are already out of the maps).
     pub fn prune(&mut self, now: u64) -> bool {
-        let before = self.exempt.len() + self.allowed_destinations.len();
+        let count =
+            |s: &Self| s.exempt.len() + s.allowed_destinations.len() + s.exempt_subscribers.len();
+        let before = count(self);
         self.exempt.retain(|_, g| g.is_active(now));
         self.allowed_destinations.retain(|_, g| g.is_active(now));
-        before != self.exempt.len() + self.allowed_destinations.len()
+        self.exempt_subscribers.retain(|_, g| g.is_active(now));
+        before != count(self)
     }
 
     pub fn load(path: &Path) -> Result<Self, StateFileError> {

@@ -7,6 +7,7 @@ pub mod grants;
 pub mod limits;
 pub mod list_file;
 pub mod prefix;
+pub mod subscriber_grants;
 pub mod subscribers;
 
 use std::collections::BTreeMap;

@@ -8,6 +8,7 @@ pub mod coa;
 pub mod codec;
 mod evidence;
 pub mod metrics;
+mod query;
 pub mod server;
 pub mod sessions;
 

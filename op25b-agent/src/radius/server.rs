@@ -62,6 +62,9 @@ pub struct Radius {
     waker: Arc<Waker>,
     /// The exempt prefixes last put in the maps.
     last_exempt: Mutex<BTreeSet<Prefix>>,
+    /// The subscribers exempt by name when the maps were last brought up
+    /// to date (what `sessions` and `explain` report as the reason).
+    pub(super) applied_subscribers: RwLock<HashSet<String>>,
     pub metrics: RadiusMetrics,
     log_limiter: LogLimiter,
 }
@@ -88,6 +91,7 @@ impl Radius {
             applied_changed: Condvar::new(),
             waker: Arc::default(),
             last_exempt: Mutex::new(BTreeSet::new()),
+            applied_subscribers: RwLock::default(),
             metrics,
             log_limiter: LogLimiter::new(Duration::from_secs(10)),
         })
@@ -336,6 +340,12 @@ impl Radius {
             *last = exempt;
         }
         drop(last);
+        {
+            let mut applied = self.applied_subscribers.write().expect("not poisoned");
+            if *applied != *subscribers {
+                applied.clone_from(subscribers);
+            }
+        }
         {
             let mut applied = self.applied.lock().expect("not poisoned");
             if *applied != seq {

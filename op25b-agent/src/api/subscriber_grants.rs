@@ -1,0 +1,121 @@
+//! Grants by subscriber (`{"subscriber": "alice@example.jp"}` on
+//! `/api/v1/exemptions`): persisted, audited and expiring like prefix
+//! grants; the agent unions the active ones with `[policy]
+//! exempt_subscribers` so they follow the subscriber's RADIUS sessions.
+
+use std::{collections::HashSet, sync::atomic::Ordering};
+
+use super::{actor_or_api, AuditLine, Provisioning};
+use crate::{
+    api::{
+        server::Answer,
+        types::{GrantRequest, RevokeAnswer, RevokeRequest},
+    },
+    clock::{now_unix, rfc3339},
+    policy::{grants::GrantList, subscriber_grants},
+};
+
+const EXEMPTIONS_ONLY: &str =
+    "subscriber: only exemptions follow a subscriber; allowed destinations are prefixes";
+
+impl Provisioning {
+    /// The subscribers granted an exemption and active at `now`.
+    pub fn exempt_subscribers(&self, now: u64) -> HashSet<String> {
+        let state = self.state.lock().expect("not poisoned");
+        subscriber_grants::active(&state.exempt_subscribers, now)
+    }
+
+    /// `POST /api/v1/exemptions {"subscriber": ...}`.
+    pub(super) fn add_subscriber(
+        &self,
+        list: GrantList,
+        name: String,
+        request: GrantRequest,
+    ) -> Answer {
+        if list != GrantList::Exemptions {
+            return Answer::error(400, EXEMPTIONS_ONLY);
+        }
+        if let Err(e) = subscriber_grants::check_name(&name) {
+            return Answer::error(400, e);
+        }
+        if request.reason.len() > 1024 || request.actor.len() > 256 {
+            return Answer::error(400, "reason (1024) or actor (256) too long");
+        }
+        let now = now_unix();
+        let grant = subscriber_grants::SubscriberGrant {
+            subscriber: name,
+            expires_at: request.ttl.map(|t| now + t.seconds()),
+            reason: request.reason,
+            actor: actor_or_api(request.actor),
+            created_at: now,
+        };
+        let mut state = self.state.lock().expect("not poisoned");
+        let previous = state
+            .exempt_subscribers
+            .insert(grant.subscriber.clone(), grant.clone());
+        if let Err(e) = state.save(&self.config.state_file) {
+            match previous {
+                Some(p) => state.exempt_subscribers.insert(grant.subscriber.clone(), p),
+                None => state.exempt_subscribers.remove(&grant.subscriber),
+            };
+            return Answer::error(500, format!("not persisted, nothing changed: {e}"));
+        }
+        self.changed.store(true, Ordering::Relaxed);
+        drop(state);
+        self.audit(&AuditLine {
+            time: rfc3339(now),
+            actor: &grant.actor,
+            action: "add",
+            list: list.name(),
+            prefix: "",
+            subscriber: Some(&grant.subscriber),
+            expires_at: grant.expires_at.map(rfc3339),
+            reason: &grant.reason,
+        });
+        Answer::json(201, &grant)
+    }
+
+    /// `DELETE /api/v1/exemptions?subscriber=..`.
+    pub(super) fn revoke_subscriber(
+        &self,
+        list: GrantList,
+        name: &str,
+        request: &RevokeRequest,
+    ) -> Answer {
+        if list != GrantList::Exemptions {
+            return Answer::error(400, EXEMPTIONS_ONLY);
+        }
+        if request.reason.len() > 1024 || request.actor.len() > 256 {
+            return Answer::error(400, "reason (1024) or actor (256) too long");
+        }
+        let mut state = self.state.lock().expect("not poisoned");
+        let Some(old) = state.exempt_subscribers.remove(name) else {
+            return Answer::error(
+                404,
+                format!("subscriber {name:?} is not granted in exemptions"),
+            );
+        };
+        if let Err(e) = state.save(&self.config.state_file) {
+            state.exempt_subscribers.insert(name.to_owned(), old);
+            return Answer::error(500, format!("not persisted, nothing changed: {e}"));
+        }
+        self.changed.store(true, Ordering::Relaxed);
+        drop(state);
+        self.audit(&AuditLine {
+            time: rfc3339(now_unix()),
+            actor: &actor_or_api(request.actor.clone()),
+            action: "delete",
+            list: list.name(),
+            prefix: "",
+            subscriber: Some(name),
+            expires_at: None,
+            reason: &request.reason,
+        });
+        Answer::json(
+            200,
+            &RevokeAnswer {
+                deleted: name.to_owned(),
+            },
+        )
+    }
+}
