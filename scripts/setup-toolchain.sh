@@ -12,6 +12,7 @@ APT_PACKAGES=(
   prometheus                                               # a real scraper, promtool
   systemd man-db dpkg-dev                                  # unit checks, man pages, packaging
   xdp-tools nftables ethtool                               # benchmark peers
+  etcd-server protobuf-compiler libprotobuf-dev            # fleet: a real etcd in tests; protoc + well-known protos for etcd-client
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }

@@ -115,6 +115,8 @@ pub struct Agent {
     provisioning: Option<Arc<Provisioning>>,
     /// Expiries up to this Unix second are already out of the maps.
     expiry_checked_at: u64,
+    /// Fleet sync (`[fleet]`): the fleet's policy joins the local one.
+    fleet: Option<crate::fleet::Fleet>,
     /// Holds the flock on the pin directory for the agent's lifetime.
     _lock: std::fs::File,
 }
@@ -141,8 +143,10 @@ impl Agent {
             }
             None => None,
         };
-        let effective = effective_policy(&config, provisioning.as_deref());
+        let fleet = start_fleet(&config, provisioning.as_deref());
+        let (effective, fleet_merge) = effective_policy(&config, provisioning.as_deref(), fleet.as_ref());
         let stats = control.apply(&effective)?;
+        fleet_applied(fleet.as_ref(), fleet_merge);
         info!(
             added = stats.added,
             removed = stats.removed,
@@ -155,6 +159,11 @@ impl Agent {
         ));
         telemetry.set_policy(&effective);
         record_reload(&telemetry, true);
+        if let Some(fleet) = &fleet {
+            telemetry.register(Box::new(crate::fleet::metrics::FleetCollector::new(
+                std::sync::Arc::clone(&fleet.shared),
+            )));
+        }
         if !config.metrics.listen_address.is_empty() {
             let bound = crate::http::serve(&config.metrics.listen_address, Arc::clone(&telemetry))?;
             info!("metrics on http://{bound}/metrics");
@@ -176,6 +185,7 @@ impl Agent {
             events_thread: Some(events_thread),
             provisioning,
             expiry_checked_at: crate::clock::now_unix(),
+            fleet,
             _lock: lock,
         };
         agent.set_interfaces(&agent.config.interfaces.clone());
@@ -194,6 +204,15 @@ impl Agent {
                 mode: i.attached_mode(),
             })
             .collect();
+        if let Some(fleet) = &self.fleet {
+            fleet.set_interfaces(
+                self.interfaces
+                    .values()
+                    .filter(|i| i.attached_mode().is_some())
+                    .map(|i| i.name.clone())
+                    .collect(),
+            );
+        }
         self.telemetry.set_interfaces(views, self.is_ready());
     }
 
@@ -259,7 +278,13 @@ impl Agent {
             .config
             .policy
             .next_expiry(self.expiry_checked_at)
-            .is_some_and(|t| t <= now);
+            .is_some_and(|t| t <= now)
+            || self.fleet.as_ref().is_some_and(|f| {
+                f.take_changed()
+                    || f.policy()
+                        .next_expiry(self.expiry_checked_at)
+                        .is_some_and(|t| t <= now)
+            });
         self.expiry_checked_at = now;
         let (grants_changed, grants_expired) = match &self.provisioning {
             Some(p) => {
@@ -275,21 +300,25 @@ impl Agent {
         }
         let provisioning = self.provisioning.clone();
         let provisioning = provisioning.as_deref();
-        let effective = effective_policy(&self.config, provisioning);
+        let (effective, fleet_merge) = effective_policy(&self.config, provisioning, self.fleet.as_ref());
         match self.control.apply(&effective) {
             Ok(stats) => {
                 info!(
                     added = stats.added,
                     removed = stats.removed,
                     expired,
-                    "run-time grants and expiries applied"
+                    "run-time grants, fleet changes and expiries applied"
                 );
+                fleet_applied(self.fleet.as_ref(), fleet_merge);
                 self.telemetry.set_policy(&effective);
             }
             Err(e) => {
-                error!("applying run-time grants and expiries: {e}; retrying");
+                error!("applying run-time grants, fleet changes and expiries: {e}; retrying");
                 if let Some(p) = provisioning {
                     p.changed.store(true, Ordering::Relaxed);
+                }
+                if let Some(fleet) = &self.fleet {
+                    fleet.apply_failed(e.to_string());
                 }
             }
         }
@@ -325,7 +354,11 @@ impl Agent {
                 self.config.pin_path.display()
             );
         }
-        let effective = effective_policy(&new, self.provisioning.as_deref());
+        if new.fleet != self.config.fleet {
+            warn!("[fleet] changed: that takes a restart; keeping the running fleet settings");
+        }
+        let (effective, fleet_merge) =
+            effective_policy(&new, self.provisioning.as_deref(), self.fleet.as_ref());
         match self.control.apply(&effective) {
             Ok(stats) => info!(
                 trigger,
@@ -341,8 +374,13 @@ impl Agent {
                 return;
             }
         }
-        let pin_path = self.config.pin_path.clone();
-        self.config = Config { pin_path, ..new };
+        fleet_applied(self.fleet.as_ref(), fleet_merge);
+        let (pin_path, fleet) = (self.config.pin_path.clone(), self.config.fleet.clone());
+        self.config = Config {
+            pin_path,
+            fleet,
+            ..new
+        };
         self.set_interfaces(&self.config.interfaces.clone());
         self.telemetry.set_policy(&effective);
         record_reload(&self.telemetry, true);
@@ -502,14 +540,56 @@ impl Agent {
     }
 }
 
+/// The fleet revision and precedence conflicts of a merged policy.
+type FleetMerge = Option<(i64, Vec<String>)>;
+
 /// The configuration's policy as of now (expired entries out) plus the
-/// grants active now.
-fn effective_policy(config: &Config, provisioning: Option<&Provisioning>) -> crate::policy::Policy {
+/// grants active now, plus the fleet's policy (see fleet::merge for precedence).
+fn effective_policy(
+    config: &Config,
+    provisioning: Option<&Provisioning>,
+    fleet: Option<&crate::fleet::Fleet>,
+) -> (crate::policy::Policy, FleetMerge) {
     let now = crate::clock::now_unix();
     let base = config.policy.active(now);
-    match provisioning {
+    let local = match provisioning {
         Some(p) => p.state().effective(&base, now),
         None => base,
+    };
+    match fleet {
+        Some(fleet) => {
+            let fleet_policy = fleet.policy();
+            let (merged, conflicts) = crate::fleet::merge::merge(&local, &fleet_policy, now);
+            (merged, Some((fleet_policy.revision, conflicts)))
+        }
+        None => (local, None),
+    }
+}
+
+/// Starts fleet sync if configured. Without a snapshot the first apply
+/// waits a little for etcd, so a fresh box does not start on its local
+/// policy alone when etcd is right there.
+fn start_fleet(config: &Config, provisioning: Option<&Provisioning>) -> Option<crate::fleet::Fleet> {
+    let settings = config.fleet.clone()?;
+    crate::fleet::metrics::mark_start();
+    let top_address = Some(config.metrics.listen_address.clone()).filter(|a| !a.is_empty());
+    let fleet = crate::fleet::Fleet::start(settings, top_address);
+    if let Some(p) = provisioning {
+        p.use_store(fleet.grant_store());
+        info!("provisioning API: grants go to the fleet's etcd");
+    }
+    if fleet.policy().revision == 0 && !fleet.wait_for_sync(FLEET_START_WAIT) {
+        warn!("fleet: no snapshot and etcd not answering yet: starting with the local policy, the fleet's follows when etcd answers");
+    }
+    Some(fleet)
+}
+
+/// How long a start without a fleet snapshot waits for etcd.
+const FLEET_START_WAIT: Duration = Duration::from_secs(5);
+
+fn fleet_applied(fleet: Option<&crate::fleet::Fleet>, merge: FleetMerge) {
+    if let (Some(fleet), Some((revision, conflicts))) = (fleet, merge) {
+        fleet.applied(revision, conflicts);
     }
 }
 

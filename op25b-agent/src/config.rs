@@ -38,6 +38,8 @@ struct RawConfig {
     events: RawEvents,
     #[serde(default)]
     api: Option<RawApi>,
+    #[serde(default)]
+    fleet: Option<crate::fleet::config::RawFleet>,
 }
 
 /// `[api]`: the provisioning API (absent = off).
@@ -199,6 +201,8 @@ pub struct Config {
     pub events: EventsConfig,
     /// The provisioning API, when configured.
     pub api: Option<crate::provisioning::ApiConfig>,
+    /// Fleet sync on etcd, when configured.
+    pub fleet: Option<crate::fleet::config::FleetConfig>,
 }
 
 /// One problem, with where it is.
@@ -438,12 +442,7 @@ impl Checker<'_> {
         for (i, pool) in pools.iter().enumerate() {
             let name = pool.name.get_ref();
             let key = format!("policy.pools[{i}].name");
-            let valid = !name.is_empty()
-                && name.len() <= 32
-                && name.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
-                });
-            if !valid {
+            if !valid_pool_name(name) {
                 self.at(
                     &pool.name.span(),
                     key,
@@ -584,6 +583,15 @@ impl Checker<'_> {
     }
 }
 
+/// A pool name: 1-32 of a-z, 0-9, '-', '_' (it becomes a metric label).
+pub fn valid_pool_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
 impl Config {
     /// Reads, parses and validates `path` and every list file it names.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -669,6 +677,15 @@ impl Config {
             );
         }
         let api = raw.api.as_ref().map(|a| check.api(a));
+        let fleet = raw.fleet.as_ref().and_then(|f| {
+            crate::fleet::config::FleetConfig::from_raw(f, path.parent().unwrap_or(Path::new(".")))
+                .map_err(|problems| {
+                    for (key, message) in problems {
+                        check.key(key, message);
+                    }
+                })
+                .ok()
+        });
         let pin_path = check.pin_path(raw.pin_path.as_ref());
         check.interfaces(&raw.interfaces);
 
@@ -688,6 +705,7 @@ impl Config {
             metrics: raw.metrics,
             events,
             api,
+            fleet,
         })
     }
 }

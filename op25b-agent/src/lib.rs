@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod dataplane;
 pub mod events;
+pub mod fleet;
 pub mod frame;
 pub mod http;
 pub mod pins;

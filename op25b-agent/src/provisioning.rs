@@ -143,23 +143,29 @@ impl GrantState {
     /// Write to a temporary file, fsync, rename over, fsync the directory:
     /// a crash leaves the old state or the new one, never half of either.
     pub fn save(&self, path: &Path) -> Result<(), ProvisioningError> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let tmp = path.with_extension("tmp");
-        let mut file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        file.write_all(
+        write_atomically(
+            path,
             serde_json::to_string_pretty(self)
                 .expect("state serializes")
                 .as_bytes(),
         )
-        .map_err(io_err(&tmp))?;
-        file.sync_all().map_err(io_err(&tmp))?;
-        fs::rename(&tmp, path).map_err(io_err(path))?;
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(dir))?;
-        Ok(())
     }
+}
+
+/// Write to a temporary file, fsync, rename over, fsync the directory: a
+/// crash leaves the old content or the new, never half of either.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ProvisioningError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+    file.write_all(bytes).map_err(io_err(&tmp))?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    Ok(())
 }
 
 /// `[api]` settings.
@@ -186,6 +192,23 @@ impl Default for ApiConfig {
     }
 }
 
+/// Why a shared grant store did not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Where grants live when a fleet shares them (etcd, see `fleet`) instead
+/// of this box's state file. Writes carry their audit line.
+pub trait GrantStore: Send + Sync {
+    fn put(&self, kind: ListKind, grant: &Grant) -> Result<(), StoreError>;
+    fn delete(&self, kind: ListKind, prefix: &Prefix, actor: &str) -> Result<(), StoreError>;
+    fn list(&self, kind: ListKind) -> Result<Vec<Grant>, StoreError>;
+}
+
 /// Shared between the API threads and the agent loop.
 pub struct Provisioning {
     pub config: ApiConfig,
@@ -193,6 +216,15 @@ pub struct Provisioning {
     state: Mutex<GrantState>,
     /// Set when grants changed: the agent loop reapplies the policy.
     pub changed: AtomicBool,
+    /// With `[fleet]`: grants go to the fleet's store, not the state file.
+    store: std::sync::OnceLock<Box<dyn GrantStore>>,
+}
+
+fn store_error(e: &StoreError) -> Answer {
+    match e {
+        StoreError::NotFound(m) => error(404, m.clone()),
+        StoreError::Unavailable(m) => error(503, format!("not changed: {m}")),
+    }
 }
 
 #[derive(Deserialize)]
@@ -260,7 +292,13 @@ impl Provisioning {
             token,
             state: Mutex::new(state),
             changed: AtomicBool::new(false),
+            store: std::sync::OnceLock::new(),
         })
+    }
+
+    /// From now on grants are written to (and listed from) `store`.
+    pub fn use_store(&self, store: Box<dyn GrantStore>) {
+        let _ = self.store.set(store);
     }
 
     pub fn state(&self) -> GrantState {
@@ -321,6 +359,12 @@ impl Provisioning {
             }
         };
         match method {
+            Method::Get if self.store.get().is_some() => {
+                match self.store.get().expect("checked").list(kind) {
+                    Ok(grants) => (200, serde_json::json!({ name: grants })),
+                    Err(e) => store_error(&e),
+                }
+            }
             Method::Get => {
                 let state = self.state.lock().expect("not poisoned");
                 (
@@ -346,6 +390,21 @@ impl Provisioning {
                     );
                 };
                 let key = parsed.to_string();
+                if let Some(store) = self.store.get() {
+                    if let Err(e) = store.delete(kind, &parsed, "api") {
+                        return store_error(&e);
+                    }
+                    self.audit(&AuditLine {
+                        time: rfc3339(now_unix()),
+                        actor: "api",
+                        action: "delete",
+                        list: name,
+                        prefix: &key,
+                        expires_at: None,
+                        reason: "",
+                    });
+                    return (200, serde_json::json!({ "deleted": key }));
+                }
                 let mut state = self.state.lock().expect("not poisoned");
                 let Some(old) = state.list_mut(kind).and_then(|l| l.remove(&key)) else {
                     return error(404, format!("{key} is not granted in {name}"));
@@ -399,19 +458,13 @@ impl Provisioning {
             },
             created_at: now,
         };
-        let mut state = self.state.lock().expect("not poisoned");
-        let list = state.list_mut(kind).expect("api list");
-        let previous = list.insert(grant.prefix.clone(), grant.clone());
-        if let Err(e) = state.save(&self.config.state_file) {
-            let list = state.list_mut(kind).expect("api list");
-            match previous {
-                Some(p) => list.insert(grant.prefix.clone(), p),
-                None => list.remove(&grant.prefix),
-            };
-            return error(500, format!("not persisted, nothing changed: {e}"));
+        if let Some(store) = self.store.get() {
+            if let Err(e) = store.put(kind, &grant) {
+                return store_error(&e);
+            }
+        } else if let Err(answer) = self.save_grant(kind, &grant) {
+            return answer;
         }
-        self.changed.store(true, Ordering::Relaxed);
-        drop(state);
         self.audit(&AuditLine {
             time: rfc3339(now),
             actor: &grant.actor,
@@ -422,6 +475,23 @@ impl Provisioning {
             reason: &grant.reason,
         });
         (201, serde_json::to_value(&grant).expect("grant serializes"))
+    }
+
+    /// Puts a grant into the local state, persisted before it counts.
+    fn save_grant(&self, kind: ListKind, grant: &Grant) -> Result<(), Answer> {
+        let mut state = self.state.lock().expect("not poisoned");
+        let list = state.list_mut(kind).expect("api list");
+        let previous = list.insert(grant.prefix.clone(), grant.clone());
+        if let Err(e) = state.save(&self.config.state_file) {
+            let list = state.list_mut(kind).expect("api list");
+            match previous {
+                Some(p) => list.insert(grant.prefix.clone(), p),
+                None => list.remove(&grant.prefix),
+            };
+            return Err(error(500, format!("not persisted, nothing changed: {e}")));
+        }
+        self.changed.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     fn serve_request(&self, mut request: Request) {
