@@ -60,6 +60,35 @@ pub enum GrantAction {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum FleetAction {
+    /// Publish the lists and pools of --config to etcd, validated first
+    /// exactly as check-config does; prints the diff against what is
+    /// published. Blocked ports and interfaces stay per box.
+    Push {
+        /// Show the diff, publish nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List every agent of the fleet: applied revision, interfaces, last
+    /// error; flags agents behind the latest revision or gone (exit 4).
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Grant, revoke and list exemptions for every box (in etcd, audited).
+    Exempt {
+        #[command(subcommand)]
+        action: GrantAction,
+    },
+    /// Grant, revoke and list allowed destinations for every box.
+    AllowDestination {
+        #[command(subcommand)]
+        action: GrantAction,
+    },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Human,
@@ -154,6 +183,21 @@ pub enum Command {
         /// Print the API's JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Ask every agent registered in the fleet (--config names [fleet])
+        /// and merge their answers.
+        #[arg(long)]
+        fleet: bool,
+    },
+
+    /// Fleet sync on etcd: publish lists to every box, grant for every box,
+    /// and see every agent's state.
+    Fleet {
+        /// A configuration with [fleet] (where etcd is and how to log in);
+        /// for `push` also the lists and pools to publish.
+        #[arg(long, env = "OP25B_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: FleetAction,
     },
 
     /// Grant, revoke and list exemptions over the running agent's

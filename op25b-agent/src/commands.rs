@@ -41,6 +41,31 @@ pub enum CommandError {
     Usage(String),
     #[error(transparent)]
     Http(#[from] crate::http::HttpError),
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::commands::FleetCommandError),
+}
+
+fn fleet_config(config: Option<&Path>) -> Result<&Path, CommandError> {
+    config.ok_or_else(|| CommandError::Usage("give --config FILE with a [fleet] section".into()))
+}
+
+/// `fleet push|status|exempt|allow-destination` (see fleet::commands).
+pub fn fleet(config: Option<&Path>, action: &crate::cli::FleetAction) -> Result<ExitCode, CommandError> {
+    use crate::{cli::FleetAction, fleet::commands as fc, policy::ListKind};
+    let config = fleet_config(config)?;
+    Ok(match action {
+        FleetAction::Push { dry_run } => fc::push(config, *dry_run)?,
+        FleetAction::Status { json } => fc::status(config, *json)?,
+        FleetAction::Exempt { action } => fc::grant(config, ListKind::Exempt, action)?,
+        FleetAction::AllowDestination { action } => {
+            fc::grant(config, ListKind::AllowedDestinations, action)?
+        }
+    })
+}
+
+/// `top --fleet`.
+pub fn fleet_top(config: Option<&Path>, window: &str, limit: usize, json: bool) -> Result<ExitCode, CommandError> {
+    Ok(crate::fleet::commands::top(fleet_config(config)?, window, limit, json)?)
 }
 
 /// `check-config FILE`.

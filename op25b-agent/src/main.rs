@@ -47,7 +47,15 @@ fn main() -> ExitCode {
             config,
             address,
             json,
-        } => commands::top(window, *limit, config.as_deref(), address.as_deref(), *json),
+            fleet,
+        } => {
+            if *fleet {
+                commands::fleet_top(config.as_deref(), window, *limit, *json)
+            } else {
+                commands::top(window, *limit, config.as_deref(), address.as_deref(), *json)
+            }
+        }
+        Command::Fleet { config, action } => commands::fleet(config.as_deref(), action),
         Command::Man { dir } => commands::man(dir),
         Command::LabPassThrough { iface, pin } => commands::lab_pass_through(iface, pin),
         Command::Exempt { action, api } => commands::grant("exemptions", action, api),

@@ -9,6 +9,7 @@
 //! - [`metrics`]: Prometheus series of the fleet thread.
 pub mod client;
 pub mod codec;
+pub mod commands;
 
 pub mod config;
 pub mod layout;
