@@ -144,7 +144,8 @@ impl Agent {
             None => None,
         };
         let fleet = start_fleet(&config, provisioning.as_deref());
-        let (effective, fleet_merge) = effective_policy(&config, provisioning.as_deref(), fleet.as_ref());
+        let (effective, fleet_merge) =
+            effective_policy(&config, provisioning.as_deref(), fleet.as_ref());
         let stats = control.apply(&effective)?;
         fleet_applied(fleet.as_ref(), fleet_merge);
         info!(
@@ -300,7 +301,8 @@ impl Agent {
         }
         let provisioning = self.provisioning.clone();
         let provisioning = provisioning.as_deref();
-        let (effective, fleet_merge) = effective_policy(&self.config, provisioning, self.fleet.as_ref());
+        let (effective, fleet_merge) =
+            effective_policy(&self.config, provisioning, self.fleet.as_ref());
         match self.control.apply(&effective) {
             Ok(stats) => {
                 info!(
@@ -569,7 +571,10 @@ fn effective_policy(
 /// Starts fleet sync if configured. Without a snapshot the first apply
 /// waits a little for etcd, so a fresh box does not start on its local
 /// policy alone when etcd is right there.
-fn start_fleet(config: &Config, provisioning: Option<&Provisioning>) -> Option<crate::fleet::Fleet> {
+fn start_fleet(
+    config: &Config,
+    provisioning: Option<&Provisioning>,
+) -> Option<crate::fleet::Fleet> {
     let settings = config.fleet.clone()?;
     crate::fleet::metrics::mark_start();
     let top_address = Some(config.metrics.listen_address.clone()).filter(|a| !a.is_empty());

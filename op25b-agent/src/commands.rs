@@ -50,7 +50,10 @@ fn fleet_config(config: Option<&Path>) -> Result<&Path, CommandError> {
 }
 
 /// `fleet push|status|exempt|allow-destination` (see fleet::commands).
-pub fn fleet(config: Option<&Path>, action: &crate::cli::FleetAction) -> Result<ExitCode, CommandError> {
+pub fn fleet(
+    config: Option<&Path>,
+    action: &crate::cli::FleetAction,
+) -> Result<ExitCode, CommandError> {
     use crate::{cli::FleetAction, fleet::commands as fc, policy::ListKind};
     let config = fleet_config(config)?;
     Ok(match action {
@@ -64,8 +67,18 @@ pub fn fleet(config: Option<&Path>, action: &crate::cli::FleetAction) -> Result<
 }
 
 /// `top --fleet`.
-pub fn fleet_top(config: Option<&Path>, window: &str, limit: usize, json: bool) -> Result<ExitCode, CommandError> {
-    Ok(crate::fleet::commands::top(fleet_config(config)?, window, limit, json)?)
+pub fn fleet_top(
+    config: Option<&Path>,
+    window: &str,
+    limit: usize,
+    json: bool,
+) -> Result<ExitCode, CommandError> {
+    Ok(crate::fleet::commands::top(
+        fleet_config(config)?,
+        window,
+        limit,
+        json,
+    )?)
 }
 
 /// `check-config FILE`.

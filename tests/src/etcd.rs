@@ -85,13 +85,27 @@ impl Etcd {
         command
             .args(["--name", "op25b-test", "--data-dir"])
             .arg(self.data_dir())
-            .args(["--listen-client-urls", &self.listen, "--advertise-client-urls", &self.url])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args([
+                "--listen-client-urls",
+                &self.listen,
+                "--advertise-client-urls",
+                &self.url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
             .args(["--initial-cluster", &format!("op25b-test={peer}")])
             .args(["--logger", "zap", "--log-level", "warn"])
             .stdout(Stdio::null())
             .stderr(log);
-        self.child = Some(command.spawn().expect("etcd (Debian etcd-server) is installed"));
+        self.child = Some(
+            command
+                .spawn()
+                .expect("etcd (Debian etcd-server) is installed"),
+        );
         self.wait_ready();
     }
 
@@ -134,7 +148,9 @@ impl Etcd {
     /// etcd's namespace when it has one).
     pub fn with_client<T: Send + 'static>(
         &self,
-        f: impl FnOnce(etcd_client::Client) -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
+        f: impl FnOnce(etcd_client::Client) -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>>
+            + Send
+            + 'static,
     ) -> T {
         let url = self.url.clone();
         let job = move || {
@@ -179,10 +195,40 @@ impl EtcdNet {
         for (i, router) in routers.iter().enumerate() {
             let (inner, outer) = (format!("{}x{i}", net.ns), format!("{}y{i}", net.ns));
             assert!(inner.len() <= 15, "{inner}");
-            run("ip", &["link", "add", &inner, "netns", &net.ns, "type", "veth", "peer", "name", &outer, "netns", router]);
+            run(
+                "ip",
+                &[
+                    "link", "add", &inner, "netns", &net.ns, "type", "veth", "peer", "name",
+                    &outer, "netns", router,
+                ],
+            );
             let subnet = format!("2001:db8:e7c{i}");
-            run("ip", &["-n", &net.ns, "addr", "add", &format!("{subnet}::1/64"), "dev", &inner, "nodad"]);
-            run("ip", &["-n", router, "addr", "add", &format!("{subnet}::2/64"), "dev", &outer, "nodad"]);
+            run(
+                "ip",
+                &[
+                    "-n",
+                    &net.ns,
+                    "addr",
+                    "add",
+                    &format!("{subnet}::1/64"),
+                    "dev",
+                    &inner,
+                    "nodad",
+                ],
+            );
+            run(
+                "ip",
+                &[
+                    "-n",
+                    router,
+                    "addr",
+                    "add",
+                    &format!("{subnet}::2/64"),
+                    "dev",
+                    &outer,
+                    "nodad",
+                ],
+            );
             run("ip", &["-n", &net.ns, "link", "set", &inner, "up"]);
             run("ip", &["-n", router, "link", "set", &outer, "up"]);
             urls.push(format!("http://[{subnet}::1]:2379"));

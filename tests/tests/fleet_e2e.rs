@@ -59,7 +59,10 @@ fn agent_state(status: &serde_json::Value, node: &str) -> String {
         .unwrap()
         .iter()
         .find(|a| a["node"] == node)
-        .map_or_else(|| "missing".into(), |a| a["state"].as_str().unwrap().to_owned())
+        .map_or_else(
+            || "missing".into(),
+            |a| a["state"].as_str().unwrap().to_owned(),
+        )
 }
 
 const CONVERGE: Duration = Duration::from_secs(5);
@@ -67,6 +70,7 @@ const CONVERGE: Duration = Duration::from_secs(5);
 const NOTICE: Duration = Duration::from_secs(20);
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one story, step by step, as the issue tells it")]
 fn two_routers_one_policy_fail_static_snapshot_resync_and_refusal() {
     let mut a = router_lab(0, "edge-a");
     let mut b = router_lab(1, "edge-b");
@@ -75,24 +79,49 @@ fn two_routers_one_policy_fail_static_snapshot_resync_and_refusal() {
     a.start_agent();
     b.start_agent();
     for lab in [&a, &b] {
-        assert!(!lab.connects(DYN4, MX4, 25, 0.5), "dynamic source not blocked before any grant");
+        assert!(
+            !lab.connects(DYN4, MX4, 25, 0.5),
+            "dynamic source not blocked before any grant"
+        );
     }
 
     // A grant through A's provisioning API enforces on B's router.
-    cli(&a, &["exempt", "add", "100.64.1.2/32", "--reason", "ticket 7"]);
-    b.wait_for(CONVERGE, "A's grant to reach B", |l| l.connects(DYN4, MX4, 25, 0.3));
-    a.wait_for(CONVERGE, "A's grant on A", |l| l.connects(DYN4, MX4, 25, 0.3));
+    cli(
+        &a,
+        &["exempt", "add", "100.64.1.2/32", "--reason", "ticket 7"],
+    );
+    b.wait_for(CONVERGE, "A's grant to reach B", |l| {
+        l.connects(DYN4, MX4, 25, 0.3)
+    });
+    a.wait_for(CONVERGE, "A's grant on A", |l| {
+        l.connects(DYN4, MX4, 25, 0.3)
+    });
     assert!(
         !a.dir.path().join("state.json").exists(),
         "with [fleet] the grant belongs in etcd, not in A's state file"
     );
     let audit = etcd.with_client(|c| {
         Box::pin(async move {
-            let r = c.kv_client().get("/e2e/audit/", Some(etcd_client::GetOptions::new().with_prefix())).await.unwrap();
-            r.kvs().iter().map(|kv| kv.value_str().unwrap().to_owned()).collect::<Vec<_>>()
+            let r = c
+                .kv_client()
+                .get(
+                    "/e2e/audit/",
+                    Some(etcd_client::GetOptions::new().with_prefix()),
+                )
+                .await
+                .unwrap();
+            r.kvs()
+                .iter()
+                .map(|kv| kv.value_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
         })
     });
-    assert!(audit.iter().any(|l| l.contains("ticket 7") && l.contains("edge-a")), "{audit:?}");
+    assert!(
+        audit
+            .iter()
+            .any(|l| l.contains("ticket 7") && l.contains("edge-a")),
+        "{audit:?}"
+    );
     a.wait_for(CONVERGE, "both agents registered and up to date", |l| {
         let s = fleet_status(l);
         agent_state(&s, "edge-a") == "ok" && agent_state(&s, "edge-b") == "ok"
@@ -105,59 +134,124 @@ fn two_routers_one_policy_fail_static_snapshot_resync_and_refusal() {
         lab.wait_for(NOTICE, "the agent to notice etcd is gone", |l| {
             metric(l, "op25b_fleet_connected") == Some(0.0)
         });
-        assert!(lab.connects(DYN4, MX4, 25, 1.0), "the fleet grant was lost without etcd");
-        assert!(!lab.connects(DYN6, MX6, 25, 0.5), "enforcement lost without etcd");
+        assert!(
+            lab.connects(DYN4, MX4, 25, 1.0),
+            "the fleet grant was lost without etcd"
+        );
+        assert!(
+            !lab.connects(DYN6, MX6, 25, 0.5),
+            "enforcement lost without etcd"
+        );
     }
     // B restarted while etcd is down: enforces from its snapshot.
     b.stop_agent(libc::SIGTERM);
     b.start_agent();
     assert!(b.log().contains("enforcing the snapshot"), "{}", b.log());
-    assert!(b.connects(DYN4, MX4, 25, 1.0), "B forgot the fleet grant across a restart without etcd");
+    assert!(
+        b.connects(DYN4, MX4, 25, 1.0),
+        "B forgot the fleet grant across a restart without etcd"
+    );
     assert!(!b.connects(DYN6, MX6, 25, 0.5));
 
     // etcd back: a new grant (from an operator's CLI) converges on both.
     etcd.restart();
-    cli(&a, &["fleet", "exempt", "add", "2001:db8:1000::2/128", "--reason", "ticket 8"]);
+    cli(
+        &a,
+        &[
+            "fleet",
+            "exempt",
+            "add",
+            "2001:db8:1000::2/128",
+            "--reason",
+            "ticket 8",
+        ],
+    );
     for lab in [&a, &b] {
-        lab.wait_for(NOTICE, "the new grant after etcd came back", |l| l.connects(DYN6, MX6, 25, 0.3));
+        lab.wait_for(NOTICE, "the new grant after etcd came back", |l| {
+            l.connects(DYN6, MX6, 25, 0.3)
+        });
     }
 
     // B cut off from etcd; meanwhile a revocation and a compaction.
     let b_end = net.router_end(1);
-    run("ip", &["netns", "exec", &b.ns('r'), "sysctl", "-qw", &format!("net.ipv6.conf.{b_end}.keep_addr_on_down=1")]);
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &b.ns('r'),
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{b_end}.keep_addr_on_down=1"),
+        ],
+    );
     run("ip", &["-n", &b.ns('r'), "link", "set", &b_end, "down"]);
-    b.wait_for(NOTICE, "B to notice it is cut off", |l| metric(l, "op25b_fleet_connected") == Some(0.0));
+    b.wait_for(NOTICE, "B to notice it is cut off", |l| {
+        metric(l, "op25b_fleet_connected") == Some(0.0)
+    });
     cli(&a, &["exempt", "del", "100.64.1.2/32"]);
-    a.wait_for(CONVERGE, "the revocation on A", |l| !l.connects(DYN4, MX4, 25, 0.3));
-    assert!(b.connects(DYN4, MX4, 25, 1.0), "B changed its policy while cut off");
+    a.wait_for(CONVERGE, "the revocation on A", |l| {
+        !l.connects(DYN4, MX4, 25, 0.3)
+    });
+    assert!(
+        b.connects(DYN4, MX4, 25, 1.0),
+        "B changed its policy while cut off"
+    );
     etcd.with_client(|mut c| {
         Box::pin(async move {
-            let revision = c.get("/e2e/policy/changed", None).await.unwrap().header().unwrap().revision();
-            c.compact(revision, Some(etcd_client::CompactionOptions::new().with_physical())).await.unwrap();
+            let revision = c
+                .get("/e2e/policy/changed", None)
+                .await
+                .unwrap()
+                .header()
+                .unwrap()
+                .revision();
+            c.compact(
+                revision,
+                Some(etcd_client::CompactionOptions::new().with_physical()),
+            )
+            .await
+            .unwrap();
         })
     });
     run("ip", &["-n", &b.ns('r'), "link", "set", &b_end, "up"]);
-    b.wait_for(NOTICE, "B to resync after the compaction", |l| !l.connects(DYN4, MX4, 25, 0.3));
-    assert!(b.log().contains("compacted"), "B did not report the resync: {}", b.log());
+    b.wait_for(NOTICE, "B to resync after the compaction", |l| {
+        !l.connects(DYN4, MX4, 25, 0.3)
+    });
+    assert!(
+        b.log().contains("compacted"),
+        "B did not report the resync: {}",
+        b.log()
+    );
     assert!(b.connects(DYN6, MX6, 25, 1.0), "the resync lost a grant");
 
     // A malformed value: refused with its key named; the last good policy stays.
     let bad_key = "/e2e/policy/grants/exempt/2001:db8:1000::2/128";
     etcd.with_client(move |mut c| {
         Box::pin(async move {
-            c.put(bad_key, "{\"prefix\": \"2001:db8:1000::2/128\", \"colour\": 1}", None).await.unwrap();
+            c.put(
+                bad_key,
+                "{\"prefix\": \"2001:db8:1000::2/128\", \"colour\": 1}",
+                None,
+            )
+            .await
+            .unwrap();
         })
     });
     for lab in [&a, &b] {
         lab.wait_for(CONVERGE, "the refusal in the log and metrics", |l| {
             l.log().contains(bad_key) && metric(l, "op25b_fleet_refused_values") == Some(1.0)
         });
-        assert!(lab.connects(DYN6, MX6, 25, 1.0), "a malformed value removed the last good grant");
+        assert!(
+            lab.connects(DYN6, MX6, 25, 1.0),
+            "a malformed value removed the last good grant"
+        );
     }
     a.wait_for(CONVERGE, "fleet status to flag the refusal", |l| {
         let s = fleet_status(l);
         s["agents"].as_array().unwrap().iter().all(|agent| {
-            agent["state"] == "error" && agent["last_error"].as_str().unwrap_or("").contains(bad_key)
+            agent["state"] == "error"
+                && agent["last_error"].as_str().unwrap_or("").contains(bad_key)
         })
     });
     drop(net);

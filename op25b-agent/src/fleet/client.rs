@@ -78,23 +78,39 @@ pub async fn connect(config: &FleetConfig) -> Result<Client, FleetError> {
         options = options.with_tls(tls);
     }
     if let (Some(user), Some(file)) = (&config.username, &config.password_file) {
-        let password = String::from_utf8_lossy(&read("password_file", file)?).trim().to_owned();
+        let password = String::from_utf8_lossy(&read("password_file", file)?)
+            .trim()
+            .to_owned();
         options = options.with_user(user.clone(), password);
     }
     Client::connect(&config.etcd_endpoints, Some(options))
         .await
-        .map_err(etcd(format!("connecting to {}", config.etcd_endpoints.join(", "))))
+        .map_err(etcd(format!(
+            "connecting to {}",
+            config.etcd_endpoints.join(", ")
+        )))
 }
 
 /// Every key under `dir` with its value, and the store revision of the read.
-pub async fn read_dir(client: &Client, dir: &str, revision: i64) -> Result<(BTreeMap<String, Vec<u8>>, i64), FleetError> {
-    let mut kv = client.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
+pub async fn read_dir(
+    client: &Client,
+    dir: &str,
+    revision: i64,
+) -> Result<(BTreeMap<String, Vec<u8>>, i64), FleetError> {
+    let mut kv = client
+        .kv_client()
+        .max_decoding_message_size(MAX_RESPONSE_BYTES);
     let mut options = GetOptions::new().with_prefix();
     if revision > 0 {
         options = options.with_revision(revision);
     }
-    let mut response = kv.get(dir, Some(options)).await.map_err(etcd(format!("reading {dir}")))?;
-    let header_revision = response.header().map_or(0, etcd_client::ResponseHeader::revision);
+    let mut response = kv
+        .get(dir, Some(options))
+        .await
+        .map_err(etcd(format!("reading {dir}")))?;
+    let header_revision = response
+        .header()
+        .map_or(0, etcd_client::ResponseHeader::revision);
     let kvs = response
         .take_kvs()
         .into_iter()
@@ -131,7 +147,11 @@ fn unix_nanos() -> u128 {
 fn bookkeeping(layout: &Layout, audit: &AuditRecord) -> Vec<TxnOp> {
     let line = serde_json::to_string(audit).expect("audit serializes");
     vec![
-        TxnOp::put(layout.audit_key(unix_nanos(), &audit.node), line.clone(), None),
+        TxnOp::put(
+            layout.audit_key(unix_nanos(), &audit.node),
+            line.clone(),
+            None,
+        ),
         TxnOp::put(layout.changed_key(), line, None),
     ]
 }
@@ -139,11 +159,13 @@ fn bookkeeping(layout: &Layout, audit: &AuditRecord) -> Vec<TxnOp> {
 /// The grant's current value and mod revision (0 when absent).
 async fn current(client: &Client, key: &str) -> Result<(Option<Vec<u8>>, i64), FleetError> {
     let mut kv = client.kv_client();
-    let response = kv.get(key, None).await.map_err(etcd(format!("reading {key}")))?;
-    Ok(response
-        .kvs()
-        .first()
-        .map_or((None, 0), |kv| (Some(kv.value().to_vec()), kv.mod_revision())))
+    let response = kv
+        .get(key, None)
+        .await
+        .map_err(etcd(format!("reading {key}")))?;
+    Ok(response.kvs().first().map_or((None, 0), |kv| {
+        (Some(kv.value().to_vec()), kv.mod_revision())
+    }))
 }
 
 /// Writes `grant` and its audit line in one transaction, conditional on
@@ -157,7 +179,10 @@ pub async fn put_grant(
     grant: &Grant,
     audit: &AuditRecord,
 ) -> Result<Option<Grant>, FleetError> {
-    let prefix: Prefix = grant.prefix.parse().map_err(|e| KeyError::new("prefix", format!("{e}")))?;
+    let prefix: Prefix = grant
+        .prefix
+        .parse()
+        .map_err(|e| KeyError::new("prefix", format!("{e}")))?;
     let key = layout.grant_key(kind, &prefix);
     let value = serde_json::to_string(grant).expect("grant serializes");
     let mut kv = client.kv_client();
@@ -166,14 +191,20 @@ pub async fn put_grant(
         let mut ops = vec![TxnOp::put(key.clone(), value.clone(), None)];
         ops.extend(bookkeeping(layout, audit));
         let txn = Txn::new()
-            .when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)])
+            .when([Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                revision,
+            )])
             .and_then(ops);
         let response = kv.txn(txn).await.map_err(etcd(format!("writing {key}")))?;
         if response.succeeded() {
             return Ok(old.and_then(|v| decode_grant(&key, &grant.prefix, &v).ok()));
         }
     }
-    Err(FleetError::Conflict(format!("{key}: changed by others {WRITE_ATTEMPTS} times while writing; try again")))
+    Err(FleetError::Conflict(format!(
+        "{key}: changed by others {WRITE_ATTEMPTS} times while writing; try again"
+    )))
 }
 
 /// Deletes a grant (conditional on it being as read) with its audit line.
@@ -189,18 +220,32 @@ pub async fn delete_grant(
     for _ in 0..WRITE_ATTEMPTS {
         let (old, revision) = current(client, &key).await?;
         if old.is_none() {
-            return Err(FleetError::NotFound(format!("{prefix} is not granted in the fleet's {}", kind.name())));
+            return Err(FleetError::NotFound(format!(
+                "{prefix} is not granted in the fleet's {}",
+                kind.name()
+            )));
         }
         let mut ops = vec![TxnOp::delete(key.clone(), None)];
         ops.extend(bookkeeping(layout, audit));
         let txn = Txn::new()
-            .when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)])
+            .when([Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                revision,
+            )])
             .and_then(ops);
-        if kv.txn(txn).await.map_err(etcd(format!("deleting {key}")))?.succeeded() {
+        if kv
+            .txn(txn)
+            .await
+            .map_err(etcd(format!("deleting {key}")))?
+            .succeeded()
+        {
             return Ok(());
         }
     }
-    Err(FleetError::Conflict(format!("{key}: changed by others {WRITE_ATTEMPTS} times while deleting; try again")))
+    Err(FleetError::Conflict(format!(
+        "{key}: changed by others {WRITE_ATTEMPTS} times while deleting; try again"
+    )))
 }
 
 /// Deletes a grant only if it still holds `value` (expiry clean-up: never
@@ -217,13 +262,21 @@ pub async fn delete_if_unchanged(
     let txn = Txn::new()
         .when([Compare::value(key, CompareOp::Equal, value)])
         .and_then(ops);
-    let response = client.kv_client().txn(txn).await.map_err(etcd(format!("expiring {key}")))?;
+    let response = client
+        .kv_client()
+        .txn(txn)
+        .await
+        .map_err(etcd(format!("expiring {key}")))?;
     Ok(response.succeeded())
 }
 
 /// The grants of one list in etcd; values that fail validation come back
 /// as errors naming their key.
-pub async fn list_grants(client: &Client, layout: &Layout, kind: ListKind) -> Result<(Vec<Grant>, Vec<KeyError>), FleetError> {
+pub async fn list_grants(
+    client: &Client,
+    layout: &Layout,
+    kind: ListKind,
+) -> Result<(Vec<Grant>, Vec<KeyError>), FleetError> {
     let dir = layout.grants_dir(kind);
     let (kvs, _) = read_dir(client, &dir, 0).await?;
     let mut grants = Vec::new();
@@ -239,7 +292,10 @@ pub async fn list_grants(client: &Client, layout: &Layout, kind: ListKind) -> Re
 }
 
 /// The published lists, decoded, and the manifest's mod revision (0: none published).
-pub async fn read_lists(client: &Client, layout: &Layout) -> Result<(Option<Manifest>, FleetLists, i64), FleetError> {
+pub async fn read_lists(
+    client: &Client,
+    layout: &Layout,
+) -> Result<(Option<Manifest>, FleetLists, i64), FleetError> {
     let manifest_key = layout.manifest_key();
     let (value, revision) = current(client, &manifest_key).await?;
     let Some(value) = value else {
@@ -277,9 +333,14 @@ pub async fn publish_lists(
     audit: &AuditRecord,
 ) -> Result<Published, FleetError> {
     let (manifest, chunks) = encode_lists(lists, &audit.actor, crate::clock::now_unix());
-    let mut kv = client.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
+    let mut kv = client
+        .kv_client()
+        .max_decoding_message_size(MAX_RESPONSE_BYTES);
     let existing = kv
-        .get(layout.chunks_dir(), Some(GetOptions::new().with_prefix().with_keys_only()))
+        .get(
+            layout.chunks_dir(),
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        )
         .await
         .map_err(etcd("listing chunks"))?;
     let existing: Vec<String> = existing
@@ -311,7 +372,11 @@ pub async fn publish_lists(
     }
     ops.extend(bookkeeping(layout, audit));
     let txn = Txn::new()
-        .when([Compare::mod_revision(layout.manifest_key(), CompareOp::Equal, expected_revision)])
+        .when([Compare::mod_revision(
+            layout.manifest_key(),
+            CompareOp::Equal,
+            expected_revision,
+        )])
         .and_then(ops);
     let response = kv.txn(txn).await.map_err(etcd("publishing the manifest"))?;
     if !response.succeeded() {
@@ -319,12 +384,22 @@ pub async fn publish_lists(
             "someone else published the lists meanwhile: nothing changed; run fleet push again to see the new diff".into(),
         ));
     }
-    published.revision = response.header().map_or(0, etcd_client::ResponseHeader::revision);
+    published.revision = response
+        .header()
+        .map_or(0, etcd_client::ResponseHeader::revision);
     Ok(published)
 }
 
 /// An audit record stamped now.
-pub fn audit(node: &str, actor: &str, action: &str, list: &str, prefix: &str, expires_at: Option<u64>, reason: &str) -> AuditRecord {
+pub fn audit(
+    node: &str,
+    actor: &str,
+    action: &str,
+    list: &str,
+    prefix: &str,
+    expires_at: Option<u64>,
+    reason: &str,
+) -> AuditRecord {
     AuditRecord {
         time: crate::clock::rfc3339(crate::clock::now_unix()),
         node: node.to_owned(),

@@ -144,7 +144,7 @@ pub fn action_name(action: PoolAction) -> &'static str {
     match action {
         PoolAction::Monitor => "monitor",
         PoolAction::Reject => "reject",
-        _ => "drop",
+        PoolAction::Drop => "drop",
     }
 }
 
@@ -177,10 +177,13 @@ fn line_of(prefix: &Prefix, set: &PrefixSet) -> String {
 fn boundary_after(line: &str) -> bool {
     use std::hash::{Hash as _, Hasher as _};
     // SipHash with fixed keys: the same line cuts at the same place on every box and run.
-    #[expect(deprecated, reason = "SipHasher's fixed keys are what makes boundaries stable")]
+    #[expect(
+        deprecated,
+        reason = "SipHasher's fixed keys are what makes boundaries stable"
+    )]
     let mut h = std::hash::SipHasher::new_with_keys(0x6f70_3235, 0x6266_6c74);
     line.hash(&mut h);
-    h.finish() % CHUNK_BOUNDARY_MODULUS == 0
+    h.finish().is_multiple_of(CHUNK_BOUNDARY_MODULUS)
 }
 
 /// Cuts a set into chunks of list text; returns (hash, text) in order.
@@ -207,7 +210,11 @@ pub fn chunk_list(set: &PrefixSet) -> Vec<(String, String)> {
 }
 
 /// Encodes lists: the manifest and every chunk it names (deduplicated).
-pub fn encode_lists(lists: &FleetLists, published_by: &str, now: u64) -> (Manifest, BTreeMap<String, String>) {
+pub fn encode_lists(
+    lists: &FleetLists,
+    published_by: &str,
+    now: u64,
+) -> (Manifest, BTreeMap<String, String>) {
     let mut chunks = BTreeMap::new();
     let mut list_ref = |set: &PrefixSet| {
         let mut r = ListRef {
@@ -241,47 +248,102 @@ pub fn encode_lists(lists: &FleetLists, published_by: &str, now: u64) -> (Manife
 }
 
 /// Decodes a chunk's text after checking it is what its name says.
-pub fn decode_chunk(key: &str, hash: &str, value: &[u8], into: &mut PrefixSet) -> Result<(), KeyError> {
+pub fn decode_chunk(
+    key: &str,
+    hash: &str,
+    value: &[u8],
+    into: &mut PrefixSet,
+) -> Result<(), KeyError> {
     if value.len() > MAX_CHUNK_BYTES {
-        return Err(KeyError::new(key, format!("{} bytes, over the {MAX_CHUNK_BYTES}-byte limit of a chunk", value.len())));
+        return Err(KeyError::new(
+            key,
+            format!(
+                "{} bytes, over the {MAX_CHUNK_BYTES}-byte limit of a chunk",
+                value.len()
+            ),
+        ));
     }
     if sha256_hex(value) != hash {
-        return Err(KeyError::new(key, "content does not match its SHA-256 name (damaged or hand-edited)"));
+        return Err(KeyError::new(
+            key,
+            "content does not match its SHA-256 name (damaged or hand-edited)",
+        ));
     }
-    let text = std::str::from_utf8(value).map_err(|e| KeyError::new(key, format!("not UTF-8: {e}")))?;
-    parse_list(text, into).map_err(|(line, e)| KeyError::new(&format!("{key}:{line}"), e.to_string()))
+    let text =
+        std::str::from_utf8(value).map_err(|e| KeyError::new(key, format!("not UTF-8: {e}")))?;
+    parse_list(text, into)
+        .map_err(|(line, e)| KeyError::new(&format!("{key}:{line}"), e.to_string()))
 }
 
 /// Decodes the manifest and every chunk it names; `chunk(hash)` returns a
 /// chunk's (key, value) when present. All or nothing.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one validation pass over the manifest, in its order"
+)]
 pub fn decode_lists<'a>(
     manifest_key: &str,
     value: &[u8],
     chunk: impl Fn(&str) -> (String, Option<&'a [u8]>),
 ) -> Result<(Manifest, FleetLists), KeyError> {
     if value.len() > MAX_MANIFEST_BYTES {
-        return Err(KeyError::new(manifest_key, format!("{} bytes, over the {MAX_MANIFEST_BYTES}-byte limit of a manifest", value.len())));
+        return Err(KeyError::new(
+            manifest_key,
+            format!(
+                "{} bytes, over the {MAX_MANIFEST_BYTES}-byte limit of a manifest",
+                value.len()
+            ),
+        ));
     }
     let manifest: Manifest = serde_json::from_slice(value)
         .map_err(|e| KeyError::new(manifest_key, format!("not a manifest: {e}")))?;
     if manifest.format != MANIFEST_FORMAT {
-        return Err(KeyError::new(manifest_key, format!("format {} is not {MANIFEST_FORMAT}: this agent is too old for it", manifest.format)));
+        return Err(KeyError::new(
+            manifest_key,
+            format!(
+                "format {} is not {MANIFEST_FORMAT}: this agent is too old for it",
+                manifest.format
+            ),
+        ));
     }
     if manifest.pools.len() > MAX_POOLS - 1 {
-        return Err(KeyError::new(manifest_key, format!("pools: {} given, at most {}", manifest.pools.len(), MAX_POOLS - 1)));
+        return Err(KeyError::new(
+            manifest_key,
+            format!(
+                "pools: {} given, at most {}",
+                manifest.pools.len(),
+                MAX_POOLS - 1
+            ),
+        ));
     }
     let read = |what: &str, r: &ListRef| -> Result<PrefixSet, KeyError> {
         let mut set = PrefixSet::default();
         for hash in &r.chunks {
-            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
-                return Err(KeyError::new(manifest_key, format!("{what}: {hash:?} is not a SHA-256 chunk name")));
+            if hash.len() != 64
+                || !hash
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            {
+                return Err(KeyError::new(
+                    manifest_key,
+                    format!("{what}: {hash:?} is not a SHA-256 chunk name"),
+                ));
             }
             let (key, value) = chunk(hash);
-            let value = value.ok_or_else(|| KeyError::new(&key, format!("missing, but the manifest's {what} names it")))?;
+            let value = value.ok_or_else(|| {
+                KeyError::new(&key, format!("missing, but the manifest's {what} names it"))
+            })?;
             decode_chunk(&key, hash, value, &mut set)?;
         }
         if set.len() as u64 != r.prefixes {
-            return Err(KeyError::new(manifest_key, format!("{what}: the chunks hold {} prefixes, the manifest says {}", set.len(), r.prefixes)));
+            return Err(KeyError::new(
+                manifest_key,
+                format!(
+                    "{what}: the chunks hold {} prefixes, the manifest says {}",
+                    set.len(),
+                    r.prefixes
+                ),
+            ));
         }
         Ok(set)
     };
@@ -294,13 +356,29 @@ pub fn decode_lists<'a>(
     for (i, pool) in manifest.pools.iter().enumerate() {
         let what = format!("pools[{i}]");
         if !crate::config::valid_pool_name(&pool.name) {
-            return Err(KeyError::new(manifest_key, format!("{what}.name: {:?}: use 1-32 of a-z, 0-9, '-', '_'", pool.name)));
+            return Err(KeyError::new(
+                manifest_key,
+                format!(
+                    "{what}.name: {:?}: use 1-32 of a-z, 0-9, '-', '_'",
+                    pool.name
+                ),
+            ));
         }
-        if pool.name == DEFAULT_POOL || lists.pools.iter().any(|p: &FleetPool| p.name == pool.name) {
-            return Err(KeyError::new(manifest_key, format!("{what}.name: pool name {:?} is taken", pool.name)));
+        if pool.name == DEFAULT_POOL || lists.pools.iter().any(|p: &FleetPool| p.name == pool.name)
+        {
+            return Err(KeyError::new(
+                manifest_key,
+                format!("{what}.name: pool name {:?} is taken", pool.name),
+            ));
         }
         let action = parse_action(&pool.action).ok_or_else(|| {
-            KeyError::new(manifest_key, format!("{what}.action: {:?} is not monitor, drop or reject", pool.action))
+            KeyError::new(
+                manifest_key,
+                format!(
+                    "{what}.action: {:?} is not monitor, drop or reject",
+                    pool.action
+                ),
+            )
         })?;
         let prefixes = read(&what, &pool.list)?;
         for prefix in prefixes.iter() {
@@ -314,7 +392,12 @@ pub fn decode_lists<'a>(
                     .map(|p| p.name.as_str())
             };
             if let Some(other) = other {
-                return Err(KeyError::new(manifest_key, format!("{what}: {prefix} is also in pool {other:?}: a prefix belongs to one pool")));
+                return Err(KeyError::new(
+                    manifest_key,
+                    format!(
+                        "{what}: {prefix} is also in pool {other:?}: a prefix belongs to one pool"
+                    ),
+                ));
             }
         }
         lists.pools.push(FleetPool {
@@ -329,21 +412,34 @@ pub fn decode_lists<'a>(
 /// Decodes a grant under `key`, whose name carries `prefix_text`.
 pub fn decode_grant(key: &str, prefix_text: &str, value: &[u8]) -> Result<Grant, KeyError> {
     if value.len() > MAX_GRANT_BYTES {
-        return Err(KeyError::new(key, format!("{} bytes, over the {MAX_GRANT_BYTES}-byte limit of a grant", value.len())));
+        return Err(KeyError::new(
+            key,
+            format!(
+                "{} bytes, over the {MAX_GRANT_BYTES}-byte limit of a grant",
+                value.len()
+            ),
+        ));
     }
     let named: Prefix = prefix_text
         .parse()
         .map_err(|e| KeyError::new(key, format!("the key does not end in a prefix: {e}")))?;
     if named.to_string() != prefix_text {
-        return Err(KeyError::new(key, format!("the key's prefix is not written canonically (as {named})")));
+        return Err(KeyError::new(
+            key,
+            format!("the key's prefix is not written canonically (as {named})"),
+        ));
     }
-    let grant: Grant = serde_json::from_slice(value).map_err(|e| KeyError::new(key, format!("not a grant: {e}")))?;
+    let grant: Grant = serde_json::from_slice(value)
+        .map_err(|e| KeyError::new(key, format!("not a grant: {e}")))?;
     let prefix: Prefix = grant
         .prefix
         .parse()
         .map_err(|e| KeyError::new(key, format!("prefix: {e}")))?;
     if prefix != named {
-        return Err(KeyError::new(key, format!("prefix {prefix} differs from the key's {named}")));
+        return Err(KeyError::new(
+            key,
+            format!("prefix {prefix} differs from the key's {named}"),
+        ));
     }
     if grant.reason.len() > 1024 || grant.actor.len() > 256 {
         return Err(KeyError::new(key, "reason (1024) or actor (256) too long"));
@@ -357,13 +453,21 @@ mod tests {
 
     fn set(n: u32) -> PrefixSet {
         (0..n)
-            .map(|i| Prefix::new(std::net::Ipv4Addr::from(0x6440_0000 + (i << 8)).into(), 24).unwrap())
+            .map(|i| {
+                Prefix::new(std::net::Ipv4Addr::from(0x6440_0000 + (i << 8)).into(), 24).unwrap()
+            })
             .collect()
     }
 
-    fn decode(manifest: &Manifest, chunks: &BTreeMap<String, String>) -> Result<FleetLists, KeyError> {
+    fn decode(
+        manifest: &Manifest,
+        chunks: &BTreeMap<String, String>,
+    ) -> Result<FleetLists, KeyError> {
         let value = serde_json::to_vec(manifest).unwrap();
-        decode_lists("P/m", &value, |h| (format!("P/c/{h}"), chunks.get(h).map(|t| t.as_bytes()))).map(|(_, l)| l)
+        decode_lists("P/m", &value, |h| {
+            (format!("P/c/{h}"), chunks.get(h).map(String::as_bytes))
+        })
+        .map(|(_, l)| l)
     }
 
     #[test]
@@ -372,8 +476,12 @@ mod tests {
             dynamic: set(3),
             ..FleetLists::default()
         };
-        lists.exempt.insert_until("100.64.1.7/32".parse().unwrap(), Some(2_000_000_000));
-        lists.allowed_destinations.insert("2001:db8:25::25/128".parse().unwrap());
+        lists
+            .exempt
+            .insert_until("100.64.1.7/32".parse().unwrap(), Some(2_000_000_000));
+        lists
+            .allowed_destinations
+            .insert("2001:db8:25::25/128".parse().unwrap());
         lists.pools.push(FleetPool {
             name: "ftth-east".into(),
             action: Some(PoolAction::Monitor),
@@ -415,40 +523,90 @@ mod tests {
         let bad = "100.64.0.0/24\n100.64.0.1/24\n".to_owned();
         let bad_hash = sha256_hex(bad.as_bytes());
         let mut m = manifest.clone();
-        m.dynamic = ListRef { chunks: vec![bad_hash.clone()], prefixes: 2 };
+        m.dynamic = ListRef {
+            chunks: vec![bad_hash.clone()],
+            prefixes: 2,
+        };
         let e = decode(&m, &BTreeMap::from([(bad_hash.clone(), bad)])).unwrap_err();
-        assert_eq!(e.to_string(), format!("P/c/{bad_hash}:2: host bits set in 100.64.0.1/24: did you mean 100.64.0.0/24?"));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "P/c/{bad_hash}:2: host bits set in 100.64.0.1/24: did you mean 100.64.0.0/24?"
+            )
+        );
         // Missing chunk, wrong count, bad pool, unknown field, oversize.
-        assert!(decode(&manifest, &BTreeMap::new()).unwrap_err().message.contains("missing"));
+        assert!(decode(&manifest, &BTreeMap::new())
+            .unwrap_err()
+            .message
+            .contains("missing"));
         let mut m = manifest.clone();
         m.dynamic.prefixes = 3;
-        assert!(decode(&m, &chunks).unwrap_err().message.contains("the manifest says 3"));
+        assert!(decode(&m, &chunks)
+            .unwrap_err()
+            .message
+            .contains("the manifest says 3"));
         let mut m = manifest.clone();
-        m.pools.push(PoolRef { name: "default".into(), action: "drop".into(), list: ListRef::default() });
-        assert!(decode(&m, &chunks).unwrap_err().message.contains("is taken"));
+        m.pools.push(PoolRef {
+            name: "default".into(),
+            action: "drop".into(),
+            list: ListRef::default(),
+        });
+        assert!(decode(&m, &chunks)
+            .unwrap_err()
+            .message
+            .contains("is taken"));
         let mut m = manifest.clone();
-        m.pools.push(PoolRef { name: "p".into(), action: "block".into(), list: ListRef::default() });
-        assert!(decode(&m, &chunks).unwrap_err().message.contains("not monitor, drop or reject"));
+        m.pools.push(PoolRef {
+            name: "p".into(),
+            action: "block".into(),
+            list: ListRef::default(),
+        });
+        assert!(decode(&m, &chunks)
+            .unwrap_err()
+            .message
+            .contains("not monitor, drop or reject"));
         let mut m = manifest;
-        m.pools.push(PoolRef { name: "dup".into(), action: "drop".into(), list: m.dynamic.clone() });
-        assert!(decode(&m, &chunks).unwrap_err().message.contains("a prefix belongs to one pool"));
-        let e = decode_lists("P/m", b"{\"format\":1,\"colour\":2}", |h| (h.into(), None)).unwrap_err();
+        m.pools.push(PoolRef {
+            name: "dup".into(),
+            action: "drop".into(),
+            list: m.dynamic.clone(),
+        });
+        assert!(decode(&m, &chunks)
+            .unwrap_err()
+            .message
+            .contains("a prefix belongs to one pool"));
+        let e =
+            decode_lists("P/m", b"{\"format\":1,\"colour\":2}", |h| (h.into(), None)).unwrap_err();
         assert!(e.message.contains("unknown field `colour`"), "{e}");
-        let e = decode_lists("P/m", &vec![b' '; MAX_MANIFEST_BYTES + 1], |h| (h.into(), None)).unwrap_err();
+        let e = decode_lists("P/m", &vec![b' '; MAX_MANIFEST_BYTES + 1], |h| {
+            (h.into(), None)
+        })
+        .unwrap_err();
         assert!(e.message.contains("over the"), "{e}");
     }
 
     #[test]
     fn grants_decode_strictly() {
         let ok = br#"{"prefix":"100.64.1.7/32","reason":"ticket 1","actor":"desk","created_at":5}"#;
-        assert_eq!(decode_grant("k", "100.64.1.7/32", ok).unwrap().actor, "desk");
+        assert_eq!(
+            decode_grant("k", "100.64.1.7/32", ok).unwrap().actor,
+            "desk"
+        );
         let cases: &[(&str, &[u8], &str)] = &[
             ("100.64.1.8/32", ok, "differs from the key's"),
             ("100.64.1.7", ok, "not written canonically"),
             ("banana", ok, "does not end in a prefix"),
-            ("100.64.1.7/32", b"{\"prefix\":\"100.64.1.7/32\"}", "missing field `created_at`"),
+            (
+                "100.64.1.7/32",
+                b"{\"prefix\":\"100.64.1.7/32\"}",
+                "missing field `created_at`",
+            ),
             ("100.64.1.7/32", b"\xff\xfe", "not a grant"),
-            ("100.64.1.7/32", &[b' '; MAX_GRANT_BYTES + 1], "over the 4096-byte limit"),
+            (
+                "100.64.1.7/32",
+                &[b' '; MAX_GRANT_BYTES + 1],
+                "over the 4096-byte limit",
+            ),
         ];
         for (prefix, value, needle) in cases {
             let e = decode_grant("P/policy/grants/exempt/x", prefix, value).unwrap_err();

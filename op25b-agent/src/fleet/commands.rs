@@ -49,7 +49,10 @@ fn fleet_of(config: &Config) -> Result<FleetConfig, FleetCommandError> {
 }
 
 fn actor() -> String {
-    format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "root".into()))
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "root".into())
+    )
 }
 
 /// Differences between two list sets, per list.
@@ -75,19 +78,34 @@ pub fn diff_lists(old: &FleetLists, new: &FleetLists) -> (Vec<ListDiff>, Vec<Str
     let mut diffs = vec![
         diff_sets("dynamic", &old.dynamic, &new.dynamic),
         diff_sets("exempt", &old.exempt, &new.exempt),
-        diff_sets("allowed_destinations", &old.allowed_destinations, &new.allowed_destinations),
+        diff_sets(
+            "allowed_destinations",
+            &old.allowed_destinations,
+            &new.allowed_destinations,
+        ),
     ];
     let mut actions = Vec::new();
     let empty = PrefixSet::default();
-    let names: BTreeSet<&str> = old.pools.iter().chain(&new.pools).map(|p| p.name.as_str()).collect();
+    let names: BTreeSet<&str> = old
+        .pools
+        .iter()
+        .chain(&new.pools)
+        .map(|p| p.name.as_str())
+        .collect();
     for name in names {
         let before = old.pools.iter().find(|p| p.name == name);
         let after = new.pools.iter().find(|p| p.name == name);
         let action = |p: Option<&super::codec::FleetPool>| {
-            p.map_or("(none)", |p| action_name(p.action.unwrap_or(op25b_common::abi::PoolAction::Drop)))
+            p.map_or("(none)", |p| {
+                action_name(p.action.unwrap_or(op25b_common::abi::PoolAction::Drop))
+            })
         };
         if action(before) != action(after) {
-            actions.push(format!("pool {name}: {} -> {}", action(before), action(after)));
+            actions.push(format!(
+                "pool {name}: {} -> {}",
+                action(before),
+                action(after)
+            ));
         }
         diffs.push(diff_sets(
             &format!("pool {name}"),
@@ -108,7 +126,10 @@ pub fn push(path: &Path, dry_run: bool) -> Result<ExitCode, FleetCommandError> {
     let lists = FleetLists::from_policy(&config.policy);
     let mut out = io::stdout().lock();
     if config.policy.blocked_ports != [25] {
-        writeln!(out, "note: blocked_ports stay per box; they are not published")?;
+        writeln!(
+            out,
+            "note: blocked_ports stay per box; they are not published"
+        )?;
     }
     runtime().block_on(async {
         let etcd = client::connect(&fleet).await?;
@@ -131,14 +152,25 @@ pub fn push(path: &Path, dry_run: bool) -> Result<ExitCode, FleetCommandError> {
             }
         }
         if diffs.is_empty() && actions.is_empty() {
-            writeln!(out, "no changes against the published lists (revision {revision})")?;
+            writeln!(
+                out,
+                "no changes against the published lists (revision {revision})"
+            )?;
             return Ok(ExitCode::SUCCESS);
         }
         if dry_run {
             writeln!(out, "dry run: nothing published")?;
             return Ok(ExitCode::SUCCESS);
         }
-        let audit = client::audit(&fleet.node_name, &actor(), "publish", "lists", "", None, &path.display().to_string());
+        let audit = client::audit(
+            &fleet.node_name,
+            &actor(),
+            "publish",
+            "lists",
+            "",
+            None,
+            &path.display().to_string(),
+        );
         let published = client::publish_lists(&etcd, &layout, &lists, revision, &audit).await?;
         writeln!(
             out,
@@ -164,7 +196,10 @@ pub struct AgentState {
 }
 
 /// Every registered agent, and the policy revision to compare with.
-pub async fn read_agents(etcd: &etcd_client::Client, layout: &Layout) -> Result<(i64, Vec<AgentState>), FleetError> {
+pub async fn read_agents(
+    etcd: &etcd_client::Client,
+    layout: &Layout,
+) -> Result<(i64, Vec<AgentState>), FleetError> {
     let (agents, _) = client::read_dir(etcd, &layout.agents_dir(), 0).await?;
     let (nodes, _) = client::read_dir(etcd, &layout.nodes_dir(), 0).await?;
     let mut kv = etcd.kv_client();
@@ -177,11 +212,24 @@ pub async fn read_agents(etcd: &etcd_client::Client, layout: &Layout) -> Result<
         .map_or(0, etcd_client::KeyValue::mod_revision);
     let mut states = BTreeMap::new();
     for key in nodes.keys() {
-        let node = key.strip_prefix(&layout.nodes_dir()).unwrap_or(key).to_owned();
-        states.insert(node.clone(), AgentState { node, state: "gone".into(), registration: None });
+        let node = key
+            .strip_prefix(&layout.nodes_dir())
+            .unwrap_or(key)
+            .to_owned();
+        states.insert(
+            node.clone(),
+            AgentState {
+                node,
+                state: "gone".into(),
+                registration: None,
+            },
+        );
     }
     for (key, value) in agents {
-        let node = key.strip_prefix(&layout.agents_dir()).unwrap_or(&key).to_owned();
+        let node = key
+            .strip_prefix(&layout.agents_dir())
+            .unwrap_or(&key)
+            .to_owned();
         let registration: Option<Registration> = serde_json::from_slice(&value).ok();
         let state = match &registration {
             None => "error".to_owned(),
@@ -189,7 +237,14 @@ pub async fn read_agents(etcd: &etcd_client::Client, layout: &Layout) -> Result<
             Some(r) if r.applied_revision < latest => "behind".to_owned(),
             Some(_) => "ok".to_owned(),
         };
-        states.insert(node.clone(), AgentState { node, state, registration });
+        states.insert(
+            node.clone(),
+            AgentState {
+                node,
+                state,
+                registration,
+            },
+        );
     }
     Ok((latest, states.into_values().collect()))
 }
@@ -207,10 +262,23 @@ pub fn status(path: &Path, json: bool) -> Result<ExitCode, FleetCommandError> {
     let healthy = agents.iter().all(|a| a.state == "ok");
     if json {
         let body = serde_json::json!({ "policy_revision": latest, "agents": agents });
-        writeln!(out, "{}", serde_json::to_string_pretty(&body).expect("serializes"))?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&body).expect("serializes")
+        )?;
     } else {
-        writeln!(out, "fleet {} at policy revision {latest}: {} agents", fleet.prefix, agents.len())?;
-        writeln!(out, "{:<24} {:<7} {:>9} {:<24} last error", "node", "state", "applied", "interfaces")?;
+        writeln!(
+            out,
+            "fleet {} at policy revision {latest}: {} agents",
+            fleet.prefix,
+            agents.len()
+        )?;
+        writeln!(
+            out,
+            "{:<24} {:<7} {:>9} {:<24} last error",
+            "node", "state", "applied", "interfaces"
+        )?;
         for a in &agents {
             let r = a.registration.as_ref();
             writeln!(
@@ -225,12 +293,20 @@ pub fn status(path: &Path, json: bool) -> Result<ExitCode, FleetCommandError> {
         }
     }
     // Non-zero when any agent needs attention, for scripts and checks.
-    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(4) })
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(4)
+    })
 }
 
 /// `fleet exempt|allow-destination add|del|list`: grants written straight
 /// to etcd (one transaction with the audit line), for every box.
-pub fn grant(path: &Path, kind: ListKind, action: &crate::cli::GrantAction) -> Result<ExitCode, FleetCommandError> {
+pub fn grant(
+    path: &Path,
+    kind: ListKind,
+    action: &crate::cli::GrantAction,
+) -> Result<ExitCode, FleetCommandError> {
     use crate::cli::GrantAction;
     let config = Config::load(path)?;
     let fleet = fleet_of(&config)?;
@@ -239,14 +315,22 @@ pub fn grant(path: &Path, kind: ListKind, action: &crate::cli::GrantAction) -> R
     runtime().block_on(async {
         let etcd = client::connect(&fleet).await?;
         match action {
-            GrantAction::Add { prefix, ttl, reason, actor: who } => {
+            GrantAction::Add {
+                prefix,
+                ttl,
+                reason,
+                actor: who,
+            } => {
                 let prefix: crate::prefix::Prefix = prefix
                     .trim()
                     .parse()
                     .map_err(|e| FleetCommandError::Usage(format!("{prefix}: {e}")))?;
                 let ttl = ttl
                     .as_deref()
-                    .map(|t| humantime::parse_duration(t).map_err(|e| FleetCommandError::Usage(format!("--ttl {t}: {e}"))))
+                    .map(|t| {
+                        humantime::parse_duration(t)
+                            .map_err(|e| FleetCommandError::Usage(format!("--ttl {t}: {e}")))
+                    })
                     .transpose()?;
                 let now = crate::clock::now_unix();
                 let grant = Grant {
@@ -256,16 +340,36 @@ pub fn grant(path: &Path, kind: ListKind, action: &crate::cli::GrantAction) -> R
                     actor: who.clone().unwrap_or_else(actor),
                     created_at: now,
                 };
-                let audit = client::audit(&fleet.node_name, &grant.actor, "add", kind.name(), &grant.prefix, grant.expires_at, &grant.reason);
+                let audit = client::audit(
+                    &fleet.node_name,
+                    &grant.actor,
+                    "add",
+                    kind.name(),
+                    &grant.prefix,
+                    grant.expires_at,
+                    &grant.reason,
+                );
                 client::put_grant(&etcd, &layout, kind, &grant, &audit).await?;
-                writeln!(out, "{}", serde_json::to_string(&grant).expect("serializes"))?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(&grant).expect("serializes")
+                )?;
             }
             GrantAction::Del { prefix } => {
                 let prefix: crate::prefix::Prefix = prefix
                     .trim()
                     .parse()
                     .map_err(|e| FleetCommandError::Usage(format!("{prefix}: {e}")))?;
-                let audit = client::audit(&fleet.node_name, &actor(), "delete", kind.name(), &prefix.to_string(), None, "");
+                let audit = client::audit(
+                    &fleet.node_name,
+                    &actor(),
+                    "delete",
+                    kind.name(),
+                    &prefix.to_string(),
+                    None,
+                    "",
+                );
                 client::delete_grant(&etcd, &layout, kind, &prefix, &audit).await?;
                 writeln!(out, "{{\"deleted\":\"{prefix}\"}}")?;
             }
@@ -275,8 +379,14 @@ pub fn grant(path: &Path, kind: ListKind, action: &crate::cli::GrantAction) -> R
                     writeln!(out, "{}", serde_json::json!({ kind.name(): grants }))?;
                 } else {
                     for g in &grants {
-                        let expires = g.expires_at.map_or_else(|| "never".to_owned(), crate::clock::rfc3339);
-                        writeln!(out, "{:<40} expires {:<22} by {:<16} {}", g.prefix, expires, g.actor, g.reason)?;
+                        let expires = g
+                            .expires_at
+                            .map_or_else(|| "never".to_owned(), crate::clock::rfc3339);
+                        writeln!(
+                            out,
+                            "{:<40} expires {:<22} by {:<16} {}",
+                            g.prefix, expires, g.actor, g.reason
+                        )?;
                     }
                 }
                 for e in errors {
@@ -292,7 +402,12 @@ pub fn grant(path: &Path, kind: ListKind, action: &crate::cli::GrantAction) -> R
 /// the answers. Space-Saving sketches merge by adding counts; a source
 /// missing from a box's (truncated) answer may still have up to that box's
 /// smallest listed count there, which is added to its error.
-pub fn top(path: &Path, window: &str, limit: usize, json: bool) -> Result<ExitCode, FleetCommandError> {
+pub fn top(
+    path: &Path,
+    window: &str,
+    limit: usize,
+    json: bool,
+) -> Result<ExitCode, FleetCommandError> {
     let config = Config::load(path)?;
     let fleet = fleet_of(&config)?;
     let layout = Layout::new(&fleet.prefix);
@@ -305,11 +420,18 @@ pub fn top(path: &Path, window: &str, limit: usize, json: bool) -> Result<ExitCo
     let mut answers = Vec::new();
     let mut unreachable = Vec::new();
     for agent in agents.iter().filter(|a| a.state != "gone") {
-        let Some(address) = agent.registration.as_ref().and_then(|r| r.top_address.clone()) else {
+        let Some(address) = agent
+            .registration
+            .as_ref()
+            .and_then(|r| r.top_address.clone())
+        else {
             unreachable.push(format!("{}: no top address registered", agent.node));
             continue;
         };
-        match crate::http::get(&address, &format!("/api/v1/top?window={window}&limit={per_box}")) {
+        match crate::http::get(
+            &address,
+            &format!("/api/v1/top?window={window}&limit={per_box}"),
+        ) {
             Ok(body) => match serde_json::from_str::<crate::http::TopAnswer>(&body) {
                 Ok(answer) => answers.push((agent.node.clone(), answer)),
                 Err(e) => unreachable.push(format!("{}: bad answer: {e}", agent.node)),
@@ -323,9 +445,22 @@ pub fn top(path: &Path, window: &str, limit: usize, json: bool) -> Result<ExitCo
         let body = serde_json::json!({ "boxes": answers.len(), "unreachable": unreachable, "sources": merged });
         writeln!(out, "{body}")?;
     } else {
-        writeln!(out, "{:<40} {:>10} {:>8} {:<20} {:<20} boxes", "source", "attempts", "±error", "first seen", "last seen")?;
+        writeln!(
+            out,
+            "{:<40} {:>10} {:>8} {:<20} {:<20} boxes",
+            "source", "attempts", "±error", "first seen", "last seen"
+        )?;
         for s in &merged {
-            writeln!(out, "{:<40} {:>10} {:>8} {:<20} {:<20} {}", s.source, s.attempts, s.error, s.first_seen, s.last_seen, s.boxes.join(","))?;
+            writeln!(
+                out,
+                "{:<40} {:>10} {:>8} {:<20} {:<20} {}",
+                s.source,
+                s.attempts,
+                s.error,
+                s.first_seen,
+                s.last_seen,
+                s.boxes.join(",")
+            )?;
         }
         for u in &unreachable {
             writeln!(out, "(not included: {u})")?;
@@ -346,18 +481,24 @@ pub struct FleetTopSource {
 }
 
 /// Merges per-box top answers (each asked for `asked` lines).
-pub fn merge_top(answers: &[(String, crate::http::TopAnswer)], asked: usize, limit: usize) -> Vec<FleetTopSource> {
+pub fn merge_top(
+    answers: &[(String, crate::http::TopAnswer)],
+    asked: usize,
+    limit: usize,
+) -> Vec<FleetTopSource> {
     let mut merged: BTreeMap<String, FleetTopSource> = BTreeMap::new();
     for (node, answer) in answers {
         for s in &answer.sources {
-            let entry = merged.entry(s.source.clone()).or_insert_with(|| FleetTopSource {
-                source: s.source.clone(),
-                attempts: 0,
-                error: 0,
-                first_seen: s.first_seen.clone(),
-                last_seen: s.last_seen.clone(),
-                boxes: Vec::new(),
-            });
+            let entry = merged
+                .entry(s.source.clone())
+                .or_insert_with(|| FleetTopSource {
+                    source: s.source.clone(),
+                    attempts: 0,
+                    error: 0,
+                    first_seen: s.first_seen.clone(),
+                    last_seen: s.last_seen.clone(),
+                    boxes: Vec::new(),
+                });
             entry.attempts += s.attempts;
             entry.error += s.error;
             entry.first_seen = entry.first_seen.clone().min(s.first_seen.clone());
@@ -378,7 +519,11 @@ pub fn merge_top(answers: &[(String, crate::http::TopAnswer)], asked: usize, lim
         }
     }
     let mut list: Vec<FleetTopSource> = merged.into_values().collect();
-    list.sort_by(|a, b| b.attempts.cmp(&a.attempts).then_with(|| a.source.cmp(&b.source)));
+    list.sort_by(|a, b| {
+        b.attempts
+            .cmp(&a.attempts)
+            .then_with(|| a.source.cmp(&b.source))
+    });
     list.truncate(limit);
     list
 }
@@ -409,8 +554,14 @@ mod tests {
     #[test]
     fn top_answers_merge_by_adding_counts_and_bounding_the_error() {
         let answers = vec![
-            ("a".to_owned(), answer(&[("100.64.1.2", 50), ("100.64.1.3", 10)])),
-            ("b".to_owned(), answer(&[("100.64.1.2", 5), ("100.64.9.9", 30)])),
+            (
+                "a".to_owned(),
+                answer(&[("100.64.1.2", 50), ("100.64.1.3", 10)]),
+            ),
+            (
+                "b".to_owned(),
+                answer(&[("100.64.1.2", 5), ("100.64.9.9", 30)]),
+            ),
         ];
         let merged = merge_top(&answers, 100, 10);
         assert_eq!(merged[0].source, "100.64.1.2");
@@ -438,6 +589,12 @@ mod tests {
         let (diffs, actions) = diff_lists(&old, &new);
         assert_eq!(actions, ["pool east: monitor -> drop"]);
         assert_eq!(diffs.len(), 1);
-        assert_eq!((diffs[0].added.as_slice(), diffs[0].removed.as_slice()), (&["100.64.1.8/32".to_owned()][..], &["100.64.1.7/32".to_owned()][..]));
+        assert_eq!(
+            (diffs[0].added.as_slice(), diffs[0].removed.as_slice()),
+            (
+                &["100.64.1.8/32".to_owned()][..],
+                &["100.64.1.7/32".to_owned()][..]
+            )
+        );
     }
 }

@@ -74,11 +74,16 @@ pub fn hostname() -> String {
 }
 
 impl FleetConfig {
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one check per setting, in the section's order"
+    )]
     /// Validates `raw`; relative file names resolve against `base` (the
     /// config file's directory). Every problem is returned, not the first.
     pub fn from_raw(raw: &RawFleet, base: &Path) -> Result<Self, Vec<FleetConfigProblem>> {
         let mut problems: Vec<FleetConfigProblem> = Vec::new();
-        let mut problem = |key: &str, message: String| problems.push((format!("fleet.{key}"), message));
+        let mut problem =
+            |key: &str, message: String| problems.push((format!("fleet.{key}"), message));
         let file = |value: &Option<String>| {
             value
                 .as_deref()
@@ -87,7 +92,10 @@ impl FleetConfig {
         };
         let ca_file = file(&raw.ca_file);
         if raw.etcd_endpoints.is_empty() {
-            problem("etcd_endpoints", "give at least one endpoint, e.g. \"https://10.0.0.5:2379\"".into());
+            problem(
+                "etcd_endpoints",
+                "give at least one endpoint, e.g. \"https://10.0.0.5:2379\"".into(),
+            );
         }
         for (i, endpoint) in raw.etcd_endpoints.iter().enumerate() {
             let rest = endpoint
@@ -100,9 +108,9 @@ impl FleetConfig {
                     format!("{endpoint:?}: give http://HOST:PORT or https://HOST:PORT"),
                 ),
                 Some((hostport, tls)) => {
-                    let port_ok = hostport
-                        .rsplit_once(':')
-                        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+                    let port_ok = hostport.rsplit_once(':').is_some_and(|(host, port)| {
+                        !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+                    });
                     if !port_ok || hostport.contains('/') {
                         problem(
                             &format!("etcd_endpoints[{i}]"),
@@ -115,7 +123,9 @@ impl FleetConfig {
                             if tls {
                                 format!("{endpoint:?} is https: set ca_file to the CA that signs etcd's certificate")
                             } else {
-                                format!("{endpoint:?} is plain http but ca_file is set: use https://")
+                                format!(
+                                    "{endpoint:?} is plain http but ca_file is set: use https://"
+                                )
                             },
                         );
                     }
@@ -147,7 +157,10 @@ impl FleetConfig {
             );
         }
         let identity = match (file(&raw.cert_file), file(&raw.key_file)) {
-            (Some(cert_file), Some(key_file)) => Some(ClientIdentity { cert_file, key_file }),
+            (Some(cert_file), Some(key_file)) => Some(ClientIdentity {
+                cert_file,
+                key_file,
+            }),
             (None, None) => None,
             _ => {
                 problem("cert_file", "cert_file and key_file go together".into());
@@ -155,17 +168,24 @@ impl FleetConfig {
             }
         };
         if identity.is_some() && ca_file.is_none() {
-            problem("cert_file", "a client certificate needs TLS: set ca_file and https:// endpoints".into());
+            problem(
+                "cert_file",
+                "a client certificate needs TLS: set ca_file and https:// endpoints".into(),
+            );
         }
         let username = raw.username.clone().filter(|u| !u.is_empty());
         let password_file = file(&raw.password_file);
         if username.is_some() != password_file.is_some() {
             problem("username", "username and password_file go together".into());
         }
-        let snapshot_file = file(&raw.snapshot_file).unwrap_or_else(|| PathBuf::from(DEFAULT_SNAPSHOT_FILE));
+        let snapshot_file =
+            file(&raw.snapshot_file).unwrap_or_else(|| PathBuf::from(DEFAULT_SNAPSHOT_FILE));
         let advertise_address = raw.advertise_address.clone().filter(|a| !a.is_empty());
         if let Some(address) = &advertise_address {
-            if address.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+            if address
+                .rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
                 problem("advertise_address", format!("{address:?} is not HOST:PORT"));
             }
         }
@@ -222,19 +242,47 @@ snapshot_file = "/var/lib/op25b/fleet-snapshot.json"
     fn each_bad_setting_names_its_key() {
         let cases: &[(&str, &str)] = &[
             ("", "fleet.etcd_endpoints: give at least one"),
-            ("etcd_endpoints = [\"10.0.0.5:2379\"]", "fleet.etcd_endpoints[0]: \"10.0.0.5:2379\": give http://"),
-            ("etcd_endpoints = [\"http://10.0.0.5\"]", "fleet.etcd_endpoints[0]: \"http://10.0.0.5\": give HOST:PORT"),
-            ("etcd_endpoints = [\"https://10.0.0.5:2379\"]", "fleet.etcd_endpoints[0]: \"https://10.0.0.5:2379\" is https: set ca_file"),
-            ("etcd_endpoints = [\"http://h:1\"]\nca_file = \"ca.pem\"", "fleet.etcd_endpoints[0]: \"http://h:1\" is plain http but ca_file is set"),
-            ("etcd_endpoints = [\"http://h:1\"]\nprefix = \"op25b/\"", "fleet.prefix: \"op25b/\""),
-            ("etcd_endpoints = [\"http://h:1\"]\nnode_name = \"edge 1\"", "fleet.node_name: \"edge 1\""),
-            ("etcd_endpoints = [\"http://h:1\"]\ncert_file = \"c.pem\"", "fleet.cert_file: cert_file and key_file go together"),
-            ("etcd_endpoints = [\"http://h:1\"]\nusername = \"op25b\"", "fleet.username: username and password_file go together"),
-            ("etcd_endpoints = [\"http://h:1\"]\nadvertise_address = \"nowhere\"", "fleet.advertise_address"),
+            (
+                "etcd_endpoints = [\"10.0.0.5:2379\"]",
+                "fleet.etcd_endpoints[0]: \"10.0.0.5:2379\": give http://",
+            ),
+            (
+                "etcd_endpoints = [\"http://10.0.0.5\"]",
+                "fleet.etcd_endpoints[0]: \"http://10.0.0.5\": give HOST:PORT",
+            ),
+            (
+                "etcd_endpoints = [\"https://10.0.0.5:2379\"]",
+                "fleet.etcd_endpoints[0]: \"https://10.0.0.5:2379\" is https: set ca_file",
+            ),
+            (
+                "etcd_endpoints = [\"http://h:1\"]\nca_file = \"ca.pem\"",
+                "fleet.etcd_endpoints[0]: \"http://h:1\" is plain http but ca_file is set",
+            ),
+            (
+                "etcd_endpoints = [\"http://h:1\"]\nprefix = \"op25b/\"",
+                "fleet.prefix: \"op25b/\"",
+            ),
+            (
+                "etcd_endpoints = [\"http://h:1\"]\nnode_name = \"edge 1\"",
+                "fleet.node_name: \"edge 1\"",
+            ),
+            (
+                "etcd_endpoints = [\"http://h:1\"]\ncert_file = \"c.pem\"",
+                "fleet.cert_file: cert_file and key_file go together",
+            ),
+            (
+                "etcd_endpoints = [\"http://h:1\"]\nusername = \"op25b\"",
+                "fleet.username: username and password_file go together",
+            ),
+            (
+                "etcd_endpoints = [\"http://h:1\"]\nadvertise_address = \"nowhere\"",
+                "fleet.advertise_address",
+            ),
         ];
         for (text, expected) in cases {
             let problems = parse(text).expect_err(text);
-            let text_problems: Vec<String> = problems.iter().map(|(k, m)| format!("{k}: {m}")).collect();
+            let text_problems: Vec<String> =
+                problems.iter().map(|(k, m)| format!("{k}: {m}")).collect();
             assert!(
                 text_problems.iter().any(|p| p.starts_with(expected)),
                 "{text:?}: wanted {expected:?}, got {text_problems:?}"

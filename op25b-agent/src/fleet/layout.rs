@@ -26,9 +26,14 @@ pub struct Layout {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PolicyKey<'a> {
     /// A grant; `prefix` is the key's text after the list name (not yet validated).
-    Grant { kind: ListKind, prefix: &'a str },
+    Grant {
+        kind: ListKind,
+        prefix: &'a str,
+    },
     Manifest,
-    Chunk { hash: &'a str },
+    Chunk {
+        hash: &'a str,
+    },
     Changed,
     /// Anything else under `P/policy/`: refused by name.
     Unknown,
@@ -157,15 +162,27 @@ mod tests {
                 prefix: "2001:db8:1000::7/128"
             })
         );
-        let relay = l.grant_key(ListKind::AllowedDestinations, &"192.0.2.26/32".parse().unwrap());
+        let relay = l.grant_key(
+            ListKind::AllowedDestinations,
+            &"192.0.2.26/32".parse().unwrap(),
+        );
         assert!(matches!(
             l.classify(&relay),
-            Some(PolicyKey::Grant { kind: ListKind::AllowedDestinations, prefix: "192.0.2.26/32" })
+            Some(PolicyKey::Grant {
+                kind: ListKind::AllowedDestinations,
+                prefix: "192.0.2.26/32"
+            })
         ));
         assert_eq!(l.classify(&l.manifest_key()), Some(PolicyKey::Manifest));
-        assert_eq!(l.classify(&l.chunk_key("ab12")), Some(PolicyKey::Chunk { hash: "ab12" }));
+        assert_eq!(
+            l.classify(&l.chunk_key("ab12")),
+            Some(PolicyKey::Chunk { hash: "ab12" })
+        );
         assert_eq!(l.classify(&l.changed_key()), Some(PolicyKey::Changed));
-        assert_eq!(l.classify("/op25b/policy/grants/dynamic/1.2.3.4/32"), Some(PolicyKey::Unknown));
+        assert_eq!(
+            l.classify("/op25b/policy/grants/dynamic/1.2.3.4/32"),
+            Some(PolicyKey::Unknown)
+        );
         assert_eq!(l.classify(&l.agent_key("edge1")), None);
         assert_eq!(l.classify("/op25bx/policy/changed"), None);
         assert!(l.audit_key(5, "n") < l.audit_key(40, "n"));

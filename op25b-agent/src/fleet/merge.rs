@@ -111,7 +111,10 @@ mod tests {
     fn lists_unite_local_pools_win_and_expired_entries_stay_out() {
         let mut base = Policy::default();
         base.dynamic.insert(p("100.64.0.0/10"));
-        base.pools.push(Pool { name: "east".into(), action: PoolAction::Monitor });
+        base.pools.push(Pool {
+            name: "east".into(),
+            action: PoolAction::Monitor,
+        });
         base.dynamic.insert(p("100.96.0.0/12"));
         base.pool_of.insert(p("100.96.0.0/12"), 1);
         let mut lists = FleetLists::default();
@@ -125,7 +128,9 @@ mod tests {
         lists.pools.push(FleetPool {
             name: "west".into(),
             action: Some(PoolAction::Reject),
-            prefixes: [p("100.64.0.0/10"), p("2001:db8:3000::/36")].into_iter().collect(),
+            prefixes: [p("100.64.0.0/10"), p("2001:db8:3000::/36")]
+                .into_iter()
+                .collect(),
         });
         let mut fleet = FleetPolicy {
             revision: 1,
@@ -134,28 +139,54 @@ mod tests {
         };
         fleet.grants.allowed_destinations.insert(
             "192.0.2.26/32".into(),
-            Grant { prefix: "192.0.2.26/32".into(), expires_at: None, reason: String::new(), actor: "d".into(), created_at: 0 },
+            Grant {
+                prefix: "192.0.2.26/32".into(),
+                expires_at: None,
+                reason: String::new(),
+                actor: "d".into(),
+                created_at: 0,
+            },
         );
         let (merged, conflicts) = merge(&base, &fleet, 50);
         assert!(has(&merged.dynamic, &p("100.128.0.0/10")));
         assert_eq!(merged.pool_id(&p("100.128.0.0/10")), 0);
-        assert_eq!(merged.pool_id(&p("100.80.0.0/12")), 1, "same name, same pool");
-        assert_eq!(merged.pools[1].action, PoolAction::Monitor, "the local action wins");
+        assert_eq!(
+            merged.pool_id(&p("100.80.0.0/12")),
+            1,
+            "same name, same pool"
+        );
+        assert_eq!(
+            merged.pools[1].action,
+            PoolAction::Monitor,
+            "the local action wins"
+        );
         assert_eq!(merged.pools[2].name, "west");
         assert_eq!(merged.pool_id(&p("2001:db8:3000::/36")), 2);
-        assert_eq!(merged.pool_id(&p("100.64.0.0/10")), 0, "a local prefix keeps its local pool");
+        assert_eq!(
+            merged.pool_id(&p("100.64.0.0/10")),
+            0,
+            "a local prefix keeps its local pool"
+        );
         assert!(merged.exempt.contains("100.64.1.7".parse().unwrap()));
-        assert!(merged.allowed_destinations.contains("192.0.2.26".parse().unwrap()));
+        assert!(merged
+            .allowed_destinations
+            .contains("192.0.2.26".parse().unwrap()));
         assert_eq!(conflicts.len(), 2, "{conflicts:?}");
         let (later, _) = merge(&base, &fleet, 100);
-        assert!(!later.exempt.contains("100.64.1.7".parse().unwrap()), "expired entry enforced");
+        assert!(
+            !later.exempt.contains("100.64.1.7".parse().unwrap()),
+            "expired entry enforced"
+        );
     }
 
     #[test]
     fn pools_that_do_not_fit_are_enforced_as_drop() {
         let mut base = Policy::default();
         for i in 0..15 {
-            base.pools.push(Pool { name: format!("l{i}"), action: PoolAction::Monitor });
+            base.pools.push(Pool {
+                name: format!("l{i}"),
+                action: PoolAction::Monitor,
+            });
         }
         let lists = FleetLists {
             pools: vec![FleetPool {
@@ -165,7 +196,11 @@ mod tests {
             }],
             ..FleetLists::default()
         };
-        let fleet = FleetPolicy { revision: 1, lists: Arc::new(lists), ..FleetPolicy::default() };
+        let fleet = FleetPolicy {
+            revision: 1,
+            lists: Arc::new(lists),
+            ..FleetPolicy::default()
+        };
         let (merged, conflicts) = merge(&base, &fleet, 0);
         assert_eq!(merged.pool_id(&p("100.80.0.0/12")), 0);
         assert!(has(&merged.dynamic, &p("100.80.0.0/12")));

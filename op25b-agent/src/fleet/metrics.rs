@@ -55,7 +55,10 @@ static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::n
 
 impl Collector for FleetCollector {
     fn desc(&self) -> Vec<&Desc> {
-        self.gauges().into_iter().flat_map(Collector::desc).collect()
+        self.gauges()
+            .into_iter()
+            .flat_map(Collector::desc)
+            .collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
@@ -73,9 +76,14 @@ impl Collector for FleetCollector {
                 .last_sync_unix
                 .map_or_else(|| started.elapsed().as_secs_f64(), |t| (now - t).max(0.0)),
         );
-        self.refused.set(i64::try_from(status.refusals.len()).unwrap_or(i64::MAX));
-        self.conflicts.set(i64::try_from(status.conflicts.len()).unwrap_or(i64::MAX));
-        self.gauges().into_iter().flat_map(Collector::collect).collect()
+        self.refused
+            .set(i64::try_from(status.refusals.len()).unwrap_or(i64::MAX));
+        self.conflicts
+            .set(i64::try_from(status.conflicts.len()).unwrap_or(i64::MAX));
+        self.gauges()
+            .into_iter()
+            .flat_map(Collector::collect)
+            .collect()
     }
 }
 

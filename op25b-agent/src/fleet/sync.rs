@@ -113,7 +113,10 @@ impl FleetShared {
             last_sync_unix: inner.last_sync_unix,
             refusals: inner.refusals.clone(),
             conflicts: inner.conflicts.clone(),
-            last_error: inner.apply_error.clone().or_else(|| inner.last_error.clone()),
+            last_error: inner
+                .apply_error
+                .clone()
+                .or_else(|| inner.last_error.clone()),
         }
     }
 
@@ -175,13 +178,19 @@ impl FleetShared {
     }
 }
 
-fn save_snapshot(path: &std::path::Path, snapshot: &Snapshot) -> Result<(), crate::provisioning::ProvisioningError> {
+fn save_snapshot(
+    path: &std::path::Path,
+    snapshot: &Snapshot,
+) -> Result<(), crate::provisioning::ProvisioningError> {
     let bytes = serde_json::to_vec(snapshot).expect("snapshot serializes");
     crate::provisioning::write_atomically(path, &bytes)
 }
 
 /// Reads `snapshot_file` through the same validation as etcd's values.
-pub fn load_snapshot(config: &FleetConfig, layout: &Layout) -> Result<Option<FleetView>, FleetError> {
+pub fn load_snapshot(
+    config: &FleetConfig,
+    layout: &Layout,
+) -> Result<Option<FleetView>, FleetError> {
     let path = &config.snapshot_file;
     let text = match std::fs::read(path) {
         Ok(t) => t,
@@ -194,8 +203,9 @@ pub fn load_snapshot(config: &FleetConfig, layout: &Layout) -> Result<Option<Fle
             })
         }
     };
-    let snapshot: Snapshot = serde_json::from_slice(&text)
-        .map_err(|e| FleetError::Snapshot(format!("{}: not a fleet snapshot: {e}", path.display())))?;
+    let snapshot: Snapshot = serde_json::from_slice(&text).map_err(|e| {
+        FleetError::Snapshot(format!("{}: not a fleet snapshot: {e}", path.display()))
+    })?;
     FleetView::from_snapshot(layout.clone(), &snapshot)
         .map(Some)
         .map_err(|e| FleetError::Snapshot(format!("{}: {e}", path.display())))
@@ -232,11 +242,17 @@ impl Fleet {
         let layout = Layout::new(&config.prefix);
         let view = match load_snapshot(&config, &layout) {
             Ok(Some(view)) => {
-                info!(revision = view.revision, "fleet: enforcing the snapshot until etcd answers");
+                info!(
+                    revision = view.revision,
+                    "fleet: enforcing the snapshot until etcd answers"
+                );
                 view
             }
             Ok(None) => {
-                info!("fleet: no snapshot yet at {}", config.snapshot_file.display());
+                info!(
+                    "fleet: no snapshot yet at {}",
+                    config.snapshot_file.display()
+                );
                 FleetView::new(layout.clone())
             }
             Err(e) => {
@@ -271,7 +287,10 @@ impl Fleet {
                 });
             })
             .expect("spawn fleet thread");
-        Self { shared, requests: tx }
+        Self {
+            shared,
+            requests: tx,
+        }
     }
 
     /// The accepted fleet policy (cheap: shared lists).
@@ -333,13 +352,19 @@ struct EtcdGrants {
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl EtcdGrants {
-    fn ask<T>(&self, make: impl FnOnce(std::sync::mpsc::Sender<Result<T, StoreError>>) -> Request) -> Result<T, StoreError> {
+    fn ask<T>(
+        &self,
+        make: impl FnOnce(std::sync::mpsc::Sender<Result<T, StoreError>>) -> Request,
+    ) -> Result<T, StoreError> {
         let (tx, rx) = std::sync::mpsc::channel();
         self.requests
             .send(make(tx))
             .map_err(|_| StoreError::Unavailable("the fleet thread is gone".into()))?;
-        rx.recv_timeout(REQUEST_TIMEOUT)
-            .map_err(|_| StoreError::Unavailable("etcd did not answer in time; the change may or may not have been made".into()))?
+        rx.recv_timeout(REQUEST_TIMEOUT).map_err(|_| {
+            StoreError::Unavailable(
+                "etcd did not answer in time; the change may or may not have been made".into(),
+            )
+        })?
     }
 }
 
@@ -351,7 +376,12 @@ impl GrantStore for EtcdGrants {
 
     fn delete(&self, kind: ListKind, prefix: &Prefix, actor: &str) -> Result<(), StoreError> {
         let (prefix, actor) = (*prefix, actor.to_owned());
-        self.ask(|reply| Request::Delete { kind, prefix, actor, reply })
+        self.ask(|reply| Request::Delete {
+            kind,
+            prefix,
+            actor,
+            reply,
+        })
     }
 
     fn list(&self, kind: ListKind) -> Result<Vec<Grant>, StoreError> {
@@ -376,7 +406,9 @@ async fn serve_requests(shared: Arc<FleetShared>, mut requests: mpsc::UnboundedR
         let Some(etcd_client) = connection.as_ref() else {
             let e = StoreError::Unavailable("etcd is unreachable: nothing changed".into());
             match request {
-                Request::Put { reply, .. } | Request::Delete { reply, .. } => drop(reply.send(Err(e))),
+                Request::Put { reply, .. } | Request::Delete { reply, .. } => {
+                    drop(reply.send(Err(e)));
+                }
                 Request::List { reply, .. } => drop(reply.send(Err(e))),
             }
             continue;
@@ -385,14 +417,35 @@ async fn serve_requests(shared: Arc<FleetShared>, mut requests: mpsc::UnboundedR
         let layout = &shared.layout;
         let failed = match request {
             Request::Put { kind, grant, reply } => {
-                let audit = client::audit(node, &grant.actor, "add", kind.name(), &grant.prefix, grant.expires_at, &grant.reason);
+                let audit = client::audit(
+                    node,
+                    &grant.actor,
+                    "add",
+                    kind.name(),
+                    &grant.prefix,
+                    grant.expires_at,
+                    &grant.reason,
+                );
                 let result = client::put_grant(etcd_client, layout, kind, &grant, &audit).await;
                 let failed = matches!(result, Err(FleetError::Etcd { .. }));
                 let _ = reply.send(result.map(|_| ()).map_err(|e| unavailable(&e)));
                 failed
             }
-            Request::Delete { kind, prefix, actor, reply } => {
-                let audit = client::audit(node, &actor, "delete", kind.name(), &prefix.to_string(), None, "");
+            Request::Delete {
+                kind,
+                prefix,
+                actor,
+                reply,
+            } => {
+                let audit = client::audit(
+                    node,
+                    &actor,
+                    "delete",
+                    kind.name(),
+                    &prefix.to_string(),
+                    None,
+                    "",
+                );
                 let result = client::delete_grant(etcd_client, layout, kind, &prefix, &audit).await;
                 let failed = matches!(result, Err(FleetError::Etcd { .. }));
                 let _ = reply.send(result.map_err(|e| unavailable(&e)));
@@ -401,7 +454,11 @@ async fn serve_requests(shared: Arc<FleetShared>, mut requests: mpsc::UnboundedR
             Request::List { kind, reply } => {
                 let result = client::list_grants(etcd_client, layout, kind).await;
                 let failed = result.is_err();
-                let _ = reply.send(result.map(|(grants, _)| grants).map_err(|e| unavailable(&e)));
+                let _ = reply.send(
+                    result
+                        .map(|(grants, _)| grants)
+                        .map_err(|e| unavailable(&e)),
+                );
                 failed
             }
         };
@@ -450,7 +507,7 @@ async fn session(shared: &FleetShared, state: &mut Follower) -> Result<(), Fleet
     if state.resync {
         let (kvs, revision) = client::read_dir(&etcd_client, &dir, 0).await?;
         let before = state.view.policy();
-        state.view.resync(kvs, revision);
+        state.view.resync(&kvs, revision);
         state.view.settle();
         state.seen = revision;
         state.resync = false;
@@ -459,12 +516,17 @@ async fn session(shared: &FleetShared, state: &mut Follower) -> Result<(), Fleet
         }
         info!(revision, "fleet: read the whole policy from etcd");
     }
-    let mut watch_client = etcd_client.watch_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
+    let mut watch_client = etcd_client
+        .watch_client()
+        .max_decoding_message_size(MAX_RESPONSE_BYTES);
     let options = WatchOptions::new()
         .with_prefix()
         .with_start_revision(state.seen + 1)
         .with_progress_notify();
-    let mut stream = watch_client.watch(dir.clone(), Some(options)).await.map_err(etcd(format!("watching {dir}")))?;
+    let mut stream = watch_client
+        .watch(dir.clone(), Some(options))
+        .await
+        .map_err(etcd(format!("watching {dir}")))?;
     shared.synced();
     let mut progress = tokio::time::interval(PROGRESS_INTERVAL);
     let mut sweep = tokio::time::interval(EXPIRY_SWEEP);
@@ -522,9 +584,19 @@ async fn expire_grants(etcd_client: &Client, shared: &FleetShared, view: &FleetV
     let delay = u64::from(shared.config.node_name.bytes().fold(0u8, u8::wrapping_add) % 20);
     let now = crate::clock::now_unix();
     for key in view.expired_grant_keys(now.saturating_sub(delay)) {
-        let Some(value) = view.raw(&key) else { continue };
+        let Some(value) = view.raw(&key) else {
+            continue;
+        };
         let prefix = key.rsplit_once("/grants/").map_or("", |(_, p)| p);
-        let audit = client::audit(&shared.config.node_name, "op25b", "expire", "grants", prefix, None, "expires_at passed");
+        let audit = client::audit(
+            &shared.config.node_name,
+            "op25b",
+            "expire",
+            "grants",
+            prefix,
+            None,
+            "expires_at passed",
+        );
         match client::delete_if_unchanged(etcd_client, view.layout(), &key, value, &audit).await {
             Ok(true) => info!(key, "fleet: expired grant removed from etcd"),
             Ok(false) => {}
@@ -551,7 +623,10 @@ async fn registration_session(shared: &FleetShared) -> Result<(), FleetError> {
         .await
         .map_err(etcd("registration lease"))?
         .id();
-    let (mut keeper, mut answers) = leases.keep_alive(lease).await.map_err(etcd("registration keep-alive"))?;
+    let (mut keeper, mut answers) = leases
+        .keep_alive(lease)
+        .await
+        .map_err(etcd("registration keep-alive"))?;
     let mut kv = etcd_client.kv_client();
     let node = &shared.config.node_name;
     let seen = serde_json::json!({ "node": node, "last_registered": crate::clock::rfc3339(crate::clock::now_unix()) });
@@ -560,7 +635,9 @@ async fn registration_session(shared: &FleetShared) -> Result<(), FleetError> {
         .map_err(etcd("registering"))?;
     let mut written: Option<Registration> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let mut keep_alive = tokio::time::interval(Duration::from_secs(u64::try_from(REGISTRATION_TTL_SECONDS / 3).unwrap_or(5)));
+    let mut keep_alive = tokio::time::interval(Duration::from_secs(
+        u64::try_from(REGISTRATION_TTL_SECONDS / 3).unwrap_or(5),
+    ));
     loop {
         tokio::select! {
             _ = keep_alive.tick() => {

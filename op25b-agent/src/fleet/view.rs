@@ -158,18 +158,14 @@ impl FleetView {
                 }
             }
             Some(PolicyKey::Manifest) => self.lists_dirty = true,
-            Some(PolicyKey::Chunk { hash }) => {
-                if self.references(hash) {
-                    self.lists_dirty = true;
-                }
-            }
+            Some(PolicyKey::Chunk { hash }) if self.references(hash) => self.lists_dirty = true,
             _ => {}
         }
     }
 
     /// Replaces the view with a full read of `P/policy/` at `revision`
     /// (after a compaction or on first contact), as puts and deletes.
-    pub fn resync(&mut self, kvs: BTreeMap<String, Vec<u8>>, revision: i64) {
+    pub fn resync(&mut self, kvs: &BTreeMap<String, Vec<u8>>, revision: i64) {
         let gone: Vec<String> = self
             .raw
             .keys()
@@ -179,7 +175,7 @@ impl FleetView {
         for key in gone {
             self.delete(&key, 0);
         }
-        for (key, value) in &kvs {
+        for (key, value) in kvs {
             self.put(key, value, 0);
         }
         // A read of the whole prefix is as new as its revision.
@@ -214,7 +210,11 @@ impl FleetView {
                 for pool in &manifest.pools {
                     keep.extend(pool.list.chunks.iter().map(|h| layout.chunk_key(h)));
                 }
-                for list in [&manifest.dynamic, &manifest.exempt, &manifest.allowed_destinations] {
+                for list in [
+                    &manifest.dynamic,
+                    &manifest.exempt,
+                    &manifest.allowed_destinations,
+                ] {
                     keep.extend(list.chunks.iter().map(|h| layout.chunk_key(h)));
                 }
                 self.lists_raw = keep
@@ -265,7 +265,10 @@ impl FleetView {
                 _ => &self.grants.exempt,
             };
             if let Some(grant) = list.get(name) {
-                kvs.insert(key.clone(), serde_json::to_string(grant).expect("grant serializes"));
+                kvs.insert(
+                    key.clone(),
+                    serde_json::to_string(grant).expect("grant serializes"),
+                );
             }
         }
         Snapshot {
@@ -290,7 +293,7 @@ impl FleetView {
         }
         let mut view = Self::new(layout);
         view.resync(
-            snapshot
+            &snapshot
                 .kvs
                 .iter()
                 .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
@@ -313,7 +316,10 @@ impl FleetView {
                 ListKind::AllowedDestinations => &self.grants.allowed_destinations,
                 _ => &self.grants.exempt,
             };
-            for grant in list.values().filter(|g| g.expires_at.is_some_and(|t| t <= now)) {
+            for grant in list
+                .values()
+                .filter(|g| g.expires_at.is_some_and(|t| t <= now))
+            {
                 if let Ok(prefix) = grant.prefix.parse() {
                     keys.push(self.layout.grant_key(kind, &prefix));
                 }
@@ -349,7 +355,10 @@ mod tests {
         view.settle();
         let p = view.policy();
         assert_eq!(p.revision, 7);
-        assert_eq!(p.grants.exempt["100.64.1.7/32"].actor, "a", "last good value kept");
+        assert_eq!(
+            p.grants.exempt["100.64.1.7/32"].actor, "a",
+            "last good value kept"
+        );
         assert!(p.grants.exempt.contains_key("100.64.1.8/32"));
         let refused = view.refusals();
         assert_eq!(refused.len(), 1);
@@ -377,20 +386,33 @@ mod tests {
         };
         let (manifest, chunks) = encode_lists(&lists, "t", 1);
         // The manifest before its chunks (a half-written list): refused, nothing changes.
-        view.put(&layout.manifest_key(), &serde_json::to_vec(&manifest).unwrap(), 3);
+        view.put(
+            &layout.manifest_key(),
+            &serde_json::to_vec(&manifest).unwrap(),
+            3,
+        );
         assert!(!view.settle());
-        assert!(view.refusals()[0].message.contains("missing"), "{:?}", view.refusals());
+        assert!(
+            view.refusals()[0].message.contains("missing"),
+            "{:?}",
+            view.refusals()
+        );
         for (hash, text) in &chunks {
             view.put(&layout.chunk_key(hash), text.as_bytes(), 4);
         }
         assert!(view.settle(), "the chunk's arrival completes the list");
         assert!(view.refusals().is_empty());
         assert_eq!(*view.policy().lists, lists);
-        view.put("/f/policy/grants/allowed_destinations/192.0.2.26/32", &grant("192.0.2.26/32", "x"), 5);
+        view.put(
+            "/f/policy/grants/allowed_destinations/192.0.2.26/32",
+            &grant("192.0.2.26/32", "x"),
+            5,
+        );
 
         let snapshot = view.snapshot();
         let text = serde_json::to_string(&snapshot).unwrap();
-        let back = FleetView::from_snapshot(layout.clone(), &serde_json::from_str(&text).unwrap()).unwrap();
+        let back = FleetView::from_snapshot(layout.clone(), &serde_json::from_str(&text).unwrap())
+            .unwrap();
         assert_eq!(back.policy(), view.policy());
         assert!(FleetView::from_snapshot(Layout::new("/other"), &snapshot).is_err());
 
@@ -410,14 +432,21 @@ mod tests {
     fn resync_applies_what_changed_while_away() {
         let layout = Layout::new("/f");
         let mut view = FleetView::new(layout);
-        view.put("/f/policy/grants/exempt/100.64.1.7/32", &grant("100.64.1.7/32", "a"), 2);
+        view.put(
+            "/f/policy/grants/exempt/100.64.1.7/32",
+            &grant("100.64.1.7/32", "a"),
+            2,
+        );
         let kvs = BTreeMap::from([(
             "/f/policy/grants/exempt/100.64.1.9/32".to_owned(),
             grant("100.64.1.9/32", "b"),
         )]);
-        view.resync(kvs, 20);
+        view.resync(&kvs, 20);
         let p = view.policy();
-        assert_eq!(p.grants.exempt.keys().collect::<Vec<_>>(), ["100.64.1.9/32"]);
+        assert_eq!(
+            p.grants.exempt.keys().collect::<Vec<_>>(),
+            ["100.64.1.9/32"]
+        );
         assert_eq!(p.revision, 20);
     }
 }
