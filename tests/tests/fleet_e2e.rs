@@ -70,7 +70,10 @@ const CONVERGE: Duration = Duration::from_secs(5);
 const NOTICE: Duration = Duration::from_secs(20);
 
 #[test]
-#[expect(clippy::too_many_lines, reason = "one story, step by step, as the issue tells it")]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one story, step by step, as the issue tells it"
+)]
 fn two_routers_one_policy_fail_static_snapshot_resync_and_refusal() {
     let mut a = router_lab(0, "edge-a");
     let mut b = router_lab(1, "edge-b");
@@ -254,5 +257,29 @@ fn two_routers_one_policy_fail_static_snapshot_resync_and_refusal() {
                 && agent["last_error"].as_str().unwrap_or("").contains(bad_key)
         })
     });
+    // Agents that watched and an agent that re-read everything report the
+    // same revision (the stale-box alert compares them).
+    a.wait_for(CONVERGE, "A and B at one applied revision", |l| {
+        let revision = metric(l, "op25b_fleet_applied_revision");
+        revision.is_some() && revision == metric(&b, "op25b_fleet_applied_revision")
+    });
+    // Every fleet series the alert rules use is exported by a fleet agent.
+    let text = a.http_get("/metrics").unwrap();
+    let rules = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/prometheus/op25b-rules.yml"
+    ))
+    .unwrap();
+    let used: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("op25b_fleet_"))
+        .collect();
+    assert!(used.len() >= 3, "{used:?}");
+    for word in used {
+        assert!(
+            text.contains(&format!("# TYPE {word} ")),
+            "the rules use {word}, which the agent does not export"
+        );
+    }
     drop(net);
 }

@@ -91,12 +91,19 @@ pub async fn connect(config: &FleetConfig) -> Result<Client, FleetError> {
         )))
 }
 
-/// Every key under `dir` with its value, and the store revision of the read.
-pub async fn read_dir(
-    client: &Client,
-    dir: &str,
-    revision: i64,
-) -> Result<(BTreeMap<String, Vec<u8>>, i64), FleetError> {
+/// A read of every key under a directory.
+pub struct DirRead {
+    pub kvs: BTreeMap<String, Vec<u8>>,
+    /// The store revision the read saw (a watch resumes after it).
+    pub revision: i64,
+    /// The newest mod_revision among the keys: what agents report as the
+    /// policy revision (every op25b write touches `P/policy/changed`, so
+    /// agents that read and agents that watched report the same number).
+    pub newest_change: i64,
+}
+
+/// Every key under `dir` with its value (at `revision`, or now if 0).
+pub async fn read_dir(client: &Client, dir: &str, revision: i64) -> Result<DirRead, FleetError> {
     let mut kv = client
         .kv_client()
         .max_decoding_message_size(MAX_RESPONSE_BYTES);
@@ -111,15 +118,21 @@ pub async fn read_dir(
     let header_revision = response
         .header()
         .map_or(0, etcd_client::ResponseHeader::revision);
+    let mut newest_change = 0;
     let kvs = response
         .take_kvs()
         .into_iter()
         .map(|kv| {
+            newest_change = newest_change.max(kv.mod_revision());
             let (k, v) = kv.into_key_value();
             (String::from_utf8_lossy(&k).into_owned(), v)
         })
         .collect();
-    Ok((kvs, header_revision))
+    Ok(DirRead {
+        kvs,
+        revision: header_revision,
+        newest_change,
+    })
 }
 
 /// One audit line, stored with the change it describes.
@@ -278,7 +291,7 @@ pub async fn list_grants(
     kind: ListKind,
 ) -> Result<(Vec<Grant>, Vec<KeyError>), FleetError> {
     let dir = layout.grants_dir(kind);
-    let (kvs, _) = read_dir(client, &dir, 0).await?;
+    let kvs = read_dir(client, &dir, 0).await?.kvs;
     let mut grants = Vec::new();
     let mut errors = Vec::new();
     for (key, value) in kvs {
@@ -302,7 +315,7 @@ pub async fn read_lists(
         return Ok((None, FleetLists::default(), 0));
     };
     // The chunks as of the manifest's revision: a consistent list even if a push races this read.
-    let (chunks, _) = read_dir(client, &layout.chunks_dir(), revision).await?;
+    let chunks = read_dir(client, &layout.chunks_dir(), revision).await?.kvs;
     let (manifest, lists) = decode_lists(&manifest_key, &value, |hash| {
         let key = layout.chunk_key(hash);
         let value = chunks.get(&key).map(Vec::as_slice);

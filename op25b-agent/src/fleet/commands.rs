@@ -200,8 +200,8 @@ pub async fn read_agents(
     etcd: &etcd_client::Client,
     layout: &Layout,
 ) -> Result<(i64, Vec<AgentState>), FleetError> {
-    let (agents, _) = client::read_dir(etcd, &layout.agents_dir(), 0).await?;
-    let (nodes, _) = client::read_dir(etcd, &layout.nodes_dir(), 0).await?;
+    let agents = client::read_dir(etcd, &layout.agents_dir(), 0).await?.kvs;
+    let nodes = client::read_dir(etcd, &layout.nodes_dir(), 0).await?.kvs;
     let mut kv = etcd.kv_client();
     let latest = kv
         .get(layout.changed_key(), None)

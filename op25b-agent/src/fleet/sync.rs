@@ -505,9 +505,9 @@ async fn session(shared: &FleetShared, state: &mut Follower) -> Result<(), Fleet
     let etcd_client = client::connect(&shared.config).await?;
     let dir = state.view.layout().policy_dir();
     if state.resync {
-        let (kvs, revision) = client::read_dir(&etcd_client, &dir, 0).await?;
-        let before = state.view.policy();
-        state.view.resync(&kvs, revision);
+        let read = client::read_dir(&etcd_client, &dir, 0).await?;
+        let (revision, before) = (read.revision, state.view.policy());
+        state.view.resync(&read.kvs, read.newest_change);
         state.view.settle();
         state.seen = revision;
         state.resync = false;

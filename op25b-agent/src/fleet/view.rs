@@ -163,8 +163,9 @@ impl FleetView {
         }
     }
 
-    /// Replaces the view with a full read of `P/policy/` at `revision`
-    /// (after a compaction or on first contact), as puts and deletes.
+    /// Replaces the view with a full read of `P/policy/` whose newest
+    /// change is at `revision` (after a compaction or on first contact), as
+    /// puts and deletes.
     pub fn resync(&mut self, kvs: &BTreeMap<String, Vec<u8>>, revision: i64) {
         let gone: Vec<String> = self
             .raw
