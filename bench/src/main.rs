@@ -6,6 +6,7 @@
 //! veth pair (live-frame generator; op25b vs xdp-filter vs nftables vs no
 //! filter) and mis-verdicts while a 1,000,000-entry list reloads.
 //! Prints a markdown table, writes JSON. `--smoke` runs everything tiny.
+mod fleet;
 mod lab;
 mod prefixes;
 mod sections;
@@ -31,6 +32,18 @@ struct Args {
     /// Measurements per row (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Run only the fleet-sync section: real agents in namespaces following one etcd.
+    #[arg(long)]
+    fleet: bool,
+    /// Agents for --fleet.
+    #[arg(long, default_value_t = 20)]
+    agents: usize,
+    /// Grants measured for --fleet.
+    #[arg(long, default_value_t = 30)]
+    grants: usize,
+    /// Prefixes in the pool list rolled out by --fleet.
+    #[arg(long, default_value_t = 1_000_000)]
+    pool_prefixes: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -71,6 +84,19 @@ fn machine() -> String {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.fleet {
+        let report = if args.smoke {
+            fleet::run(2, 3, 1_000)?
+        } else {
+            fleet::run(args.agents, args.grants, args.pool_prefixes)?
+        };
+        println!("{}", fleet::markdown(&report));
+        if let Some(dir) = args.json.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
+        return Ok(());
+    }
     let (repeat, runs) = if args.smoke {
         (1_000, 1)
     } else {
