@@ -46,6 +46,84 @@ pub struct FleetReport {
     pub pool_rollout_s: f64,
     /// Same, until the first agent holds it.
     pub pool_first_agent_s: f64,
+    /// Grants measured again with the pool list in place (each change
+    /// re-merges the whole policy).
+    pub grant_with_pool_p50_ms: f64,
+    pub grant_with_pool_p99_ms: f64,
+}
+
+type EtcdJob = Box<dyn FnOnce(&tokio::runtime::Runtime, &etcd_client::Client) + Send>;
+
+/// Grants `count` prefixes one by one (numbered from `first`); returns the
+/// commit-to-trie latency of every (grant, agent) pair but the warm-up's
+/// (grant 0), sorted, in ms.
+fn measure_grants(
+    etcd: &dyn Fn(EtcdJob),
+    layout: &Layout,
+    exempt: &[Trie<4>],
+    first: usize,
+    count: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let mut latencies = Vec::new();
+    for g in first..first + count {
+        let addr = [
+            100,
+            64,
+            200 + u8::try_from(g / 256).unwrap_or(0),
+            u8::try_from(g % 256).unwrap_or(0),
+        ];
+        let prefix = Prefix::new(std::net::Ipv4Addr::from(addr).into(), 32)?;
+        let grant = Grant {
+            prefix: prefix.to_string(),
+            expires_at: None,
+            reason: "bench".into(),
+            actor: "bench".into(),
+            created_at: op25b_agent::clock::now_unix(),
+        };
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let l = layout.clone();
+        etcd(Box::new(move |rt, c| {
+            let audit = client::audit(
+                "bench",
+                "bench",
+                "add",
+                "exempt",
+                &grant.prefix,
+                None,
+                "bench",
+            );
+            let result = rt.block_on(client::put_grant(c, &l, ListKind::Exempt, &grant, &audit));
+            done_tx
+                .send((
+                    result.map(|_| ()).map_err(|e| e.to_string()),
+                    Instant::now(),
+                ))
+                .expect("bench");
+        }));
+        let (result, committed) = done_rx.recv()?;
+        result.map_err(anyhow::Error::msg)?;
+        let mut pending: Vec<usize> = (0..exempt.len()).collect();
+        let limit = Duration::from_secs(if g == 0 { 60 } else { 30 });
+        while !pending.is_empty() {
+            anyhow::ensure!(
+                committed.elapsed() < limit,
+                "grant {g} did not reach {} agents",
+                pending.len()
+            );
+            pending.retain(|&i| {
+                let there = exempt[i].holds(32, addr);
+                if there && g > 0 {
+                    latencies.push(committed.elapsed().as_secs_f64() * 1000.0);
+                }
+                !there
+            });
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        // De-phase from the agents' 250 ms loop.
+        std::thread::sleep(Duration::from_millis(37 + (g as u64 * 53) % 211));
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(latencies)
 }
 
 /// Everything the bench sets up, torn down on drop (also on error).
@@ -308,10 +386,7 @@ pub fn run(agents: usize, grants: usize, pool_prefixes: usize) -> anyhow::Result
         tries
     };
     let etcd_ns = lab.etcd_ns.clone();
-    let (tx, rx) = std::sync::mpsc::channel::<
-        Box<dyn FnOnce(&tokio::runtime::Runtime, &etcd_client::Client) + Send>,
-    >();
-    // One thread in etcd's namespace runs every etcd call of the bench.
+    let (tx, rx) = std::sync::mpsc::channel::<EtcdJob>();
     let etcd_thread = std::thread::spawn(move || {
         in_ns(&etcd_ns, move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -331,79 +406,11 @@ pub fn run(agents: usize, grants: usize, pool_prefixes: usize) -> anyhow::Result
             }
         });
     });
-    let etcd = |job: Box<dyn FnOnce(&tokio::runtime::Runtime, &etcd_client::Client) + Send>| {
-        tx.send(job).expect("etcd thread")
-    };
+    let etcd = |job: EtcdJob| tx.send(job).expect("etcd thread");
     let layout = Layout::new("/bench");
 
-    // Grants: commit -> in every agent's trie.
-    let mut latencies = Vec::new();
-    let warmup = grants == 0;
-    for g in 0..grants.max(1) {
-        let addr = [
-            100,
-            64,
-            200 + u8::try_from(g / 256).unwrap_or(0),
-            u8::try_from(g % 256).unwrap_or(0),
-        ];
-        let prefix = Prefix::new(std::net::Ipv4Addr::from(addr).into(), 32)?;
-        let grant = Grant {
-            prefix: prefix.to_string(),
-            expires_at: None,
-            reason: "bench".into(),
-            actor: "bench".into(),
-            created_at: op25b_agent::clock::now_unix(),
-        };
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let l = layout.clone();
-        etcd(Box::new(move |rt, c| {
-            let audit = client::audit(
-                "bench",
-                "bench",
-                "add",
-                "exempt",
-                &grant.prefix,
-                None,
-                "bench",
-            );
-            let result = rt.block_on(client::put_grant(c, &l, ListKind::Exempt, &grant, &audit));
-            done_tx
-                .send((
-                    result.map(|_| ()).map_err(|e| e.to_string()),
-                    Instant::now(),
-                ))
-                .expect("bench");
-        }));
-        let (result, committed) = done_rx.recv()?;
-        result.map_err(anyhow::Error::msg)?;
-        let mut pending: Vec<usize> = (0..exempt.len()).collect();
-        let limit = if g == 0 {
-            Duration::from_secs(60)
-        } else {
-            Duration::from_secs(10)
-        };
-        while !pending.is_empty() {
-            anyhow::ensure!(
-                committed.elapsed() < limit,
-                "grant {g} did not reach {} agents",
-                pending.len()
-            );
-            pending.retain(|&i| {
-                if exempt[i].holds(32, addr) {
-                    if g > 0 || warmup {
-                        latencies.push(committed.elapsed().as_secs_f64() * 1000.0);
-                    }
-                    false
-                } else {
-                    true
-                }
-            });
-            std::thread::sleep(Duration::from_micros(500));
-        }
-        // De-phase from the agents' 250 ms loop.
-        std::thread::sleep(Duration::from_millis(37 + (g as u64 * 53) % 211));
-    }
-    latencies.sort_by(f64::total_cmp);
+    // Grants: commit -> in every agent's trie (the first one warms up).
+    let latencies = measure_grants(&etcd, &layout, &exempt, 0, grants + 1)?;
 
     // Pool roll-out.
     let dynamic: Vec<Trie<4>> = lab
@@ -462,11 +469,15 @@ pub fn run(agents: usize, grants: usize, pool_prefixes: usize) -> anyhow::Result
         std::thread::sleep(Duration::from_millis(50));
     }
     let rollout = started.elapsed();
+    // Grants again, with the big list in every agent's policy.
+    let with_pool = measure_grants(&etcd, &layout, &exempt, grants + 1, grants / 3 + 1)?;
     drop(tx);
     let _ = etcd_thread.join();
     drop(lab);
     Ok(FleetReport {
         agents,
+        grant_with_pool_p50_ms: percentile(&with_pool, 0.5),
+        grant_with_pool_p99_ms: percentile(&with_pool, 0.99),
         grants: latencies.len() / agents.max(1),
         grant_p50_ms: percentile(&latencies, 0.5),
         grant_p99_ms: percentile(&latencies, 0.99),
@@ -488,7 +499,9 @@ pub fn markdown(r: &FleetReport) -> String {
          | grant commit -> in every agent's maps, max | {:.0} ms | |\n\
          | publish a {}-prefix pool list (chunks + manifest) | {:.1} s | |\n\
          | ... until the first agent enforces it | {:.1} s | |\n\
-         | ... until every agent enforces it | {:.1} s | |\n",
+         | ... until every agent enforces it | {:.1} s | |\n\
+         | grant commit -> every agent, with that pool in place, p50 | {:.0} ms | |\n\
+         | grant commit -> every agent, with that pool in place, p99 | {:.0} ms | |\n",
         r.agents,
         r.grants,
         r.agents,
@@ -498,6 +511,8 @@ pub fn markdown(r: &FleetReport) -> String {
         r.pool_prefixes,
         r.pool_publish_s,
         r.pool_first_agent_s,
-        r.pool_rollout_s
+        r.pool_rollout_s,
+        r.grant_with_pool_p50_ms,
+        r.grant_with_pool_p99_ms
     )
 }
