@@ -194,6 +194,7 @@ fn wait(limit: Duration, what: &str, mut done: impl FnMut() -> bool) -> anyhow::
     Ok(())
 }
 
+#[expect(clippy::too_many_lines, reason = "the lab, step by step")]
 fn set_up(agents: usize) -> anyhow::Result<FleetLab> {
     let id = std::process::id() % 10_000;
     let tag = format!("f{id}");
@@ -371,6 +372,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Runs the fleet section with `agents` agents, `grants` grants and a pool
 /// of `pool_prefixes`.
+#[expect(clippy::too_many_lines, reason = "the section, step by step")]
 pub fn run(agents: usize, grants: usize, pool_prefixes: usize) -> anyhow::Result<FleetReport> {
     let lab = set_up(agents)?;
     let exempt: Vec<Trie<4>> = {

@@ -264,7 +264,10 @@ impl Agent {
                 self.reconcile_interfaces();
                 last_interface_check = Instant::now();
             }
-            std::thread::sleep(WATCH_INTERVAL);
+            match &self.fleet {
+                Some(fleet) => fleet.wait_for_change(WATCH_INTERVAL),
+                None => std::thread::sleep(WATCH_INTERVAL),
+            }
         }
         self.shutdown();
         Ok(())

@@ -2,7 +2,7 @@
 //! with a temporary data dir): push with dry-run and diff, a million-prefix
 //! pool list in chunks, grants with their audit lines, lost-update
 //! protection, refused values named by key. No BPF, no namespaces.
-use std::{fs, process::Command};
+use std::{fmt::Write as _, fs, process::Command};
 
 use op25b_agent::fleet::{client, codec::FleetLists, layout::Layout};
 use op25b_tests::{agent_bin, etcd::Etcd, TempDir};
@@ -62,7 +62,7 @@ fn push_shows_the_diff_publishes_in_chunks_and_refuses_a_stale_publish() {
     let mut big = String::with_capacity(5_000_000);
     for i in 0..250_000u32 {
         let a = 0x6440_0000u32 + (i << 4); // /28s inside 100.64.0.0/10
-        big.push_str(&format!("{}/28\n", std::net::Ipv4Addr::from(a)));
+        let _ = writeln!(big, "{}/28", std::net::Ipv4Addr::from(a));
     }
     fs::write(dir.path().join("pool.txt"), big).unwrap();
     let policy = "[policy]\nexempt = [\"100.64.1.7/32\"]\n[[policy.pools]]\nname = \"ftth\"\naction = \"monitor\"\nfiles = [\"pool.txt\"]\n";

@@ -85,6 +85,8 @@ pub struct FleetShared {
     inner: Mutex<Inner>,
     changed: AtomicBool,
     connected: AtomicBool,
+    /// Wakes the agent loop when a new policy is accepted (no wait for its tick).
+    wake: (Mutex<bool>, std::sync::Condvar),
 }
 
 /// What metrics and status read.
@@ -150,6 +152,8 @@ impl FleetShared {
             inner.refusals = refusals;
         }
         self.changed.store(true, Ordering::Relaxed);
+        *self.wake.0.lock().expect("not poisoned") = true;
+        self.wake.1.notify_all();
         if let Err(e) = save_snapshot(&self.config.snapshot_file, &view.snapshot()) {
             error!("fleet snapshot not written (a restart while etcd is down would miss this policy): {e}");
             self.lock().last_error = Some(format!("snapshot: {e}"));
@@ -270,6 +274,7 @@ impl Fleet {
             }),
             changed: AtomicBool::new(true),
             connected: AtomicBool::new(false),
+            wake: (Mutex::new(false), std::sync::Condvar::new()),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let thread_shared = Arc::clone(&shared);
@@ -296,6 +301,17 @@ impl Fleet {
     /// The accepted fleet policy (cheap: shared lists).
     pub fn policy(&self) -> Arc<FleetPolicy> {
         Arc::clone(&self.shared.lock().policy)
+    }
+
+    /// Sleeps up to `limit`, less if a new fleet policy arrives meanwhile
+    /// (the agent loop's tick, so a grant does not wait for it).
+    pub fn wait_for_change(&self, limit: Duration) {
+        let (flag, signal) = &self.shared.wake;
+        let guard = flag.lock().expect("not poisoned");
+        let (mut guard, _) = signal
+            .wait_timeout_while(guard, limit, |woken| !*woken)
+            .expect("not poisoned");
+        *guard = false;
     }
 
     /// True once after each change of the accepted policy.
