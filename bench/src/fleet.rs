@@ -103,7 +103,7 @@ fn measure_grants(
         let (result, committed) = done_rx.recv()?;
         result.map_err(anyhow::Error::msg)?;
         let mut pending: Vec<usize> = (0..exempt.len()).collect();
-        let limit = Duration::from_secs(if g == 0 { 60 } else { 30 });
+        let limit = Duration::from_secs(if g == 0 { 60 } else { 300 });
         while !pending.is_empty() {
             anyhow::ensure!(
                 committed.elapsed() < limit,

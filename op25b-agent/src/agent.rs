@@ -563,9 +563,8 @@ fn effective_policy(
     };
     match fleet {
         Some(fleet) => {
-            let fleet_policy = fleet.policy();
-            let (merged, conflicts) = crate::fleet::merge::merge(&local, &fleet_policy, now);
-            (merged, Some((fleet_policy.revision, conflicts)))
+            let (merged, revision, conflicts) = fleet.merge(&local, now);
+            (merged, Some((revision, conflicts)))
         }
         None => (local, None),
     }

@@ -10,7 +10,7 @@
 
 use op25b_common::abi::{PoolAction, MAX_POOLS};
 
-use super::view::FleetPolicy;
+use super::{codec::FleetLists, view::FleetPolicy};
 use crate::{
     policy::{Policy, Pool},
     prefix::PrefixSet,
@@ -31,9 +31,57 @@ fn active(set: &PrefixSet, now: u64) -> std::borrow::Cow<'_, PrefixSet> {
 /// `base` (the local policy as of `now`) with the fleet's lists and grants
 /// active at `now`; the second value lists the conflicts (local won).
 pub fn merge(base: &Policy, fleet: &FleetPolicy, now: u64) -> (Policy, Vec<String>) {
+    let (merged, conflicts) = merge_lists(base, &fleet.lists, now);
+    (fleet.grants.effective(&merged, now), conflicts)
+}
+
+/// The last merge of the fleet's lists: a grant changes only the grants,
+/// so a 1,000,000-prefix list is not merged again for each grant.
+pub struct MergeCache {
+    lists: std::sync::Arc<FleetLists>,
+    base: Policy,
+    valid_until: Option<u64>,
+    merged: Policy,
+    conflicts: Vec<String>,
+}
+
+/// [`merge`], reusing the lists' merge while the lists, the base and every
+/// expiry in the lists are unchanged.
+pub fn merge_cached(
+    cache: &mut Option<MergeCache>,
+    base: &Policy,
+    fleet: &FleetPolicy,
+    now: u64,
+) -> (Policy, Vec<String>) {
+    let hit = cache.as_ref().is_some_and(|c| {
+        std::sync::Arc::ptr_eq(&c.lists, &fleet.lists)
+            && c.valid_until.is_none_or(|t| now < t)
+            && c.base == *base
+    });
+    if !hit {
+        let (merged, conflicts) = merge_lists(base, &fleet.lists, now);
+        let probe = FleetPolicy {
+            lists: std::sync::Arc::clone(&fleet.lists),
+            ..FleetPolicy::default()
+        };
+        *cache = Some(MergeCache {
+            lists: std::sync::Arc::clone(&fleet.lists),
+            base: base.clone(),
+            valid_until: probe.next_expiry(now),
+            merged,
+            conflicts,
+        });
+    }
+    let cached = cache.as_ref().expect("just filled");
+    (
+        fleet.grants.effective(&cached.merged, now),
+        cached.conflicts.clone(),
+    )
+}
+
+fn merge_lists(base: &Policy, lists: &FleetLists, now: u64) -> (Policy, Vec<String>) {
     let mut policy = base.clone();
     let mut conflicts = Vec::new();
-    let lists = &fleet.lists;
     for prefix in active(&lists.dynamic, now).iter() {
         if !has(&policy.dynamic, prefix) {
             policy.dynamic.insert(*prefix);
@@ -89,7 +137,7 @@ pub fn merge(base: &Policy, fleet: &FleetPolicy, now: u64) -> (Policy, Vec<Strin
     for prefix in active(&lists.allowed_destinations, now).iter() {
         policy.allowed_destinations.insert(*prefix);
     }
-    (fleet.grants.effective(&policy, now), conflicts)
+    (policy, conflicts)
 }
 
 #[cfg(test)]
@@ -97,11 +145,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::{
-        fleet::codec::{FleetLists, FleetPool},
-        prefix::Prefix,
-        provisioning::Grant,
-    };
+    use crate::{fleet::codec::FleetPool, prefix::Prefix, provisioning::Grant};
 
     fn p(s: &str) -> Prefix {
         s.parse().unwrap()
@@ -176,6 +220,56 @@ mod tests {
         assert!(
             !later.exempt.contains("100.64.1.7".parse().unwrap()),
             "expired entry enforced"
+        );
+    }
+
+    #[test]
+    fn the_cached_merge_equals_a_fresh_one_as_grants_lists_and_time_change() {
+        let mut base = Policy::default();
+        base.dynamic.insert(p("100.64.0.0/10"));
+        let mut lists = FleetLists::default();
+        lists.dynamic.insert(p("100.128.0.0/10"));
+        lists.exempt.insert_until(p("100.64.1.7/32"), Some(100));
+        let mut fleet = FleetPolicy {
+            revision: 1,
+            lists: Arc::new(lists),
+            ..FleetPolicy::default()
+        };
+        let mut cache = None;
+        for (now, grant) in [
+            (10, None),
+            (20, Some("100.64.1.8/32")),
+            (100, Some("100.64.1.9/32")),
+        ] {
+            if let Some(g) = grant {
+                fleet.grants.exempt.insert(
+                    g.into(),
+                    Grant {
+                        prefix: g.into(),
+                        expires_at: None,
+                        reason: String::new(),
+                        actor: "d".into(),
+                        created_at: 0,
+                    },
+                );
+            }
+            assert_eq!(
+                merge_cached(&mut cache, &base, &fleet, now),
+                merge(&base, &fleet, now),
+                "at {now}"
+            );
+        }
+        let mut other = (*fleet.lists).clone();
+        other.allowed_destinations.insert(p("192.0.2.26/32"));
+        fleet.lists = Arc::new(other);
+        assert_eq!(
+            merge_cached(&mut cache, &base, &fleet, 100),
+            merge(&base, &fleet, 100)
+        );
+        base.exempt.insert(p("100.64.1.10/32"));
+        assert_eq!(
+            merge_cached(&mut cache, &base, &fleet, 100),
+            merge(&base, &fleet, 100)
         );
     }
 

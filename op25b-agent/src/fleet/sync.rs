@@ -87,6 +87,7 @@ pub struct FleetShared {
     connected: AtomicBool,
     /// Wakes the agent loop when a new policy is accepted (no wait for its tick).
     wake: (Mutex<bool>, std::sync::Condvar),
+    merge_cache: Mutex<Option<super::merge::MergeCache>>,
 }
 
 /// What metrics and status read.
@@ -275,6 +276,7 @@ impl Fleet {
             changed: AtomicBool::new(true),
             connected: AtomicBool::new(false),
             wake: (Mutex::new(false), std::sync::Condvar::new()),
+            merge_cache: Mutex::new(None),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let thread_shared = Arc::clone(&shared);
@@ -312,6 +314,19 @@ impl Fleet {
             .wait_timeout_while(guard, limit, |woken| !*woken)
             .expect("not poisoned");
         *guard = false;
+    }
+
+    /// `local` (the box's own policy as of `now`) with the accepted fleet
+    /// policy: the enforced policy, the fleet revision in it, the conflicts.
+    pub fn merge(
+        &self,
+        local: &crate::policy::Policy,
+        now: u64,
+    ) -> (crate::policy::Policy, i64, Vec<String>) {
+        let fleet_policy = self.policy();
+        let mut cache = self.shared.merge_cache.lock().expect("not poisoned");
+        let (merged, conflicts) = super::merge::merge_cached(&mut cache, local, &fleet_policy, now);
+        (merged, fleet_policy.revision, conflicts)
     }
 
     /// True once after each change of the accepted policy.
