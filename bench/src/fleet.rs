@@ -472,7 +472,7 @@ pub fn run(agents: usize, grants: usize, pool_prefixes: usize) -> anyhow::Result
     }
     let rollout = started.elapsed();
     // Grants again, with the big list in every agent's policy.
-    let with_pool = measure_grants(&etcd, &layout, &exempt, grants + 1, grants / 3 + 1)?;
+    let with_pool = measure_grants(&etcd, &layout, &exempt, grants + 1, grants.min(4) + 1)?;
     drop(tx);
     let _ = etcd_thread.join();
     drop(lab);

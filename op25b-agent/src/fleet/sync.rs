@@ -88,6 +88,8 @@ pub struct FleetShared {
     /// Wakes the agent loop when a new policy is accepted (no wait for its tick).
     wake: (Mutex<bool>, std::sync::Condvar),
     merge_cache: Mutex<Option<super::merge::MergeCache>>,
+    /// The next snapshot to write (see `write_snapshots`).
+    snapshot: (Mutex<Option<Vec<u8>>>, std::sync::Condvar),
 }
 
 /// What metrics and status read.
@@ -155,9 +157,31 @@ impl FleetShared {
         self.changed.store(true, Ordering::Relaxed);
         *self.wake.0.lock().expect("not poisoned") = true;
         self.wake.1.notify_all();
-        if let Err(e) = save_snapshot(&self.config.snapshot_file, &view.snapshot()) {
-            error!("fleet snapshot not written (a restart while etcd is down would miss this policy): {e}");
-            self.lock().last_error = Some(format!("snapshot: {e}"));
+        // Written by its own thread: an fsync must not hold up the next watch event.
+        let bytes = serde_json::to_vec(&view.snapshot()).expect("snapshot serializes");
+        *self.snapshot.0.lock().expect("not poisoned") = Some(bytes);
+        self.snapshot.1.notify_all();
+    }
+
+    /// Writes the newest pending snapshot, forever (older pending ones are
+    /// skipped: only the last accepted policy matters).
+    fn write_snapshots(&self) {
+        loop {
+            let bytes = {
+                let slot = self.snapshot.0.lock().expect("not poisoned");
+                let mut slot = self
+                    .snapshot
+                    .1
+                    .wait_while(slot, |pending| pending.is_none())
+                    .expect("not poisoned");
+                slot.take().expect("pending")
+            };
+            if let Err(e) =
+                crate::provisioning::write_atomically(&self.config.snapshot_file, &bytes)
+            {
+                error!("fleet snapshot not written (a restart while etcd is down would miss this policy): {e}");
+                self.lock().last_error = Some(format!("snapshot: {e}"));
+            }
         }
     }
 
@@ -181,14 +205,6 @@ impl FleetShared {
         }
         self.lock().last_error = Some(message);
     }
-}
-
-fn save_snapshot(
-    path: &std::path::Path,
-    snapshot: &Snapshot,
-) -> Result<(), crate::provisioning::ProvisioningError> {
-    let bytes = serde_json::to_vec(snapshot).expect("snapshot serializes");
-    crate::provisioning::write_atomically(path, &bytes)
 }
 
 /// Reads `snapshot_file` through the same validation as etcd's values.
@@ -277,7 +293,13 @@ impl Fleet {
             connected: AtomicBool::new(false),
             wake: (Mutex::new(false), std::sync::Condvar::new()),
             merge_cache: Mutex::new(None),
+            snapshot: (Mutex::new(None), std::sync::Condvar::new()),
         });
+        let writer = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("fleet-snapshot".into())
+            .spawn(move || writer.write_snapshots())
+            .expect("spawn snapshot thread");
         let (tx, rx) = mpsc::unbounded_channel();
         let thread_shared = Arc::clone(&shared);
         std::thread::Builder::new()
