@@ -10,6 +10,7 @@ APT_PACKAGES=(
   pkg-config zlib1g-dev                                    # bpf-linker build
   python3-scapy                                            # an independent capture writer
   prometheus                                               # a real scraper, promtool
+  freeradius-utils                                         # radclient: a real RADIUS client for tests
   systemd man-db dpkg-dev                                  # unit checks, man pages, packaging
   xdp-tools nftables ethtool                               # benchmark peers
   etcd-server protobuf-compiler libprotobuf-dev            # fleet: a real etcd in tests; protoc + well-known protos for etcd-client

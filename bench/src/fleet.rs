@@ -17,16 +17,14 @@ use std::{
 use anyhow::Context as _;
 use aya::maps::{lpm_trie::Key, LpmTrie, Map, MapData};
 use op25b_agent::{
+    config::fleet::{FleetConfig, RawFleet},
+    dataplane::pins::PinLayout,
     fleet::{
         client,
         codec::{FleetLists, FleetPool},
-        config::{FleetConfig, RawFleet},
         layout::Layout,
     },
-    pins::PinLayout,
-    policy::ListKind,
-    prefix::Prefix,
-    provisioning::Grant,
+    policy::{grants::Grant, prefix::Prefix, ListKind},
 };
 use serde::Serialize;
 
@@ -310,7 +308,7 @@ fn set_up(agents: usize) -> anyhow::Result<FleetLab> {
     let ns = lab.etcd_ns.clone();
     wait(Duration::from_secs(30), "etcd", || {
         in_ns(&ns, || {
-            op25b_agent::http::get("[::1]:2379", "/health").unwrap_or_default()
+            op25b_agent::api::client::get("[::1]:2379", "/health").unwrap_or_default()
         })
         .contains("\"health\":\"true\"")
     })?;

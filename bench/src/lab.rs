@@ -52,7 +52,7 @@ impl BenchNet {
 
     /// Index of one of the bench's interfaces (in the namespace it entered).
     pub fn ifindex(dev: &str) -> u32 {
-        op25b_agent::pins::ifindex(dev).expect("bench veth exists")
+        op25b_agent::dataplane::pins::ifindex(dev).expect("bench veth exists")
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use op25b_agent::prefix::{Prefix, PrefixSet};
+use op25b_agent::policy::prefix::{Prefix, PrefixSet};
 use rand::{rngs::StdRng, Rng};
 
 fn v4(rng: &mut StdRng, lens: &[(u8, u32)]) -> Prefix {

@@ -17,11 +17,10 @@ use anyhow::Context as _;
 use aya::programs::{Xdp, XdpMode};
 use op25b_agent::{
     dataplane::{Dataplane, Maps, BENCH_PROGRAMS_OBJECT},
-    frame::{Ext, FrameSpec},
-    policy::Policy,
-    prefix::PrefixSet,
+    policy::{prefix::PrefixSet, Policy},
 };
 use op25b_common::{decide, parse::ETH_P_8021AD, Reason};
+use op25b_tests::frame::{Ext, FrameSpec};
 use rand::{rngs::StdRng, SeedableRng as _};
 use serde::Serialize;
 

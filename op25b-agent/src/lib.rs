@@ -1,25 +1,30 @@
-//! op25b's user space: configuration, policy, the data-plane handle and the
-//! operator commands. The `op25b-agent` binary is a thin shell over this.
+//! op25b's user space. The folders are the architecture:
+//! - `cli`: the command line, one module per command, dispatch in one place;
+//! - `config`: the TOML file, its checks and the watch for edits;
+//! - `policy`: what is enforced, as data (prefixes, list files, grants);
+//! - `dataplane`: the loaded XDP program: diffs, map writes, links, pins,
+//!   counters, test runs;
+//! - `agent`: the `run` loop (reloads, interfaces, lock, systemd);
+//! - `observe`: metrics, readiness, block events, top sources, status;
+//! - `api`: the HTTP server, its routes (admin, provisioning), the client;
+//! - `radius`: RADIUS accounting and CoA: sessions whose subscribers are
+//!   exempt join the exempt maps;
+//! - `tools`: captures, replay, explain's SYN.
+//!
+//! The `op25b-agent` binary is a thin shell over this.
 pub mod agent;
-pub mod capture;
+pub mod api;
 pub mod cli;
 pub mod clock;
-pub mod commands;
 pub mod config;
 pub mod dataplane;
-pub mod events;
 pub mod fleet;
-pub mod frame;
-pub mod http;
-pub mod pins;
+pub mod observe;
 pub mod policy;
-pub mod prefix;
-pub mod provisioning;
-pub mod replay;
-pub mod status;
-pub mod systemd;
-pub mod telemetry;
-pub mod top;
+pub mod radius;
+pub mod state_file;
+pub mod tools;
+pub mod wake;
 
 /// Version, git revision and program build identity, for `--version`.
 pub const VERSION_LONG: &str = concat!(

@@ -9,7 +9,8 @@ use crate::{reason::REASON_SLOTS, verdict::BlockedPorts};
 pub const PROGRAM_NAME: &str = "op25b";
 
 /// LPM tries keyed by `{prefix_len: u32, addr: [u8; 4|16]}` (address in
-/// network byte order); the value is a `u32` reserved for a pool id (0 today).
+/// network byte order); the value is a `u32`: the pool id in the dynamic
+/// tries (0 = the default pool), 0 in the others.
 pub const MAP_DYNAMIC_V4: &str = "DYNAMIC_V4";
 pub const MAP_DYNAMIC_V6: &str = "DYNAMIC_V6";
 pub const MAP_EXEMPT_V4: &str = "EXEMPT_V4";
@@ -23,8 +24,8 @@ pub const MAP_COUNTERS: &str = "COUNTERS";
 /// passes the per-source rate limit.
 pub const MAP_EVENTS: &str = "EVENTS";
 pub const EVENTS_RING_BYTES: u32 = 2 << 20;
-/// Per-CPU direct-mapped cache of [`EventLimiter`] slots, indexed by
-/// [`limiter_slot`] of the source. A per-CPU array lookup is inlined by
+/// Direct-mapped cache of [`EventLimiter`] slots shared by all CPUs,
+/// indexed by [`limiter_slot`] of the source. An array lookup is inlined by
 /// the verifier, so rate limiting costs a few instructions, not a hash-map
 /// walk; two sources sharing a slot evict each other (counted).
 pub const MAP_EVENT_LIMITER: &str = "EVENT_LIMITER";
@@ -34,6 +35,14 @@ pub const EVENT_LIMITER_SLOTS: u32 = 1 << 14;
 pub const MAP_POOL_COUNTERS: &str = "POOL_COUNTERS";
 #[expect(clippy::cast_possible_truncation, reason = "MAX_POOLS is 16")]
 pub const POOL_COUNTER_ENTRIES: u32 = MAX_POOLS as u32 * REASON_SLOTS;
+
+/// Index of a (pool, reason) pair in [`MAP_POOL_COUNTERS`]; a pool out of
+/// range wraps, so the index is always in the map.
+#[inline(always)]
+#[expect(clippy::cast_possible_truncation, reason = "MAX_POOLS is 16")]
+pub const fn pool_counter_index(pool: u32, reason: u32) -> u32 {
+    (pool % MAX_POOLS as u32) * REASON_SLOTS + reason
+}
 
 /// Every policy map, for code that handles them alike (pinning, sizes).
 pub const POLICY_MAPS: [&str; 6] = [
@@ -53,6 +62,11 @@ pub const POLICY_MAP_CAPACITY: u32 = 1 << 21;
 /// Writable global (`.data`) holding [`RuntimeConfig`]: read with a plain
 /// load, no map lookup, so non-SMTP packets never touch a map helper.
 pub const GLOBAL_RUNTIME_CONFIG: &str = "RUNTIME_CONFIG";
+/// The ELF section the program's writable globals live in; aya makes it a
+/// one-element array map.
+pub const RUNTIME_CONFIG_SECTION: &str = ".data";
+/// The pin name of that section's map (bpffs refuses the dot in ".data").
+pub const RUNTIME_CONFIG_PIN: &str = "RUNTIME_CONFIG";
 /// Read-only global set at load: which interface slot this instance counts in.
 pub const GLOBAL_INTERFACE_SLOT: &str = "INTERFACE_SLOT";
 
@@ -153,7 +167,7 @@ impl RuntimeConfig {
     }
 }
 
-/// Per-source rate-limit state (one slot of the per-CPU cache).
+/// Per-source rate-limit state (one slot of the shared cache).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventLimiter {
@@ -218,10 +232,14 @@ pub fn mapped_v6(addr: &crate::IpAddrBytes) -> [u8; 16] {
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: both are #[repr(C)], made only of integers, with no padding.
+    // SAFETY: #[repr(C)], made only of integers, with no padding (the size
+    // tests below pin the layouts), so every byte pattern is valid.
     unsafe impl aya::Pod for super::Counter {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::RuntimeConfig {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::EventLimiter {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::BlockEvent {}
 }
 

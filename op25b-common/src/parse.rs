@@ -65,7 +65,8 @@ pub struct TcpSegment {
     pub connection_attempt: bool,
     /// A SYN without ACK with its whole TCP header, in a plain network
     /// header (IPv4 without options or fragmentation, IPv6 without extension
-    /// headers): one a reset can answer in place.
+    /// headers) and, under PPPoE, a two-byte PPP protocol field: one a reset
+    /// can answer in place.
     pub resettable: bool,
     /// Where the subscriber sits: tags and PPPoE session (for evidence).
     pub encap: Encap,
@@ -82,6 +83,9 @@ pub struct Encap {
     pub vlan_count: u8,
     pub in_pppoe: bool,
     pub pppoe_session: u16,
+    /// The PPP protocol field is the compressed one-byte form: the reset
+    /// is built only for the two-byte form, so such a SYN is not resettable.
+    pub compressed_ppp_protocol: bool,
 }
 
 impl TcpSegment {
@@ -159,6 +163,7 @@ fn parse_pppoe_session<P: PacketBytes + ?Sized>(pkt: &P, off: usize, mut encap: 
     encap.in_pppoe = true;
     encap.pppoe_session = be16([head[2], head[3]]);
     let (protocol, l3) = if head[6] & 1 == 1 {
+        encap.compressed_ppp_protocol = true;
         (u16::from(head[6]), off + 7)
     } else {
         let Some([low]) = pkt.read::<1>(off + 7) else {
@@ -233,7 +238,8 @@ fn tcp_ports<P: PacketBytes + ?Sized>(
         }
         None => (true, false),
     };
-    let resettable = syn_only && plain_l3 && pkt.read::<1>(off + 19).is_some();
+    let resettable =
+        syn_only && plain_l3 && !encap.compressed_ppp_protocol && pkt.read::<1>(off + 19).is_some();
     Parsed::Tcp(TcpSegment {
         src,
         dst,

@@ -19,14 +19,13 @@ use aya_ebpf::{
 };
 use op25b_common::{
     abi::{
-        counter_index, limiter_slot, mapped_v6, BlockEvent, Counter, EventLimiter, RuntimeConfig,
-        COUNTER_ATTEMPTS, COUNTER_ENTRIES, COUNTER_EVENTS_EVICTED, COUNTER_EVENTS_LOST,
-        COUNTER_EVENTS_SUPPRESSED, EVENTS_RING_BYTES, EVENT_FLAG_PPPOE, EVENT_LIMITER_SLOTS,
-        MAX_POOLS, POLICY_MAP_CAPACITY, POOL_COUNTER_ENTRIES,
+        counter_index, limiter_slot, mapped_v6, pool_counter_index, BlockEvent, Counter,
+        EventLimiter, RuntimeConfig, COUNTER_ATTEMPTS, COUNTER_ENTRIES, COUNTER_EVENTS_EVICTED,
+        COUNTER_EVENTS_LOST, COUNTER_EVENTS_SUPPRESSED, EVENTS_RING_BYTES, EVENT_FLAG_PPPOE,
+        EVENT_LIMITER_SLOTS, POLICY_MAP_CAPACITY, POOL_COUNTER_ENTRIES,
     },
     judge,
     parse::TcpSegment,
-    reason::REASON_SLOTS,
     verdict::NO_POOL,
     Action, IpAddrBytes, PacketBytes, PolicyLookup,
 };
@@ -176,7 +175,7 @@ pub fn op25b(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn count_pool(pool: u32, reason: u32, bytes: u64) {
-    let index = (pool % MAX_POOLS as u32) * REASON_SLOTS + reason;
+    let index = pool_counter_index(pool, reason);
     if let Some(counter) = POOL_COUNTERS.get_ptr_mut(index) {
         // SAFETY: a per-CPU cell, touched only by this CPU.
         unsafe {

@@ -114,7 +114,8 @@ impl Etcd {
         let start = Instant::now();
         loop {
             let address = self.client.clone();
-            let ask = move || op25b_agent::http::get(&address, "/health").unwrap_or_default();
+            let ask =
+                move || op25b_agent::api::client::get(&address, "/health").unwrap_or_default();
             let answer = match &self.ns {
                 Some(ns) => in_netns(ns, ask).join().unwrap(),
                 None => ask(),

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use op25b_agent::frame::{Ext, FrameSpec, Transport, TCP_ACK};
+use crate::frame::{Ext, FrameSpec, Transport, TCP_ACK};
 use op25b_common::{
     parse::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_QINQ_9100},
     Reason,
@@ -50,6 +50,16 @@ fn raw(name: &'static str, frame: Vec<u8>, expect: Reason) -> Fixture {
     }
 }
 
+/// `spec` in a PPPoE session whose PPP protocol field is the compressed
+/// one-byte form (PFC, RFC 1661).
+fn compressed_ppp_protocol(spec: &FrameSpec) -> Vec<u8> {
+    let mut f = spec.clone().pppoe(0x0101).build();
+    f.remove(14 + 6);
+    let pppoe_length = u16::try_from(f.len() - 20).unwrap();
+    f[14 + 4..14 + 6].copy_from_slice(&pppoe_length.to_be_bytes());
+    f
+}
+
 /// Byte offset of the network header in a frame built from `spec`.
 fn l3_offset(spec: &FrameSpec) -> usize {
     14 + 4 * spec.vlans.len() + if spec.pppoe_session.is_some() { 8 } else { 0 }
@@ -87,14 +97,7 @@ pub fn standard() -> Vec<Fixture> {
     let mut nine_ext = eight_ext.to_vec();
     nine_ext.push(Ext::DestinationOptions);
     // Compressed PPP protocol (PFC): one byte 0x21 instead of 0x0021.
-    let pfc = {
-        let spec = v4.clone().pppoe(0x0101);
-        let mut f = spec.build();
-        f.remove(14 + 6);
-        let pppoe_length = u16::try_from(f.len() - 20).unwrap();
-        f[14 + 4..14 + 6].copy_from_slice(&pppoe_length.to_be_bytes());
-        f
-    };
+    let pfc = compressed_ppp_protocol(&v4);
     let mut arp = v4.build();
     arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
     let mut discovery = v4.clone().pppoe(7).build();
@@ -499,6 +502,11 @@ pub fn pools() -> Vec<Fixture> {
         fixture(
             "reject pool ipv6 syn with an extension header: dropped",
             &syn(STRICT6, OUTSIDE6, 25).ipv6_ext(&[Ext::DestinationOptions]),
+            Blocked,
+        ),
+        raw(
+            "reject pool pppoe syn with a compressed protocol field: dropped",
+            compressed_ppp_protocol(&syn(STRICT4, OUTSIDE4, 25)),
             Blocked,
         ),
         fixture(

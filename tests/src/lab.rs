@@ -272,17 +272,14 @@ impl Lab {
 
     /// A TCP SYN frame from the subscriber side to the router's MAC.
     pub fn syn_frame(&self, src: &str, dst: &str, dst_port: u16, src_port: u16) -> Vec<u8> {
-        let mut spec = op25b_agent::frame::FrameSpec::tcp_syn(
-            src.parse().unwrap(),
-            dst.parse().unwrap(),
-            dst_port,
-        );
+        let mut spec =
+            crate::frame::FrameSpec::tcp_syn(src.parse().unwrap(), dst.parse().unwrap(), dst_port);
         spec.src_mac = self.mac('s', &format!("{}s0", self.name));
         spec.dst_mac = self.mac('r', &format!("{}r0", self.name));
-        spec.transport = op25b_agent::frame::Transport::Tcp {
+        spec.transport = crate::frame::Transport::Tcp {
             src_port,
             dst_port,
-            flags: op25b_agent::frame::TCP_SYN,
+            flags: crate::frame::TCP_SYN,
         };
         spec.build()
     }
@@ -318,10 +315,15 @@ impl Lab {
     pub fn http_get(&self, path: &str) -> Result<String, String> {
         let path = path.to_owned();
         in_netns(&self.ns('r'), move || {
-            op25b_agent::http::get("127.0.0.1:9725", &path).map_err(|e| e.to_string())
+            op25b_agent::api::client::get("127.0.0.1:9725", &path).map_err(|e| e.to_string())
         })
         .join()
         .unwrap()
+    }
+
+    /// The running agent's pid (nsenter execs the agent).
+    pub fn agent_pid(&self) -> u32 {
+        self.agent.as_ref().expect("agent running").id()
     }
 
     /// The agent's resident memory in KiB (nsenter execs the agent, so the

@@ -4,13 +4,14 @@
 
 pub mod etcd;
 pub mod fixtures;
+pub mod frame;
+pub mod fuzz;
 pub mod lab;
 pub mod netns;
 
 use op25b_agent::{
     dataplane::{Dataplane, Maps},
-    policy::Policy,
-    prefix::PrefixSet,
+    policy::{prefix::PrefixSet, Policy},
 };
 
 /// Kernel tests need root (BPF_PROG_LOAD, netns). CI runs as root; anywhere

@@ -3,16 +3,40 @@
 //! precise answers; 50 concurrent clients are safe. Needs root.
 use std::{fs, time::Duration};
 
-use op25b_agent::provisioning::request;
+use op25b_agent::api::client::{self, ClientError, Endpoint};
 use op25b_tests::lab::Lab;
 
 const DYN4: &str = "100.64.1.2";
 const MX4: &str = "198.51.100.25";
 const TOKEN: &str = "s3cret-token-for-tests";
 
+/// One API request over the unix socket: (status, body).
+fn request(
+    socket: &std::path::Path,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, String), ClientError> {
+    let reply = client::request(
+        &Endpoint::Unix(socket.to_owned()),
+        method.parse().expect("an HTTP method"),
+        path,
+        Some(token),
+        body.map(|b| b.as_bytes().to_vec()),
+    )?;
+    Ok((reply.status, reply.text()))
+}
+
 fn api_lab() -> Lab {
     let lab = Lab::up_with(&[], "[api]\nsocket = \"api.sock\"\ntoken_file = \"api.token\"\nstate_file = \"state.json\"\naudit_log = \"audit.jsonl\"\nmax_body_bytes = 4096\n");
     fs::write(lab.dir.path().join("api.token"), format!("{TOKEN}\n")).unwrap();
+    // A token others can read is refused, as ssh refuses such keys.
+    fs::set_permissions(
+        lab.dir.path().join("api.token"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     lab
 }
 

@@ -3,7 +3,6 @@
 //! must never disagree. Needs root. Set OP25B_SEED to replay a run.
 use std::{collections::BTreeMap, net::IpAddr};
 
-use op25b_agent::frame::{Ext, FrameSpec, Transport};
 use op25b_common::{
     decide,
     parse::{
@@ -11,6 +10,7 @@ use op25b_common::{
     },
     Reason,
 };
+use op25b_tests::frame::{Ext, FrameSpec, Transport};
 use op25b_tests::{fixtures, load_dataplane, pools_policy};
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 

@@ -130,8 +130,8 @@ fn pool_fixtures_in_the_kernel() {
     reason = "one table of encapsulations, one field-by-field check"
 )]
 fn reject_answers_with_a_valid_reset_in_every_encapsulation() {
-    use op25b_agent::frame::FrameSpec;
     use op25b_common::parse::{ETH_P_8021AD, ETH_P_8021Q};
+    use op25b_tests::frame::FrameSpec;
     use pnet_packet::{ipv4::Ipv4Packet, ipv6::Ipv6Packet, tcp::TcpPacket, Packet as _};
 
     let dp = load_dataplane(&pools_policy());

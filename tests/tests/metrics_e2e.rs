@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use op25b_agent::frame::{FrameSpec, Transport, TCP_ACK};
+use op25b_tests::frame::{FrameSpec, Transport, TCP_ACK};
 use op25b_tests::{lab::Lab, netns::run};
 
 const DYN4: &str = "100.64.1.2";
@@ -445,7 +445,8 @@ fn a_real_prometheus_scrapes_the_agent() {
     let query = |lab: &Lab, q: &str| -> Option<serde_json::Value> {
         let q = q.to_owned();
         let body = op25b_tests::lab::in_netns(&lab.ns('r'), move || {
-            op25b_agent::http::get("127.0.0.1:9090", &format!("/api/v1/query?query={q}")).ok()
+            op25b_agent::api::client::get("127.0.0.1:9090", &format!("/api/v1/query?query={q}"))
+                .ok()
         })
         .join()
         .unwrap()?;
@@ -462,7 +463,7 @@ fn a_real_prometheus_scrapes_the_agent() {
     let up = query(&lab, "up").unwrap();
     assert_eq!(up["data"]["result"][0]["value"][1], "1", "{up}");
     let rules = op25b_tests::lab::in_netns(&lab.ns('r'), || {
-        op25b_agent::http::get("127.0.0.1:9090", "/api/v1/rules").unwrap()
+        op25b_agent::api::client::get("127.0.0.1:9090", "/api/v1/rules").unwrap()
     })
     .join()
     .unwrap();

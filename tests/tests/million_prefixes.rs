@@ -53,7 +53,7 @@ fn a_million_prefixes_load_and_reload_as_a_diff() {
     let read = dp.read_policy().unwrap();
     assert_eq!(read.exempt, config.policy.exempt);
     let frame = |src: &str| {
-        op25b_agent::frame::FrameSpec::tcp_syn(
+        op25b_tests::frame::FrameSpec::tcp_syn(
             src.parse().unwrap(),
             "198.51.100.25".parse().unwrap(),
             25,

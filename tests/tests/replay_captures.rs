@@ -173,7 +173,7 @@ fn tcpdump_capture_of_injected_frames() {
 }
 
 fn read_pcap_frames(path: &std::path::Path) -> Vec<Vec<u8>> {
-    let mut capture = op25b_agent::capture::Capture::open(path).unwrap();
+    let mut capture = op25b_agent::tools::capture::Capture::open(path).unwrap();
     let mut frames = Vec::new();
     while let Some(f) = capture.next_frame() {
         frames.push(f.unwrap().data);
@@ -185,7 +185,7 @@ fn read_pcap_frames(path: &std::path::Path) -> Vec<Vec<u8>> {
 /// a live change; `explain` without a loaded op25b judges with --config.
 #[test]
 fn replay_live_follows_the_pinned_policy_and_explain_falls_back_to_the_config() {
-    use op25b_agent::frame::FrameSpec;
+    use op25b_tests::frame::FrameSpec;
     let mut lab = op25b_tests::lab::Lab::up(&[]);
     lab.start_agent();
     let ip = |s: &str| s.parse().unwrap();

@@ -12,10 +12,12 @@ use serde::Serialize;
 
 use super::{
     codec::{decode_grant, decode_lists, encode_lists, FleetLists, KeyError, Manifest},
-    config::FleetConfig,
     layout::Layout,
 };
-use crate::{policy::ListKind, prefix::Prefix, provisioning::Grant};
+use crate::{
+    config::fleet::FleetConfig,
+    policy::{grants::Grant, prefix::Prefix, ListKind},
+};
 
 /// Big enough for a full read of a fleet with several million-prefix lists.
 pub const MAX_RESPONSE_BYTES: usize = 1 << 30;
@@ -212,7 +214,9 @@ pub async fn put_grant(
             .and_then(ops);
         let response = kv.txn(txn).await.map_err(etcd(format!("writing {key}")))?;
         if response.succeeded() {
-            return Ok(old.and_then(|v| decode_grant(&key, &grant.prefix, &v).ok()));
+            return Ok(
+                old.and_then(|v| decode_grant(&key, &grant.prefix, &v, kind, layout.limits()).ok())
+            );
         }
     }
     Err(FleetError::Conflict(format!(
@@ -296,7 +300,7 @@ pub async fn list_grants(
     let mut errors = Vec::new();
     for (key, value) in kvs {
         let prefix = key.strip_prefix(&dir).unwrap_or_default();
-        match decode_grant(&key, prefix, &value) {
+        match decode_grant(&key, prefix, &value, kind, layout.limits()) {
             Ok(g) => grants.push(g),
             Err(e) => errors.push(e),
         }
@@ -316,11 +320,16 @@ pub async fn read_lists(
     };
     // The chunks as of the manifest's revision: a consistent list even if a push races this read.
     let chunks = read_dir(client, &layout.chunks_dir(), revision).await?.kvs;
-    let (manifest, lists) = decode_lists(&manifest_key, &value, |hash| {
-        let key = layout.chunk_key(hash);
-        let value = chunks.get(&key).map(Vec::as_slice);
-        (key, value)
-    })?;
+    let (manifest, lists) = decode_lists(
+        &manifest_key,
+        &value,
+        |hash| {
+            let key = layout.chunk_key(hash);
+            let value = chunks.get(&key).map(Vec::as_slice);
+            (key, value)
+        },
+        layout.limits(),
+    )?;
     Ok((Some(manifest), lists, revision))
 }
 

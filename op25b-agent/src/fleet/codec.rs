@@ -13,10 +13,12 @@ use op25b_common::abi::{PoolAction, MAX_POOLS};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::{
-    policy::{Policy, DEFAULT_POOL},
-    prefix::{parse_list, Prefix, PrefixSet},
-    provisioning::Grant,
+use crate::policy::{
+    grants::Grant,
+    limits::PrefixLimits,
+    list_file::{parse_list, Admit},
+    prefix::{Prefix, PrefixSet},
+    ListKind, Policy, DEFAULT_POOL,
 };
 
 /// A grant's JSON: a few hundred bytes; anything near this is not a grant.
@@ -253,6 +255,7 @@ pub fn decode_chunk(
     hash: &str,
     value: &[u8],
     into: &mut PrefixSet,
+    admit: Admit<'_>,
 ) -> Result<(), KeyError> {
     if value.len() > MAX_CHUNK_BYTES {
         return Err(KeyError::new(
@@ -271,7 +274,7 @@ pub fn decode_chunk(
     }
     let text =
         std::str::from_utf8(value).map_err(|e| KeyError::new(key, format!("not UTF-8: {e}")))?;
-    parse_list(text, into)
+    parse_list(text, into, admit)
         .map_err(|(line, e)| KeyError::new(&format!("{key}:{line}"), e.to_string()))
 }
 
@@ -285,6 +288,7 @@ pub fn decode_lists<'a>(
     manifest_key: &str,
     value: &[u8],
     chunk: impl Fn(&str) -> (String, Option<&'a [u8]>),
+    limits: &PrefixLimits,
 ) -> Result<(Manifest, FleetLists), KeyError> {
     if value.len() > MAX_MANIFEST_BYTES {
         return Err(KeyError::new(
@@ -316,7 +320,10 @@ pub fn decode_lists<'a>(
             ),
         ));
     }
-    let read = |what: &str, r: &ListRef| -> Result<PrefixSet, KeyError> {
+    let read = |what: &str, kind: ListKind, r: &ListRef| -> Result<PrefixSet, KeyError> {
+        // Exemptions and relays broader than this box's bounds are refused,
+        // as in its own list files: one `0.0.0.0/0` would open port 25.
+        let admit = |prefix: &Prefix| limits.check(kind, prefix);
         let mut set = PrefixSet::default();
         for hash in &r.chunks {
             if hash.len() != 64
@@ -333,7 +340,7 @@ pub fn decode_lists<'a>(
             let value = value.ok_or_else(|| {
                 KeyError::new(&key, format!("missing, but the manifest's {what} names it"))
             })?;
-            decode_chunk(&key, hash, value, &mut set)?;
+            decode_chunk(&key, hash, value, &mut set, &admit)?;
         }
         if set.len() as u64 != r.prefixes {
             return Err(KeyError::new(
@@ -348,14 +355,18 @@ pub fn decode_lists<'a>(
         Ok(set)
     };
     let mut lists = FleetLists {
-        dynamic: read("dynamic", &manifest.dynamic)?,
-        exempt: read("exempt", &manifest.exempt)?,
-        allowed_destinations: read("allowed_destinations", &manifest.allowed_destinations)?,
+        dynamic: read("dynamic", ListKind::Dynamic, &manifest.dynamic)?,
+        exempt: read("exempt", ListKind::Exempt, &manifest.exempt)?,
+        allowed_destinations: read(
+            "allowed_destinations",
+            ListKind::AllowedDestinations,
+            &manifest.allowed_destinations,
+        )?,
         pools: Vec::new(),
     };
     for (i, pool) in manifest.pools.iter().enumerate() {
         let what = format!("pools[{i}]");
-        if !crate::config::valid_pool_name(&pool.name) {
+        if !crate::policy::valid_pool_name(&pool.name) {
             return Err(KeyError::new(
                 manifest_key,
                 format!(
@@ -380,7 +391,7 @@ pub fn decode_lists<'a>(
                 ),
             )
         })?;
-        let prefixes = read(&what, &pool.list)?;
+        let prefixes = read(&what, ListKind::Dynamic, &pool.list)?;
         for prefix in prefixes.iter() {
             let other = if lists.dynamic.v4.contains(prefix) || lists.dynamic.v6.contains(prefix) {
                 Some(DEFAULT_POOL)
@@ -410,7 +421,13 @@ pub fn decode_lists<'a>(
 }
 
 /// Decodes a grant under `key`, whose name carries `prefix_text`.
-pub fn decode_grant(key: &str, prefix_text: &str, value: &[u8]) -> Result<Grant, KeyError> {
+pub fn decode_grant(
+    key: &str,
+    prefix_text: &str,
+    value: &[u8],
+    kind: ListKind,
+    limits: &PrefixLimits,
+) -> Result<Grant, KeyError> {
     if value.len() > MAX_GRANT_BYTES {
         return Err(KeyError::new(
             key,
@@ -441,6 +458,9 @@ pub fn decode_grant(key: &str, prefix_text: &str, value: &[u8]) -> Result<Grant,
             format!("prefix {prefix} differs from the key's {named}"),
         ));
     }
+    limits
+        .check(kind, &prefix)
+        .map_err(|e| KeyError::new(key, e.to_string()))?;
     if grant.reason.len() > 1024 || grant.actor.len() > 256 {
         return Err(KeyError::new(key, "reason (1024) or actor (256) too long"));
     }
@@ -448,170 +468,5 @@ pub fn decode_grant(key: &str, prefix_text: &str, value: &[u8]) -> Result<Grant,
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn set(n: u32) -> PrefixSet {
-        (0..n)
-            .map(|i| {
-                Prefix::new(std::net::Ipv4Addr::from(0x6440_0000 + (i << 8)).into(), 24).unwrap()
-            })
-            .collect()
-    }
-
-    fn decode(
-        manifest: &Manifest,
-        chunks: &BTreeMap<String, String>,
-    ) -> Result<FleetLists, KeyError> {
-        let value = serde_json::to_vec(manifest).unwrap();
-        decode_lists("P/m", &value, |h| {
-            (format!("P/c/{h}"), chunks.get(h).map(String::as_bytes))
-        })
-        .map(|(_, l)| l)
-    }
-
-    #[test]
-    fn lists_round_trip_with_pools_and_expiries() {
-        let mut lists = FleetLists {
-            dynamic: set(3),
-            ..FleetLists::default()
-        };
-        lists
-            .exempt
-            .insert_until("100.64.1.7/32".parse().unwrap(), Some(2_000_000_000));
-        lists
-            .allowed_destinations
-            .insert("2001:db8:25::25/128".parse().unwrap());
-        lists.pools.push(FleetPool {
-            name: "ftth-east".into(),
-            action: Some(PoolAction::Monitor),
-            prefixes: ["100.96.0.0/12".parse().unwrap()].into_iter().collect(),
-        });
-        let (manifest, chunks) = encode_lists(&lists, "test", 1);
-        assert_eq!(decode(&manifest, &chunks).unwrap(), lists);
-    }
-
-    #[test]
-    fn a_million_prefixes_fit_in_chunks_below_the_request_limit_and_one_change_moves_one_chunk() {
-        let big = set(1_000_000);
-        let chunks = chunk_list(&big);
-        assert!(chunks.iter().all(|(_, t)| t.len() <= MAX_CHUNK_BYTES));
-        assert!(chunks.len() > 20, "{} chunks", chunks.len());
-        let mut changed = big.clone();
-        changed.insert("198.51.100.0/24".parse().unwrap());
-        let after = chunk_list(&changed);
-        let before: std::collections::BTreeSet<_> = chunks.iter().map(|(h, _)| h).collect();
-        let new = after.iter().filter(|(h, _)| !before.contains(h)).count();
-        assert!(new <= 2, "one added prefix rewrote {new} chunks");
-    }
-
-    #[test]
-    fn bad_values_are_refused_naming_the_key() {
-        let lists = FleetLists {
-            dynamic: set(2),
-            ..FleetLists::default()
-        };
-        let (manifest, chunks) = encode_lists(&lists, "t", 1);
-        let hash = manifest.dynamic.chunks[0].clone();
-        // A chunk edited by hand no longer matches its name.
-        let mut tampered = chunks.clone();
-        tampered.insert(hash.clone(), "100.64.0.1/24\n".into());
-        let e = decode(&manifest, &tampered).unwrap_err();
-        assert_eq!(e.key, format!("P/c/{hash}"));
-        assert!(e.message.contains("SHA-256"), "{e}");
-        // A bad line inside a well-named chunk: key and line.
-        let bad = "100.64.0.0/24\n100.64.0.1/24\n".to_owned();
-        let bad_hash = sha256_hex(bad.as_bytes());
-        let mut m = manifest.clone();
-        m.dynamic = ListRef {
-            chunks: vec![bad_hash.clone()],
-            prefixes: 2,
-        };
-        let e = decode(&m, &BTreeMap::from([(bad_hash.clone(), bad)])).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            format!(
-                "P/c/{bad_hash}:2: host bits set in 100.64.0.1/24: did you mean 100.64.0.0/24?"
-            )
-        );
-        // Missing chunk, wrong count, bad pool, unknown field, oversize.
-        assert!(decode(&manifest, &BTreeMap::new())
-            .unwrap_err()
-            .message
-            .contains("missing"));
-        let mut m = manifest.clone();
-        m.dynamic.prefixes = 3;
-        assert!(decode(&m, &chunks)
-            .unwrap_err()
-            .message
-            .contains("the manifest says 3"));
-        let mut m = manifest.clone();
-        m.pools.push(PoolRef {
-            name: "default".into(),
-            action: "drop".into(),
-            list: ListRef::default(),
-        });
-        assert!(decode(&m, &chunks)
-            .unwrap_err()
-            .message
-            .contains("is taken"));
-        let mut m = manifest.clone();
-        m.pools.push(PoolRef {
-            name: "p".into(),
-            action: "block".into(),
-            list: ListRef::default(),
-        });
-        assert!(decode(&m, &chunks)
-            .unwrap_err()
-            .message
-            .contains("not monitor, drop or reject"));
-        let mut m = manifest;
-        m.pools.push(PoolRef {
-            name: "dup".into(),
-            action: "drop".into(),
-            list: m.dynamic.clone(),
-        });
-        assert!(decode(&m, &chunks)
-            .unwrap_err()
-            .message
-            .contains("a prefix belongs to one pool"));
-        let e =
-            decode_lists("P/m", b"{\"format\":1,\"colour\":2}", |h| (h.into(), None)).unwrap_err();
-        assert!(e.message.contains("unknown field `colour`"), "{e}");
-        let e = decode_lists("P/m", &vec![b' '; MAX_MANIFEST_BYTES + 1], |h| {
-            (h.into(), None)
-        })
-        .unwrap_err();
-        assert!(e.message.contains("over the"), "{e}");
-    }
-
-    #[test]
-    fn grants_decode_strictly() {
-        let ok = br#"{"prefix":"100.64.1.7/32","reason":"ticket 1","actor":"desk","created_at":5}"#;
-        assert_eq!(
-            decode_grant("k", "100.64.1.7/32", ok).unwrap().actor,
-            "desk"
-        );
-        let cases: &[(&str, &[u8], &str)] = &[
-            ("100.64.1.8/32", ok, "differs from the key's"),
-            ("100.64.1.7", ok, "not written canonically"),
-            ("banana", ok, "does not end in a prefix"),
-            (
-                "100.64.1.7/32",
-                b"{\"prefix\":\"100.64.1.7/32\"}",
-                "missing field `created_at`",
-            ),
-            ("100.64.1.7/32", b"\xff\xfe", "not a grant"),
-            (
-                "100.64.1.7/32",
-                &[b' '; MAX_GRANT_BYTES + 1],
-                "over the 4096-byte limit",
-            ),
-        ];
-        for (prefix, value, needle) in cases {
-            let e = decode_grant("P/policy/grants/exempt/x", prefix, value).unwrap_err();
-            assert_eq!(e.key, "P/policy/grants/exempt/x");
-            assert!(e.message.contains(needle), "{prefix}: {e}");
-        }
-    }
-}
+#[path = "codec_tests.rs"]
+mod tests;

@@ -1,4 +1,4 @@
-//! `op25b-agent fleet ...` and `top --fleet`: the operator's side of fleet
+//! `op25b-agent fleet ...`: the operator's side of fleet
 //! sync, from any machine that reaches etcd (an edge box or a laptop).
 //! Each command is one short-lived tokio runtime around etcd calls.
 
@@ -14,11 +14,13 @@ use serde::Serialize;
 use super::{
     client::{self, FleetError},
     codec::{action_name, FleetLists},
-    config::FleetConfig,
     layout::Layout,
-    sync::Registration,
+    registration::Registration,
 };
-use crate::{config::Config, policy::ListKind, prefix::PrefixSet, provisioning::Grant};
+use crate::{
+    config::{fleet::FleetConfig, Config},
+    policy::{grants::Grant, prefix::PrefixSet, ListKind},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetCommandError {
@@ -34,14 +36,14 @@ pub enum FleetCommandError {
     Usage(String),
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(super) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime")
 }
 
-fn fleet_of(config: &Config) -> Result<FleetConfig, FleetCommandError> {
+pub(super) fn fleet_of(config: &Config) -> Result<FleetConfig, FleetCommandError> {
     config
         .fleet
         .clone()
@@ -122,7 +124,7 @@ pub fn diff_lists(old: &FleetLists, new: &FleetLists) -> (Vec<ListDiff>, Vec<Str
 pub fn push(path: &Path, dry_run: bool) -> Result<ExitCode, FleetCommandError> {
     let config = Config::load(path)?;
     let fleet = fleet_of(&config)?;
-    let layout = Layout::new(&fleet.prefix);
+    let layout = Layout::new(&fleet.prefix).with_limits(config.prefix_limits);
     let lists = FleetLists::from_policy(&config.policy);
     let mut out = io::stdout().lock();
     if config.policy.blocked_ports != [25] {
@@ -253,7 +255,7 @@ pub async fn read_agents(
 pub fn status(path: &Path, json: bool) -> Result<ExitCode, FleetCommandError> {
     let config = Config::load(path)?;
     let fleet = fleet_of(&config)?;
-    let layout = Layout::new(&fleet.prefix);
+    let layout = Layout::new(&fleet.prefix).with_limits(config.prefix_limits);
     let (latest, agents) = runtime().block_on(async {
         let etcd = client::connect(&fleet).await?;
         read_agents(&etcd, &layout).await
@@ -305,12 +307,12 @@ pub fn status(path: &Path, json: bool) -> Result<ExitCode, FleetCommandError> {
 pub fn grant(
     path: &Path,
     kind: ListKind,
-    action: &crate::cli::GrantAction,
+    action: &crate::cli::fleet::FleetGrantAction,
 ) -> Result<ExitCode, FleetCommandError> {
-    use crate::cli::GrantAction;
+    use crate::cli::fleet::FleetGrantAction as GrantAction;
     let config = Config::load(path)?;
     let fleet = fleet_of(&config)?;
-    let layout = Layout::new(&fleet.prefix);
+    let layout = Layout::new(&fleet.prefix).with_limits(config.prefix_limits);
     let mut out = io::stdout().lock();
     runtime().block_on(async {
         let etcd = client::connect(&fleet).await?;
@@ -321,7 +323,7 @@ pub fn grant(
                 reason,
                 actor: who,
             } => {
-                let prefix: crate::prefix::Prefix = prefix
+                let prefix: crate::policy::prefix::Prefix = prefix
                     .trim()
                     .parse()
                     .map_err(|e| FleetCommandError::Usage(format!("{prefix}: {e}")))?;
@@ -357,7 +359,7 @@ pub fn grant(
                 )?;
             }
             GrantAction::Del { prefix } => {
-                let prefix: crate::prefix::Prefix = prefix
+                let prefix: crate::policy::prefix::Prefix = prefix
                     .trim()
                     .parse()
                     .map_err(|e| FleetCommandError::Usage(format!("{prefix}: {e}")))?;
@@ -398,203 +400,6 @@ pub fn grant(
     })
 }
 
-/// `top --fleet`: asks every registered agent's `/api/v1/top` and merges
-/// the answers. Space-Saving sketches merge by adding counts; a source
-/// missing from a box's (truncated) answer may still have up to that box's
-/// smallest listed count there, which is added to its error.
-pub fn top(
-    path: &Path,
-    window: &str,
-    limit: usize,
-    json: bool,
-) -> Result<ExitCode, FleetCommandError> {
-    let config = Config::load(path)?;
-    let fleet = fleet_of(&config)?;
-    let layout = Layout::new(&fleet.prefix);
-    let (_, agents) = runtime().block_on(async {
-        let etcd = client::connect(&fleet).await?;
-        read_agents(&etcd, &layout).await
-    })?;
-    // Ask each box for more than `limit`, so the merged top is not cut short.
-    let per_box = (limit * 4).max(100);
-    let mut answers = Vec::new();
-    let mut unreachable = Vec::new();
-    for agent in agents.iter().filter(|a| a.state != "gone") {
-        let Some(address) = agent
-            .registration
-            .as_ref()
-            .and_then(|r| r.top_address.clone())
-        else {
-            unreachable.push(format!("{}: no top address registered", agent.node));
-            continue;
-        };
-        match crate::http::get(
-            &address,
-            &format!("/api/v1/top?window={window}&limit={per_box}"),
-        ) {
-            Ok(body) => match serde_json::from_str::<crate::http::TopAnswer>(&body) {
-                Ok(answer) => answers.push((agent.node.clone(), answer)),
-                Err(e) => unreachable.push(format!("{}: bad answer: {e}", agent.node)),
-            },
-            Err(e) => unreachable.push(format!("{}: {e}", agent.node)),
-        }
-    }
-    let merged = merge_top(&answers, per_box, limit);
-    let mut out = io::stdout().lock();
-    if json {
-        let body = serde_json::json!({ "boxes": answers.len(), "unreachable": unreachable, "sources": merged });
-        writeln!(out, "{body}")?;
-    } else {
-        writeln!(
-            out,
-            "{:<40} {:>10} {:>8} {:<20} {:<20} boxes",
-            "source", "attempts", "±error", "first seen", "last seen"
-        )?;
-        for s in &merged {
-            writeln!(
-                out,
-                "{:<40} {:>10} {:>8} {:<20} {:<20} {}",
-                s.source,
-                s.attempts,
-                s.error,
-                s.first_seen,
-                s.last_seen,
-                s.boxes.join(",")
-            )?;
-        }
-        for u in &unreachable {
-            writeln!(out, "(not included: {u})")?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// One merged top line.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct FleetTopSource {
-    pub source: String,
-    pub attempts: u64,
-    pub error: u64,
-    pub first_seen: String,
-    pub last_seen: String,
-    pub boxes: Vec<String>,
-}
-
-/// Merges per-box top answers (each asked for `asked` lines).
-pub fn merge_top(
-    answers: &[(String, crate::http::TopAnswer)],
-    asked: usize,
-    limit: usize,
-) -> Vec<FleetTopSource> {
-    let mut merged: BTreeMap<String, FleetTopSource> = BTreeMap::new();
-    for (node, answer) in answers {
-        for s in &answer.sources {
-            let entry = merged
-                .entry(s.source.clone())
-                .or_insert_with(|| FleetTopSource {
-                    source: s.source.clone(),
-                    attempts: 0,
-                    error: 0,
-                    first_seen: s.first_seen.clone(),
-                    last_seen: s.last_seen.clone(),
-                    boxes: Vec::new(),
-                });
-            entry.attempts += s.attempts;
-            entry.error += s.error;
-            entry.first_seen = entry.first_seen.clone().min(s.first_seen.clone());
-            entry.last_seen = entry.last_seen.clone().max(s.last_seen.clone());
-            entry.boxes.push(node.clone());
-        }
-    }
-    // A box whose answer was cut at `asked` lines may hold an unlisted source
-    // with up to its smallest listed count.
-    for (node, answer) in answers {
-        if answer.sources.len() < asked {
-            continue;
-        }
-        let floor = answer.sources.iter().map(|s| s.attempts).min().unwrap_or(0);
-        for entry in merged.values_mut().filter(|e| !e.boxes.contains(node)) {
-            entry.attempts += floor;
-            entry.error += floor;
-        }
-    }
-    let mut list: Vec<FleetTopSource> = merged.into_values().collect();
-    list.sort_by(|a, b| {
-        b.attempts
-            .cmp(&a.attempts)
-            .then_with(|| a.source.cmp(&b.source))
-    });
-    list.truncate(limit);
-    list
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::http::{TopAnswer, TopSourceJson};
-
-    fn answer(lines: &[(&str, u64)]) -> TopAnswer {
-        TopAnswer {
-            window_seconds: 3600,
-            generated_at: 0,
-            sources: lines
-                .iter()
-                .map(|(s, n)| TopSourceJson {
-                    source: (*s).into(),
-                    attempts: *n,
-                    error: 0,
-                    first_seen: "2026-01-01T00:00:00Z".into(),
-                    last_seen: "2026-01-01T00:00:00Z".into(),
-                    distinct_destinations: 1,
-                })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn top_answers_merge_by_adding_counts_and_bounding_the_error() {
-        let answers = vec![
-            (
-                "a".to_owned(),
-                answer(&[("100.64.1.2", 50), ("100.64.1.3", 10)]),
-            ),
-            (
-                "b".to_owned(),
-                answer(&[("100.64.1.2", 5), ("100.64.9.9", 30)]),
-            ),
-        ];
-        let merged = merge_top(&answers, 100, 10);
-        assert_eq!(merged[0].source, "100.64.1.2");
-        assert_eq!((merged[0].attempts, merged[0].error), (55, 0));
-        assert_eq!(merged[0].boxes, ["a", "b"]);
-        assert_eq!(merged[1].source, "100.64.9.9");
-        // Truncated answers (asked for 2): an unlisted source may hide below the box's floor.
-        let merged = merge_top(&answers, 2, 10);
-        let nine = merged.iter().find(|s| s.source == "100.64.9.9").unwrap();
-        assert_eq!((nine.attempts, nine.error), (40, 10));
-    }
-
-    #[test]
-    fn list_diffs_show_added_removed_and_action_changes() {
-        let mut old = FleetLists::default();
-        old.exempt.insert("100.64.1.7/32".parse().unwrap());
-        old.pools.push(super::super::codec::FleetPool {
-            name: "east".into(),
-            action: Some(op25b_common::abi::PoolAction::Monitor),
-            prefixes: ["100.96.0.0/12".parse().unwrap()].into_iter().collect(),
-        });
-        let mut new = old.clone();
-        new.exempt = ["100.64.1.8/32".parse().unwrap()].into_iter().collect();
-        new.pools[0].action = Some(op25b_common::abi::PoolAction::Drop);
-        let (diffs, actions) = diff_lists(&old, &new);
-        assert_eq!(actions, ["pool east: monitor -> drop"]);
-        assert_eq!(diffs.len(), 1);
-        assert_eq!(
-            (diffs[0].added.as_slice(), diffs[0].removed.as_slice()),
-            (
-                &["100.64.1.8/32".to_owned()][..],
-                &["100.64.1.7/32".to_owned()][..]
-            )
-        );
-    }
-}
+#[path = "commands_tests.rs"]
+mod tests;

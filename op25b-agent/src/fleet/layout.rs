@@ -14,12 +14,15 @@
 //! Agents watch `P/policy/` only: a support-desk grant is one small key and
 //! one watch event; registration and audit traffic never reaches them.
 
-use crate::{policy::ListKind, prefix::Prefix};
+use crate::policy::{limits::PrefixLimits, prefix::Prefix, ListKind};
 
-/// Key names for one fleet prefix.
+/// Key names for one fleet prefix, and the bounds the values under them
+/// must keep (the reading box's `policy.prefix_limits`: a fleet value must
+/// not open more than a local one may).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
     prefix: String,
+    limits: PrefixLimits,
 }
 
 /// What a key under `P/policy/` is.
@@ -46,7 +49,18 @@ impl Layout {
     pub fn new(prefix: &str) -> Self {
         Self {
             prefix: prefix.trim_end_matches('/').to_owned(),
+            limits: PrefixLimits::default(),
         }
+    }
+
+    /// The same keys, with values bounded by `limits` instead of the defaults.
+    #[must_use]
+    pub fn with_limits(self, limits: PrefixLimits) -> Self {
+        Self { limits, ..self }
+    }
+
+    pub fn limits(&self) -> &PrefixLimits {
+        &self.limits
     }
 
     pub fn prefix(&self) -> &str {

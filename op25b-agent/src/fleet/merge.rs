@@ -12,11 +12,11 @@ use op25b_common::abi::{PoolAction, MAX_POOLS};
 
 use super::{codec::FleetLists, view::FleetPolicy};
 use crate::{
-    policy::{Policy, Pool},
-    prefix::PrefixSet,
+    policy::prefix::PrefixSet,
+    policy::{limits::PrefixLimits, Policy, Pool},
 };
 
-fn has(set: &PrefixSet, prefix: &crate::prefix::Prefix) -> bool {
+fn has(set: &PrefixSet, prefix: &crate::policy::prefix::Prefix) -> bool {
     set.v4.contains(prefix) || set.v6.contains(prefix)
 }
 
@@ -30,9 +30,15 @@ fn active(set: &PrefixSet, now: u64) -> std::borrow::Cow<'_, PrefixSet> {
 
 /// `base` (the local policy as of `now`) with the fleet's lists and grants
 /// active at `now`; the second value lists the conflicts (local won).
-pub fn merge(base: &Policy, fleet: &FleetPolicy, now: u64) -> (Policy, Vec<String>) {
+/// Grants keep to `limits` (this box's bounds) here too.
+pub fn merge(
+    base: &Policy,
+    fleet: &FleetPolicy,
+    now: u64,
+    limits: &PrefixLimits,
+) -> (Policy, Vec<String>) {
     let (merged, conflicts) = merge_lists(base, &fleet.lists, now);
-    (fleet.grants.effective(&merged, now), conflicts)
+    (fleet.grants.effective(&merged, now, limits), conflicts)
 }
 
 /// The last merge of the fleet's lists: a grant changes only the grants,
@@ -52,6 +58,7 @@ pub fn merge_cached(
     base: &Policy,
     fleet: &FleetPolicy,
     now: u64,
+    limits: &PrefixLimits,
 ) -> (Policy, Vec<String>) {
     let hit = cache.as_ref().is_some_and(|c| {
         std::sync::Arc::ptr_eq(&c.lists, &fleet.lists)
@@ -74,7 +81,7 @@ pub fn merge_cached(
     }
     let cached = cache.as_ref().expect("just filled");
     (
-        fleet.grants.effective(&cached.merged, now),
+        fleet.grants.effective(&cached.merged, now, limits),
         cached.conflicts.clone(),
     )
 }
@@ -145,7 +152,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::{fleet::codec::FleetPool, prefix::Prefix, provisioning::Grant};
+    use crate::{fleet::codec::FleetPool, policy::grants::Grant, policy::prefix::Prefix};
 
     fn p(s: &str) -> Prefix {
         s.parse().unwrap()
@@ -191,7 +198,7 @@ mod tests {
                 created_at: 0,
             },
         );
-        let (merged, conflicts) = merge(&base, &fleet, 50);
+        let (merged, conflicts) = merge(&base, &fleet, 50, &PrefixLimits::default());
         assert!(has(&merged.dynamic, &p("100.128.0.0/10")));
         assert_eq!(merged.pool_id(&p("100.128.0.0/10")), 0);
         assert_eq!(
@@ -216,7 +223,7 @@ mod tests {
             .allowed_destinations
             .contains("192.0.2.26".parse().unwrap()));
         assert_eq!(conflicts.len(), 2, "{conflicts:?}");
-        let (later, _) = merge(&base, &fleet, 100);
+        let (later, _) = merge(&base, &fleet, 100, &PrefixLimits::default());
         assert!(
             !later.exempt.contains("100.64.1.7".parse().unwrap()),
             "expired entry enforced"
@@ -254,8 +261,8 @@ mod tests {
                 );
             }
             assert_eq!(
-                merge_cached(&mut cache, &base, &fleet, now),
-                merge(&base, &fleet, now),
+                merge_cached(&mut cache, &base, &fleet, now, &PrefixLimits::default()),
+                merge(&base, &fleet, now, &PrefixLimits::default()),
                 "at {now}"
             );
         }
@@ -263,13 +270,13 @@ mod tests {
         other.allowed_destinations.insert(p("192.0.2.26/32"));
         fleet.lists = Arc::new(other);
         assert_eq!(
-            merge_cached(&mut cache, &base, &fleet, 100),
-            merge(&base, &fleet, 100)
+            merge_cached(&mut cache, &base, &fleet, 100, &PrefixLimits::default()),
+            merge(&base, &fleet, 100, &PrefixLimits::default())
         );
         base.exempt.insert(p("100.64.1.10/32"));
         assert_eq!(
-            merge_cached(&mut cache, &base, &fleet, 100),
-            merge(&base, &fleet, 100)
+            merge_cached(&mut cache, &base, &fleet, 100, &PrefixLimits::default()),
+            merge(&base, &fleet, 100, &PrefixLimits::default())
         );
     }
 
@@ -295,7 +302,7 @@ mod tests {
             lists: Arc::new(lists),
             ..FleetPolicy::default()
         };
-        let (merged, conflicts) = merge(&base, &fleet, 0);
+        let (merged, conflicts) = merge(&base, &fleet, 0, &PrefixLimits::default());
         assert_eq!(merged.pool_id(&p("100.80.0.0/12")), 0);
         assert!(has(&merged.dynamic, &p("100.80.0.0/12")));
         assert!(conflicts[0].contains("no room"), "{conflicts:?}");

@@ -16,80 +16,51 @@ use std::{
     time::{Duration, Instant},
 };
 
-use etcd_client::{Client, EventType, PutOptions, WatchOptions};
-use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use etcd_client::{Client, EventType, WatchOptions};
 use tracing::{error, info, warn};
 
 use super::{
     client::{self, etcd, FleetError, MAX_RESPONSE_BYTES},
     codec::KeyError,
-    config::FleetConfig,
     layout::Layout,
+    registration::Registration,
     view::{FleetPolicy, FleetView, Snapshot},
 };
-use crate::{
-    policy::ListKind,
-    prefix::Prefix,
-    provisioning::{Grant, GrantStore, StoreError},
-};
+use crate::config::fleet::FleetConfig;
 
 /// How often the watch is asked for progress; no answer in three rounds
 /// counts as etcd lost.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
-/// The registration lease; kept alive every third of it.
-pub const REGISTRATION_TTL_SECONDS: i64 = 15;
 /// Expired grants are deleted from etcd by whichever agent gets there first.
 const EXPIRY_SWEEP: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// What an agent publishes under `P/agents/<node>`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Registration {
-    pub node: String,
-    pub version: String,
-    pub program: String,
-    /// The fleet revision in this box's maps.
-    pub applied_revision: i64,
-    pub interfaces: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    /// Keys whose values this box refused.
-    #[serde(default)]
-    pub refused_keys: Vec<String>,
-    /// Where `/api/v1/top` answers (`top --fleet`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub top_address: Option<String>,
-    #[serde(default)]
-    pub updated_at: u64,
-}
-
 #[derive(Default)]
-struct Inner {
+pub(super) struct Inner {
     /// Accepted from etcd (or the snapshot); the agent applies it.
-    policy: Arc<FleetPolicy>,
-    refusals: Vec<KeyError>,
-    conflicts: Vec<String>,
-    last_sync_unix: Option<f64>,
-    last_error: Option<String>,
-    apply_error: Option<String>,
-    applied_revision: i64,
-    interfaces: Vec<String>,
+    pub(super) policy: Arc<FleetPolicy>,
+    pub(super) refusals: Vec<KeyError>,
+    pub(super) conflicts: Vec<String>,
+    pub(super) last_sync_unix: Option<f64>,
+    pub(super) last_error: Option<String>,
+    pub(super) apply_error: Option<String>,
+    pub(super) applied_revision: i64,
+    pub(super) interfaces: Vec<String>,
 }
 
 /// Shared between the fleet thread, the agent loop, the API and metrics.
 pub struct FleetShared {
     pub config: FleetConfig,
     pub layout: Layout,
-    top_address: Option<String>,
-    inner: Mutex<Inner>,
-    changed: AtomicBool,
-    connected: AtomicBool,
-    /// Wakes the agent loop when a new policy is accepted (no wait for its tick).
-    wake: (Mutex<bool>, std::sync::Condvar),
-    merge_cache: Mutex<Option<super::merge::MergeCache>>,
+    pub(super) top_address: Option<String>,
+    pub(super) inner: Mutex<Inner>,
+    pub(super) changed: AtomicBool,
+    pub(super) connected: AtomicBool,
+    /// The agent loop's waker: rung when a new policy is accepted (no wait for its tick).
+    pub(super) waker: Arc<crate::wake::Waker>,
+    pub(super) merge_cache: Mutex<Option<super::merge::MergeCache>>,
     /// The next snapshot to write (see `write_snapshots`).
-    snapshot: (Mutex<Option<Vec<u8>>>, std::sync::Condvar),
+    pub(super) snapshot: (Mutex<Option<Vec<u8>>>, std::sync::Condvar),
 }
 
 /// What metrics and status read.
@@ -105,7 +76,7 @@ pub struct FleetStatus {
 }
 
 impl FleetShared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("not poisoned")
     }
 
@@ -125,7 +96,7 @@ impl FleetShared {
         }
     }
 
-    fn registration(&self) -> Registration {
+    pub(super) fn registration(&self) -> Registration {
         let inner = self.lock();
         let mut errors: Vec<String> = inner.apply_error.iter().cloned().collect();
         errors.extend(inner.last_error.iter().cloned());
@@ -144,7 +115,7 @@ impl FleetShared {
     }
 
     /// A newly accepted view: hand it to the agent, keep it on disk.
-    fn publish(&self, view: &FleetView) {
+    pub(super) fn publish(&self, view: &FleetView) {
         let refusals = view.refusals();
         {
             let mut inner = self.lock();
@@ -155,8 +126,7 @@ impl FleetShared {
             inner.refusals = refusals;
         }
         self.changed.store(true, Ordering::Relaxed);
-        *self.wake.0.lock().expect("not poisoned") = true;
-        self.wake.1.notify_all();
+        self.waker.wake(|r| r.fleet = true);
         // Written by its own thread: an fsync must not hold up the next watch event.
         let bytes = serde_json::to_vec(&view.snapshot()).expect("snapshot serializes");
         *self.snapshot.0.lock().expect("not poisoned") = Some(bytes);
@@ -165,7 +135,7 @@ impl FleetShared {
 
     /// Writes the newest pending snapshot, forever (older pending ones are
     /// skipped: only the last accepted policy matters).
-    fn write_snapshots(&self) {
+    pub(super) fn write_snapshots(&self) {
         loop {
             let bytes = {
                 let slot = self.snapshot.0.lock().expect("not poisoned");
@@ -176,16 +146,16 @@ impl FleetShared {
                     .expect("not poisoned");
                 slot.take().expect("pending")
             };
-            if let Err(e) =
-                crate::provisioning::write_atomically(&self.config.snapshot_file, &bytes)
-            {
+            if let Err(e) = crate::state_file::write_atomically(&self.config.snapshot_file, |out| {
+                out.write_all(&bytes)
+            }) {
                 error!("fleet snapshot not written (a restart while etcd is down would miss this policy): {e}");
                 self.lock().last_error = Some(format!("snapshot: {e}"));
             }
         }
     }
 
-    fn synced(&self) {
+    pub(super) fn synced(&self) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -198,7 +168,7 @@ impl FleetShared {
         }
     }
 
-    fn lost(&self, error: &FleetError) {
+    pub(super) fn lost(&self, error: &FleetError) {
         let message = error.to_string();
         if self.connected.swap(false, Ordering::Relaxed) {
             warn!("fleet: etcd lost, enforcing the last applied fleet policy: {message}");
@@ -232,295 +202,6 @@ pub fn load_snapshot(
         .map_err(|e| FleetError::Snapshot(format!("{}: {e}", path.display())))
 }
 
-enum Request {
-    Put {
-        kind: ListKind,
-        grant: Grant,
-        reply: std::sync::mpsc::Sender<Result<(), StoreError>>,
-    },
-    Delete {
-        kind: ListKind,
-        prefix: Prefix,
-        actor: String,
-        reply: std::sync::mpsc::Sender<Result<(), StoreError>>,
-    },
-    List {
-        kind: ListKind,
-        reply: std::sync::mpsc::Sender<Result<Vec<Grant>, StoreError>>,
-    },
-}
-
-/// The agent's handle on the fleet thread.
-pub struct Fleet {
-    pub shared: Arc<FleetShared>,
-    requests: mpsc::UnboundedSender<Request>,
-}
-
-impl Fleet {
-    /// Loads the snapshot (the policy to enforce until etcd answers) and
-    /// starts the fleet thread.
-    pub fn start(config: FleetConfig, top_address: Option<String>) -> Self {
-        let layout = Layout::new(&config.prefix);
-        let view = match load_snapshot(&config, &layout) {
-            Ok(Some(view)) => {
-                info!(
-                    revision = view.revision,
-                    "fleet: enforcing the snapshot until etcd answers"
-                );
-                view
-            }
-            Ok(None) => {
-                info!(
-                    "fleet: no snapshot yet at {}",
-                    config.snapshot_file.display()
-                );
-                FleetView::new(layout.clone())
-            }
-            Err(e) => {
-                error!("fleet: snapshot refused, starting without fleet policy until etcd answers: {e}");
-                FleetView::new(layout.clone())
-            }
-        };
-        let shared = Arc::new(FleetShared {
-            top_address: config.advertise_address.clone().or(top_address),
-            config,
-            layout,
-            inner: Mutex::new(Inner {
-                policy: Arc::new(view.policy()),
-                ..Inner::default()
-            }),
-            changed: AtomicBool::new(true),
-            connected: AtomicBool::new(false),
-            wake: (Mutex::new(false), std::sync::Condvar::new()),
-            merge_cache: Mutex::new(None),
-            snapshot: (Mutex::new(None), std::sync::Condvar::new()),
-        });
-        let writer = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("fleet-snapshot".into())
-            .spawn(move || writer.write_snapshots())
-            .expect("spawn snapshot thread");
-        let (tx, rx) = mpsc::unbounded_channel();
-        let thread_shared = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("fleet".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("tokio runtime");
-                runtime.block_on(async move {
-                    tokio::spawn(serve_requests(Arc::clone(&thread_shared), rx));
-                    tokio::spawn(keep_registered(Arc::clone(&thread_shared)));
-                    follow(thread_shared, view).await;
-                });
-            })
-            .expect("spawn fleet thread");
-        Self {
-            shared,
-            requests: tx,
-        }
-    }
-
-    /// The accepted fleet policy (cheap: shared lists).
-    pub fn policy(&self) -> Arc<FleetPolicy> {
-        Arc::clone(&self.shared.lock().policy)
-    }
-
-    /// Sleeps up to `limit`, less if a new fleet policy arrives meanwhile
-    /// (the agent loop's tick, so a grant does not wait for it).
-    pub fn wait_for_change(&self, limit: Duration) {
-        let (flag, signal) = &self.shared.wake;
-        let guard = flag.lock().expect("not poisoned");
-        let (mut guard, _) = signal
-            .wait_timeout_while(guard, limit, |woken| !*woken)
-            .expect("not poisoned");
-        *guard = false;
-    }
-
-    /// `local` (the box's own policy as of `now`) with the accepted fleet
-    /// policy: the enforced policy, the fleet revision in it, the conflicts.
-    pub fn merge(
-        &self,
-        local: &crate::policy::Policy,
-        now: u64,
-    ) -> (crate::policy::Policy, i64, Vec<String>) {
-        let fleet_policy = self.policy();
-        let mut cache = self.shared.merge_cache.lock().expect("not poisoned");
-        let (merged, conflicts) = super::merge::merge_cached(&mut cache, local, &fleet_policy, now);
-        (merged, fleet_policy.revision, conflicts)
-    }
-
-    /// True once after each change of the accepted policy.
-    pub fn take_changed(&self) -> bool {
-        self.shared.changed.swap(false, Ordering::Relaxed)
-    }
-
-    /// The agent put `revision` into the maps (with these precedence conflicts).
-    pub fn applied(&self, revision: i64, conflicts: Vec<String>) {
-        let mut inner = self.shared.lock();
-        for conflict in conflicts.iter().filter(|c| !inner.conflicts.contains(c)) {
-            warn!("fleet policy vs local configuration: {conflict}");
-        }
-        inner.applied_revision = revision;
-        inner.conflicts = conflicts;
-        inner.apply_error = None;
-    }
-
-    /// The maps could not take the fleet policy; the agent retries.
-    pub fn apply_failed(&self, error: String) {
-        self.shared.lock().apply_error = Some(error);
-        self.shared.changed.store(true, Ordering::Relaxed);
-    }
-
-    pub fn set_interfaces(&self, interfaces: Vec<String>) {
-        self.shared.lock().interfaces = interfaces;
-    }
-
-    /// Waits until etcd has answered once (start-up without a snapshot).
-    pub fn wait_for_sync(&self, limit: Duration) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if self.shared.lock().last_sync_unix.is_some() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    /// The provisioning API's store when `[fleet]` is on.
-    pub fn grant_store(&self) -> Box<dyn GrantStore> {
-        Box::new(EtcdGrants {
-            requests: self.requests.clone(),
-        })
-    }
-}
-
-/// Grants in etcd, for the (synchronous) provisioning API.
-struct EtcdGrants {
-    requests: mpsc::UnboundedSender<Request>,
-}
-
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
-
-impl EtcdGrants {
-    fn ask<T>(
-        &self,
-        make: impl FnOnce(std::sync::mpsc::Sender<Result<T, StoreError>>) -> Request,
-    ) -> Result<T, StoreError> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.requests
-            .send(make(tx))
-            .map_err(|_| StoreError::Unavailable("the fleet thread is gone".into()))?;
-        rx.recv_timeout(REQUEST_TIMEOUT).map_err(|_| {
-            StoreError::Unavailable(
-                "etcd did not answer in time; the change may or may not have been made".into(),
-            )
-        })?
-    }
-}
-
-impl GrantStore for EtcdGrants {
-    fn put(&self, kind: ListKind, grant: &Grant) -> Result<(), StoreError> {
-        let grant = grant.clone();
-        self.ask(|reply| Request::Put { kind, grant, reply })
-    }
-
-    fn delete(&self, kind: ListKind, prefix: &Prefix, actor: &str) -> Result<(), StoreError> {
-        let (prefix, actor) = (*prefix, actor.to_owned());
-        self.ask(|reply| Request::Delete {
-            kind,
-            prefix,
-            actor,
-            reply,
-        })
-    }
-
-    fn list(&self, kind: ListKind) -> Result<Vec<Grant>, StoreError> {
-        self.ask(|reply| Request::List { kind, reply })
-    }
-}
-
-fn unavailable(e: &FleetError) -> StoreError {
-    match e {
-        FleetError::NotFound(m) => StoreError::NotFound(m.clone()),
-        other => StoreError::Unavailable(format!("etcd: {other}")),
-    }
-}
-
-/// Grant writes for the API, on a connection of their own.
-async fn serve_requests(shared: Arc<FleetShared>, mut requests: mpsc::UnboundedReceiver<Request>) {
-    let mut connection: Option<Client> = None;
-    while let Some(request) = requests.recv().await {
-        if connection.is_none() {
-            connection = client::connect(&shared.config).await.ok();
-        }
-        let Some(etcd_client) = connection.as_ref() else {
-            let e = StoreError::Unavailable("etcd is unreachable: nothing changed".into());
-            match request {
-                Request::Put { reply, .. } | Request::Delete { reply, .. } => {
-                    drop(reply.send(Err(e)));
-                }
-                Request::List { reply, .. } => drop(reply.send(Err(e))),
-            }
-            continue;
-        };
-        let node = &shared.config.node_name;
-        let layout = &shared.layout;
-        let failed = match request {
-            Request::Put { kind, grant, reply } => {
-                let audit = client::audit(
-                    node,
-                    &grant.actor,
-                    "add",
-                    kind.name(),
-                    &grant.prefix,
-                    grant.expires_at,
-                    &grant.reason,
-                );
-                let result = client::put_grant(etcd_client, layout, kind, &grant, &audit).await;
-                let failed = matches!(result, Err(FleetError::Etcd { .. }));
-                let _ = reply.send(result.map(|_| ()).map_err(|e| unavailable(&e)));
-                failed
-            }
-            Request::Delete {
-                kind,
-                prefix,
-                actor,
-                reply,
-            } => {
-                let audit = client::audit(
-                    node,
-                    &actor,
-                    "delete",
-                    kind.name(),
-                    &prefix.to_string(),
-                    None,
-                    "",
-                );
-                let result = client::delete_grant(etcd_client, layout, kind, &prefix, &audit).await;
-                let failed = matches!(result, Err(FleetError::Etcd { .. }));
-                let _ = reply.send(result.map_err(|e| unavailable(&e)));
-                failed
-            }
-            Request::List { kind, reply } => {
-                let result = client::list_grants(etcd_client, layout, kind).await;
-                let failed = result.is_err();
-                let _ = reply.send(
-                    result
-                        .map(|(grants, _)| grants)
-                        .map_err(|e| unavailable(&e)),
-                );
-                failed
-            }
-        };
-        if failed {
-            connection = None;
-        }
-    }
-}
-
 /// Where following etcd stands across connections.
 struct Follower {
     view: FleetView,
@@ -530,7 +211,7 @@ struct Follower {
 }
 
 /// Follows `P/policy/` for the life of the process.
-async fn follow(shared: Arc<FleetShared>, view: FleetView) {
+pub(super) async fn follow(shared: Arc<FleetShared>, view: FleetView) {
     let mut state = Follower {
         view,
         seen: 0,
@@ -654,67 +335,6 @@ async fn expire_grants(etcd_client: &Client, shared: &FleetShared, view: &FleetV
             Ok(true) => info!(key, "fleet: expired grant removed from etcd"),
             Ok(false) => {}
             Err(e) => warn!(key, "fleet: removing an expired grant: {e}"),
-        }
-    }
-}
-
-/// Keeps `P/agents/<node>` alive on a lease and up to date.
-async fn keep_registered(shared: Arc<FleetShared>) {
-    loop {
-        if let Err(e) = registration_session(&shared).await {
-            tracing::debug!("fleet registration: {e}");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-async fn registration_session(shared: &FleetShared) -> Result<(), FleetError> {
-    let etcd_client = client::connect(&shared.config).await?;
-    let mut leases = etcd_client.lease_client();
-    let lease = leases
-        .grant(REGISTRATION_TTL_SECONDS, None)
-        .await
-        .map_err(etcd("registration lease"))?
-        .id();
-    let (mut keeper, mut answers) = leases
-        .keep_alive(lease)
-        .await
-        .map_err(etcd("registration keep-alive"))?;
-    let mut kv = etcd_client.kv_client();
-    let node = &shared.config.node_name;
-    let seen = serde_json::json!({ "node": node, "last_registered": crate::clock::rfc3339(crate::clock::now_unix()) });
-    kv.put(shared.layout.node_key(node), seen.to_string(), None)
-        .await
-        .map_err(etcd("registering"))?;
-    let mut written: Option<Registration> = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let mut keep_alive = tokio::time::interval(Duration::from_secs(
-        u64::try_from(REGISTRATION_TTL_SECONDS / 3).unwrap_or(5),
-    ));
-    loop {
-        tokio::select! {
-            _ = keep_alive.tick() => {
-                keeper.keep_alive().await.map_err(etcd("registration keep-alive"))?;
-                let answer = answers.message().await.map_err(etcd("registration keep-alive"))?;
-                if answer.is_none_or(|a| a.ttl() <= 0) {
-                    return Err(FleetError::Conflict("registration lease expired".into()));
-                }
-            }
-            _ = tick.tick() => {
-                let registration = shared.registration();
-                if written.as_ref() != Some(&registration) {
-                    let mut value = registration.clone();
-                    value.updated_at = crate::clock::now_unix();
-                    kv.put(
-                        shared.layout.agent_key(node),
-                        serde_json::to_string(&value).expect("registration serializes"),
-                        Some(PutOptions::new().with_lease(lease)),
-                    )
-                    .await
-                    .map_err(etcd("registering"))?;
-                    written = Some(registration);
-                }
-            }
         }
     }
 }

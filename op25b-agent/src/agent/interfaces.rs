@@ -1,0 +1,285 @@
+//! The configured interfaces: attaching (or adopting a pinned link),
+//! noticing interfaces that appear, vanish or are recreated, detaching
+//! those no longer configured. Each interface counts in its own slot.
+
+use aya::programs::XdpMode;
+use tracing::{error, info, warn};
+
+use super::Agent;
+use crate::{
+    config::{InterfaceConfig, XdpModeSetting},
+    dataplane::{
+        links::HeldLink,
+        pins::{ifindex, AttachMode, LinkPin, PinLayout},
+        Dataplane, Maps,
+    },
+    observe::metrics::InterfaceView,
+};
+
+/// Where one configured interface stands.
+pub enum InterfaceState {
+    /// Not present in this network namespace (yet).
+    Missing,
+    /// Attached in `mode`; `program` is this agent's instance behind `link`.
+    Attached {
+        ifindex: u32,
+        mode: AttachMode,
+        program: Box<Dataplane>,
+        link: HeldLink,
+    },
+    /// Present but attaching failed (another XDP program, no driver support).
+    Failed { error: String },
+}
+
+pub struct Interface {
+    pub name: String,
+    pub wanted: XdpModeSetting,
+    pub slot: u32,
+    pub state: InterfaceState,
+}
+
+impl Interface {
+    pub fn attached_mode(&self) -> Option<AttachMode> {
+        match &self.state {
+            InterfaceState::Attached { mode, .. } => Some(*mode),
+            _ => None,
+        }
+    }
+}
+
+impl Agent {
+    /// Publishes interface states to metrics and readiness.
+    pub(super) fn publish_interfaces(&self) {
+        let views = self
+            .interfaces
+            .values()
+            .map(|i| InterfaceView {
+                name: i.name.clone(),
+                slot: i.slot,
+                mode: i.attached_mode(),
+            })
+            .collect();
+        self.telemetry.set_interfaces(views);
+        self.report_interfaces_to_fleet();
+        let missing: Vec<&str> = self
+            .interfaces
+            .values()
+            .filter(|i| i.attached_mode().is_none())
+            .map(|i| i.name.as_str())
+            .collect();
+        if missing.is_empty() {
+            self.readiness.set_ready();
+        } else {
+            self.readiness
+                .set_not_ready(format!("not attached: {}", missing.join(", ")));
+        }
+    }
+
+    /// Brings the interface table in line with `wanted`.
+    pub(super) fn set_interfaces(&mut self, wanted: &[InterfaceConfig]) {
+        let names: Vec<&String> = wanted.iter().map(|i| &i.name).collect();
+        let removed: Vec<String> = self
+            .interfaces
+            .keys()
+            .filter(|n| !names.contains(n))
+            .cloned()
+            .collect();
+        for name in removed {
+            if let Some(iface) = self.interfaces.remove(&name) {
+                info!(interface = %name, "no longer configured: detaching");
+                detach(iface.state);
+            }
+        }
+        for want in wanted {
+            let mode_changed = self
+                .interfaces
+                .get(&want.name)
+                .is_some_and(|i| i.wanted != want.xdp_mode);
+            if mode_changed {
+                warn!(interface = %want.name, "xdp_mode changed: re-attaching (native and generic XDP cannot overlap, so this leaves a brief gap)");
+                if let Some(iface) = self.interfaces.remove(&want.name) {
+                    detach(iface.state);
+                }
+            }
+            if !self.interfaces.contains_key(&want.name) {
+                let pin = self.pin_of(&want.name);
+                let (slot, fresh) = match &pin {
+                    Some(pin) => (pin.slot, false),
+                    None => (self.free_slot(), true),
+                };
+                if fresh {
+                    if let Err(e) = self.control.reset_counters(slot) {
+                        warn!(interface = %want.name, "cannot reset counters of slot {slot}: {e}");
+                    }
+                }
+                self.interfaces.insert(
+                    want.name.clone(),
+                    Interface {
+                        name: want.name.clone(),
+                        wanted: want.xdp_mode,
+                        slot,
+                        state: InterfaceState::Missing,
+                    },
+                );
+            }
+        }
+        self.reconcile_interfaces("configuration");
+    }
+
+    fn pin_of(&self, name: &str) -> Option<LinkPin> {
+        self.layout
+            .link_pins()
+            .into_iter()
+            .find(|p| p.interface == name)
+    }
+
+    fn free_slot(&self) -> u32 {
+        let pinned: Vec<u32> = self.layout.link_pins().iter().map(|p| p.slot).collect();
+        (0..op25b_common::abi::MAX_INTERFACE_SLOTS)
+            .find(|s| !pinned.contains(s) && !self.interfaces.values().any(|i| i.slot == *s))
+            .expect("config validation caps interfaces at the slot count")
+    }
+
+    /// Pins of interfaces the configuration no longer names: detach them.
+    pub(super) fn detach_unconfigured_pins(&mut self) {
+        for pin in self.layout.link_pins() {
+            if !self.interfaces.contains_key(&pin.interface) {
+                info!(interface = %pin.interface, "pinned but not configured: detaching");
+                if let Err(e) = std::fs::remove_file(&pin.path) {
+                    warn!("cannot remove {}: {e}", pin.path.display());
+                }
+            }
+        }
+    }
+
+    /// Attaches interfaces that appeared, notices the ones that vanished.
+    /// `trigger` (configuration, poll, link notification) goes in the log.
+    pub fn reconcile_interfaces(&mut self, trigger: &str) {
+        let names: Vec<String> = self.interfaces.keys().cloned().collect();
+        for name in names {
+            let current = ifindex(&name);
+            let Some(iface) = self.interfaces.get_mut(&name) else {
+                continue;
+            };
+            if let InterfaceState::Attached {
+                ifindex: attached, ..
+            } = &iface.state
+            {
+                if current == Some(*attached) {
+                    continue;
+                }
+                warn!(interface = %name, "interface vanished or was recreated: its program went with it");
+                let old = std::mem::replace(&mut iface.state, InterfaceState::Missing);
+                if let InterfaceState::Attached { link, .. } = old {
+                    // The kernel already detached it; the pin is stale.
+                    let _ = link.detach();
+                }
+            }
+            let Some(index) = current else {
+                continue;
+            };
+            let retry = matches!(iface.state, InterfaceState::Missing);
+            if !retry {
+                continue;
+            }
+            let (slot, wanted) = (iface.slot, iface.wanted);
+            let pin = self.pin_of(&name);
+            let state = attach(&self.layout, &name, index, slot, wanted, pin);
+            match &state {
+                InterfaceState::Attached { mode, .. } => {
+                    info!(interface = %name, ifindex = index, slot, mode = %mode, trigger, "attached");
+                }
+                InterfaceState::Failed { error } => {
+                    error!(interface = %name, "cannot attach: {error}");
+                }
+                InterfaceState::Missing => {}
+            }
+            if let Some(iface) = self.interfaces.get_mut(&name) {
+                iface.state = state;
+            }
+        }
+        self.publish_interfaces();
+    }
+}
+
+pub(super) fn detach(state: InterfaceState) {
+    if let InterfaceState::Attached { link, .. } = state {
+        if let Err(e) = link.detach() {
+            warn!("{e}");
+        }
+    }
+}
+
+/// Attaches (or adopts) one interface.
+fn attach(
+    layout: &PinLayout,
+    name: &str,
+    index: u32,
+    slot: u32,
+    wanted: XdpModeSetting,
+    pin: Option<LinkPin>,
+) -> InterfaceState {
+    let mut program = match Dataplane::load(&Maps::Pinned(layout.maps_dir()), slot) {
+        Ok(p) => Box::new(p),
+        Err(e) => {
+            return InterfaceState::Failed {
+                error: e.to_string(),
+            }
+        }
+    };
+    if let Some(pin) = pin {
+        let compatible = match wanted {
+            XdpModeSetting::Auto => true,
+            XdpModeSetting::Driver => pin.mode == AttachMode::Driver,
+            XdpModeSetting::Skb => pin.mode == AttachMode::Skb,
+        };
+        if pin.ifindex == index && compatible {
+            // Adopt: swap our program into the running link, atomically.
+            return match program.take_over_link(&pin.path) {
+                Ok(link) => InterfaceState::Attached {
+                    ifindex: index,
+                    mode: pin.mode,
+                    program,
+                    link,
+                },
+                Err(e) => InterfaceState::Failed {
+                    error: e.to_string(),
+                },
+            };
+        }
+        // Made for an interface that is gone (or in another mode): stale.
+        let _ = std::fs::remove_file(&pin.path);
+    }
+    let modes: &[AttachMode] = match wanted {
+        XdpModeSetting::Auto => &[AttachMode::Driver, AttachMode::Skb],
+        XdpModeSetting::Driver => &[AttachMode::Driver],
+        XdpModeSetting::Skb => &[AttachMode::Skb],
+    };
+    let mut errors = Vec::new();
+    for &mode in modes {
+        let path = layout
+            .links_dir()
+            .join(LinkPin::file_name(name, index, slot, mode));
+        let xdp_mode = match mode {
+            AttachMode::Driver => XdpMode::Driver,
+            AttachMode::Skb => XdpMode::Skb,
+        };
+        match program.attach_pinned(index, xdp_mode, &path) {
+            Ok(link) => {
+                if !errors.is_empty() {
+                    warn!(interface = %name, "native XDP unavailable ({}), running in generic skb mode: slower", errors.join("; "));
+                }
+                return InterfaceState::Attached {
+                    ifindex: index,
+                    mode,
+                    program,
+                    link,
+                };
+            }
+            Err(e) => errors.push(format!("{mode}: {e}")),
+        }
+    }
+    InterfaceState::Failed {
+        error: errors.join("; "),
+    }
+}

@@ -1,0 +1,217 @@
+//! Exemptions and allowed destinations granted at run time (the
+//! provisioning API), as data: what is persisted, what joins the policy.
+
+use std::{collections::BTreeMap, path::Path};
+
+use serde::{Deserialize, Serialize};
+
+use super::{limits::PrefixLimits, prefix::Prefix, ListKind, Policy};
+use crate::state_file::{self, StateFileError};
+
+/// A run-time grant.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    pub prefix: String,
+    /// Unix seconds; `None` never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub actor: String,
+    pub created_at: u64,
+}
+
+impl Grant {
+    pub fn is_active(&self, now: u64) -> bool {
+        self.expires_at.is_none_or(|t| t > now)
+    }
+}
+
+/// What is persisted.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GrantState {
+    #[serde(default)]
+    pub exempt: BTreeMap<String, Grant>,
+    #[serde(default)]
+    pub allowed_destinations: BTreeMap<String, Grant>,
+}
+
+/// The lists grants can be made in (the dynamic pools come from files only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantList {
+    Exemptions,
+    AllowedDestinations,
+}
+
+impl GrantList {
+    pub const ALL: [Self; 2] = [Self::Exemptions, Self::AllowedDestinations];
+
+    /// The API path segment and the JSON key of the list.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Exemptions => "exemptions",
+            Self::AllowedDestinations => "allowed_destinations",
+        }
+    }
+
+    pub const fn list_kind(self) -> ListKind {
+        match self {
+            Self::Exemptions => ListKind::Exempt,
+            Self::AllowedDestinations => ListKind::AllowedDestinations,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.name() == name)
+    }
+}
+
+impl GrantState {
+    pub fn list(&self, list: GrantList) -> &BTreeMap<String, Grant> {
+        match list {
+            GrantList::Exemptions => &self.exempt,
+            GrantList::AllowedDestinations => &self.allowed_destinations,
+        }
+    }
+
+    pub fn list_mut(&mut self, list: GrantList) -> &mut BTreeMap<String, Grant> {
+        match list {
+            GrantList::Exemptions => &mut self.exempt,
+            GrantList::AllowedDestinations => &mut self.allowed_destinations,
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Grant> {
+        self.exempt
+            .values()
+            .chain(self.allowed_destinations.values())
+    }
+
+    /// `base` with every grant active at `now` added; a grant broader than
+    /// `limits` (made before the limits were raised) is left out, loudly.
+    pub fn effective(&self, base: &Policy, now: u64, limits: &PrefixLimits) -> Policy {
+        let mut policy = base.clone();
+        for list in GrantList::ALL {
+            for grant in self.list(list).values().filter(|g| g.is_active(now)) {
+                let Ok(prefix) = grant.prefix.parse::<Prefix>() else {
+                    tracing::error!(
+                        "grant {:?} in {} is not a prefix: not enforced",
+                        grant.prefix,
+                        list.name()
+                    );
+                    continue;
+                };
+                match limits.check(list.list_kind(), &prefix) {
+                    Ok(()) => policy.list_mut(list.list_kind()).insert(prefix),
+                    Err(e) => tracing::error!("grant in {}: {e}: not enforced", list.name()),
+                }
+            }
+        }
+        policy
+    }
+
+    /// The next expiry after `now`, when the policy must be recomputed.
+    pub fn next_expiry(&self, now: u64) -> Option<u64> {
+        self.all()
+            .filter_map(|g| g.expires_at)
+            .filter(|&t| t > now)
+            .min()
+    }
+
+    /// Forgets grants that expired (they are already out of the maps).
+    pub fn prune(&mut self, now: u64) -> bool {
+        let before = self.exempt.len() + self.allowed_destinations.len();
+        self.exempt.retain(|_, g| g.is_active(now));
+        self.allowed_destinations.retain(|_, g| g.is_active(now));
+        before != self.exempt.len() + self.allowed_destinations.len()
+    }
+
+    pub fn load(path: &Path) -> Result<Self, StateFileError> {
+        state_file::load(path)
+    }
+
+    /// Atomic: a crash leaves the old state or the new one.
+    pub fn save(&self, path: &Path) -> Result<(), StateFileError> {
+        state_file::save(path, self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(prefix: &str, expires_at: Option<u64>) -> Grant {
+        Grant {
+            prefix: prefix.into(),
+            expires_at,
+            reason: String::new(),
+            actor: "t".into(),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn active_grants_join_the_policy_and_expired_ones_leave() {
+        let mut state = GrantState::default();
+        for (prefix, expires_at) in [("100.64.9.9/32", Some(1_000)), ("100.64.8.8/32", None)] {
+            state
+                .exempt
+                .insert(prefix.into(), grant(prefix, expires_at));
+        }
+        let base = Policy::default();
+        let limits = PrefixLimits::default();
+        assert_eq!(state.effective(&base, 999, &limits).exempt.len(), 2);
+        assert_eq!(state.effective(&base, 1_000, &limits).exempt.len(), 1);
+        assert_eq!(state.next_expiry(500), Some(1_000));
+        assert!(state.prune(1_000));
+        assert_eq!(state.exempt.len(), 1);
+    }
+
+    #[test]
+    fn grants_broader_than_the_limits_are_not_enforced() {
+        let mut state = GrantState::default();
+        state
+            .exempt
+            .insert("0.0.0.0/0".into(), grant("0.0.0.0/0", None));
+        state
+            .exempt
+            .insert("100.64.8.8/32".into(), grant("100.64.8.8/32", None));
+        let policy = state.effective(&Policy::default(), 0, &PrefixLimits::default());
+        assert_eq!(
+            policy
+                .exempt
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["100.64.8.8/32"]
+        );
+    }
+
+    #[test]
+    fn state_saves_atomically_and_loads_back() {
+        let dir = std::env::temp_dir().join(format!("op25b-state-{}", std::process::id()));
+        let path = dir.join("state.json");
+        let mut state = GrantState::default();
+        state.allowed_destinations.insert(
+            "192.0.2.26/32".into(),
+            Grant {
+                reason: "relay".into(),
+                actor: "noc".into(),
+                created_at: 1,
+                ..grant("192.0.2.26/32", None)
+            },
+        );
+        state.save(&path).unwrap();
+        assert!(!path.with_extension("tmp").exists());
+        assert_eq!(GrantState::load(&path).unwrap(), state);
+        std::fs::write(&path, "{\"exempt\": 3}").unwrap();
+        assert!(GrantState::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("not a state file"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,179 @@
+//! The policy the data plane enforces, as plain data: what the config
+//! compiles to, what is diffed on reload, and (through [`PolicyLookup`]) the
+//! host-side model the kernel program is checked against. Prefixes, list
+//! files and run-time grants are the parts it is made of.
+
+pub mod grants;
+pub mod limits;
+pub mod list_file;
+pub mod prefix;
+pub mod subscribers;
+
+use std::collections::BTreeMap;
+
+use op25b_common::{
+    abi::{PoolAction, MAX_POOLS},
+    IpAddrBytes, PolicyLookup,
+};
+
+use self::prefix::{ip_addr, Prefix, PrefixSet};
+
+/// A named group of dynamic prefixes with its own action. Pool 0 is
+/// "default": the flat `dynamic` lists, action drop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pool {
+    pub name: String,
+    pub action: PoolAction,
+}
+
+pub const DEFAULT_POOL: &str = "default";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub blocked_ports: Vec<u16>,
+    pub dynamic: PrefixSet,
+    pub exempt: PrefixSet,
+    pub allowed_destinations: PrefixSet,
+    /// At most one block event per source per this many nanoseconds.
+    pub event_interval_ns: u64,
+    /// Pools by id; `pools[0]` is the default pool.
+    pub pools: Vec<Pool>,
+    /// The pool of each dynamic prefix not in the default pool.
+    pub pool_of: BTreeMap<Prefix, u32>,
+}
+
+impl Default for Policy {
+    /// What a freshly loaded program holds: port 25, empty lists.
+    fn default() -> Self {
+        let runtime = op25b_common::abi::RuntimeConfig::DEFAULT;
+        Self {
+            blocked_ports: runtime.blocked_ports.iter().collect(),
+            dynamic: PrefixSet::default(),
+            exempt: PrefixSet::default(),
+            allowed_destinations: PrefixSet::default(),
+            event_interval_ns: runtime.event_interval_ns,
+            pools: vec![Pool {
+                name: DEFAULT_POOL.into(),
+                action: PoolAction::Drop,
+            }],
+            pool_of: BTreeMap::new(),
+        }
+    }
+}
+
+/// The three lists by name, in a fixed order, for code that treats them alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ListKind {
+    Dynamic,
+    Exempt,
+    AllowedDestinations,
+}
+
+impl ListKind {
+    pub const ALL: [Self; 3] = [Self::Dynamic, Self::Exempt, Self::AllowedDestinations];
+
+    /// Bounded label value, also the config key.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Dynamic => "dynamic",
+            Self::Exempt => "exempt",
+            Self::AllowedDestinations => "allowed_destinations",
+        }
+    }
+}
+
+impl Policy {
+    /// The policy as it stands at `now` (Unix seconds): temporary entries
+    /// past their `expires_at` left out.
+    #[must_use]
+    pub fn active(&self, now: u64) -> Self {
+        Self {
+            dynamic: self.dynamic.active(now),
+            exempt: self.exempt.active(now),
+            allowed_destinations: self.allowed_destinations.active(now),
+            ..self.clone()
+        }
+    }
+
+    /// When the next temporary entry expires.
+    pub fn next_expiry(&self, now: u64) -> Option<u64> {
+        ListKind::ALL
+            .iter()
+            .filter_map(|k| self.list(*k).next_expiry(now))
+            .min()
+    }
+
+    /// The pool id a dynamic prefix's trie entry holds.
+    pub fn pool_id(&self, prefix: &Prefix) -> u32 {
+        self.pool_of.get(prefix).copied().unwrap_or(0)
+    }
+
+    /// The value `prefix`'s entry holds in `list`'s trie.
+    pub fn trie_value(&self, list: ListKind, prefix: &Prefix) -> u32 {
+        if list == ListKind::Dynamic {
+            self.pool_id(prefix)
+        } else {
+            0
+        }
+    }
+
+    /// The data plane's run-time configuration for this policy (`None` if
+    /// the ports do not fit; validation prevents that).
+    pub fn runtime_config(&self) -> Option<op25b_common::abi::RuntimeConfig> {
+        Some(op25b_common::abi::RuntimeConfig {
+            blocked_ports: op25b_common::BlockedPorts::new(&self.blocked_ports)?,
+            event_interval_ns: self.event_interval_ns,
+            pool_actions: self.pool_actions(),
+        })
+    }
+
+    /// The per-pool actions as the data plane holds them.
+    pub fn pool_actions(&self) -> [u8; MAX_POOLS] {
+        let mut actions = [PoolAction::Drop as u8; MAX_POOLS];
+        for (slot, pool) in actions.iter_mut().zip(&self.pools) {
+            *slot = pool.action as u8;
+        }
+        actions
+    }
+
+    pub fn list(&self, kind: ListKind) -> &PrefixSet {
+        match kind {
+            ListKind::Dynamic => &self.dynamic,
+            ListKind::Exempt => &self.exempt,
+            ListKind::AllowedDestinations => &self.allowed_destinations,
+        }
+    }
+
+    pub fn list_mut(&mut self, kind: ListKind) -> &mut PrefixSet {
+        match kind {
+            ListKind::Dynamic => &mut self.dynamic,
+            ListKind::Exempt => &mut self.exempt,
+            ListKind::AllowedDestinations => &mut self.allowed_destinations,
+        }
+    }
+}
+
+impl PolicyLookup for Policy {
+    fn dynamic_pool(&self, src: &IpAddrBytes) -> Option<u32> {
+        self.dynamic
+            .longest_match(ip_addr(src))
+            .map(|p| self.pool_id(&p))
+    }
+
+    fn is_allowed_destination(&self, dst: &IpAddrBytes) -> bool {
+        self.allowed_destinations.contains(ip_addr(dst))
+    }
+
+    fn is_exempt(&self, src: &IpAddrBytes) -> bool {
+        self.exempt.contains(ip_addr(src))
+    }
+}
+
+/// A pool name: 1-32 of a-z, 0-9, '-', '_' (it becomes a metric label).
+pub fn valid_pool_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}

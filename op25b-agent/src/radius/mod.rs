@@ -1,0 +1,16 @@
+//! RADIUS: sessions from accounting (RFC 2866) and dynamic authorization
+//! (RFC 5176), so an exemption follows the subscriber, not the address.
+//! `server` runs the listeners and the handshake with the agent loop;
+//! `accounting` and `coa` handle requests; `sessions` is the table and its
+//! store; `codec` the packets.
+mod accounting;
+pub mod coa;
+pub mod codec;
+mod evidence;
+pub mod metrics;
+pub mod server;
+pub mod sessions;
+
+pub use server::{Radius, RadiusError};
+#[cfg(test)]
+mod tests;
