@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup-toolchain.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --locked --release -p op25b-bench
+# The report section runs the agent binary as a child.
+cargo build --locked --release -p op25b-bench -p op25b-agent --bins
 exec ./target/release/op25b-bench "$@"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes every parser op25b takes outside input with (cargo-fuzz, libFuzzer,
 # AddressSanitizer): frames and the verdict, config and list files, API
-# bodies and queries, pcap/pcapng captures.
+# bodies and queries, pcap/pcapng captures, events file lines (report).
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET ...]   SECONDS per target (default 60)
 #
@@ -20,7 +20,7 @@ fi
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(frame_verdict config_file list_file api_request capture radius_packet)
+[ ${#targets[@]} -gt 0 ] || targets=(frame_verdict config_file list_file api_request capture radius_packet event_lines)
 for target in "${targets[@]}"; do
   mkdir -p "target/fuzz-corpus/$target"
   echo "== $target: ${seconds}s"

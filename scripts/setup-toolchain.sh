@@ -14,6 +14,8 @@ APT_PACKAGES=(
   systemd man-db dpkg-dev                                  # unit checks, man pages, packaging
   xdp-tools nftables ethtool                               # benchmark peers
   etcd-server protobuf-compiler libprotobuf-dev            # fleet: a real etcd in tests; protoc + well-known protos for etcd-client
+  time                                                     # peak RSS of a child (report benchmark)
+  python3-jsonschema python3-pip                           # X-ARF reports against the published schemas
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -48,6 +50,29 @@ fi
 if ! rustup toolchain list | grep -q '^debian'; then
   log "linking Debian's rustc as rustup toolchain 'debian'"
   rustup toolchain link debian /usr
+fi
+
+# The official X-ARF v4 JSON schemas, as PyPI's `xarf` package ships them
+# (its schemas/ only: the tests validate with Debian's python3-jsonschema).
+# Debian's python3 and pip explicitly: a python3 earlier in PATH (pyenv) may lack pip.
+XARF_PY_VERSION=1.0.0
+XARF_SCHEMAS=/usr/local/share/op25b/xarf-$XARF_PY_VERSION/schemas
+if [ ! -f "$XARF_SCHEMAS/xarf-v4-master.json" ]; then
+  log "fetching the X-ARF v4 schemas (PyPI xarf $XARF_PY_VERSION)"
+  wheels=$(mktemp -d)
+  /usr/bin/python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$wheels" "xarf==$XARF_PY_VERSION"
+  mkdir -p "$XARF_SCHEMAS"
+  /usr/bin/python3 - "$wheels"/xarf-"$XARF_PY_VERSION"-*.whl "$XARF_SCHEMAS" <<'PY'
+import sys, zipfile, pathlib
+wheel, target = sys.argv[1], pathlib.Path(sys.argv[2])
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if name.startswith("xarf/schemas/") and not name.endswith("/"):
+            out = target / name[len("xarf/schemas/"):]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(z.read(name))
+PY
+  rm -rf "$wheels"
 fi
 
 if ! mountpoint -q /sys/fs/bpf; then

@@ -9,6 +9,7 @@
 mod fleet;
 mod lab;
 mod prefixes;
+mod report;
 mod sections;
 mod testrun;
 
@@ -62,6 +63,7 @@ struct Report {
     scale: Vec<sections::ScaleRow>,
     throughput: sections::Throughput,
     reload_under_traffic: sections::ReloadUnderTraffic,
+    abuse_reports: report::ReportBench,
     targets: Vec<Target>,
 }
 
@@ -124,8 +126,15 @@ fn main() -> anyhow::Result<()> {
     eprintln!("reload under traffic ...");
     let reload = sections::reload_under_traffic(if args.smoke { 10_000 } else { 1_000_000 })?;
     drop(net);
+    eprintln!("abuse reports ...");
+    let report_bench = if args.smoke {
+        report::bench(&[10_000, 20_000], 500)?
+    } else {
+        report::bench(&[1_000_000, 10_000_000], 10_000)?
+    };
 
-    let targets = sections::targets(&per_packet, &scale, &throughput, &reload);
+    let mut targets = sections::targets(&per_packet, &scale, &throughput, &reload);
+    targets.extend(report::targets(&report_bench));
     let report = Report {
         machine,
         smoke: args.smoke,
@@ -133,6 +142,7 @@ fn main() -> anyhow::Result<()> {
         scale,
         throughput,
         reload_under_traffic: reload,
+        abuse_reports: report_bench,
         targets,
     };
     println!(
@@ -146,6 +156,7 @@ fn main() -> anyhow::Result<()> {
             &report.targets
         )
     );
+    println!("{}", report::markdown(&report.abuse_reports));
     if let Some(dir) = args.json.parent() {
         std::fs::create_dir_all(dir)?;
     }

@@ -9,6 +9,7 @@
 //! - `api`: the HTTP server, its routes (admin, provisioning), the client;
 //! - `radius`: RADIUS accounting and CoA: sessions whose subscribers are
 //!   exempt join the exempt maps;
+//! - `report`: abuse reports (X-ARF v4, CSV) from the block events files;
 //! - `tools`: captures, replay, explain's SYN.
 //!
 //! The `op25b-agent` binary is a thin shell over this.
@@ -22,6 +23,7 @@ pub mod fleet;
 pub mod observe;
 pub mod policy;
 pub mod radius;
+pub mod report;
 pub mod state_file;
 pub mod tools;
 pub mod wake;

@@ -3,7 +3,7 @@
 //! (tests/tests/fuzz_corpus.rs) runs exactly what libFuzzer runs. Each
 //! must return, never panic, whatever the bytes.
 
-use std::{path::Path, sync::OnceLock};
+use std::{path::Path, sync::OnceLock, time::SystemTime};
 
 use op25b_agent::{
     api::types::{GrantRequest, RevokeRequest, TopQuery},
@@ -14,6 +14,11 @@ use op25b_agent::{
         prefix::{Prefix, PrefixSet},
         ListKind, Policy,
     },
+    report::{
+        aggregate::{Aggregator, Place},
+        table::Table,
+        xarf, Context, ReportsConfig,
+    },
     tools::capture::Capture,
 };
 use op25b_common::{abi::RuntimeConfig, decide};
@@ -22,13 +27,14 @@ use op25b_common::{abi::RuntimeConfig, decide};
 pub type Target = fn(&[u8]);
 
 /// Every target by name, for the corpus replay and scripts/fuzz.sh.
-pub const TARGETS: [(&str, Target); 6] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("frame_verdict", frame_verdict),
     ("config_file", config_file),
     ("list_file", list_file),
     ("api_request", api_request),
     ("capture", capture),
     ("radius_packet", radius_packet),
+    ("event_lines", event_lines),
 ];
 
 fn policy() -> &'static (Policy, RuntimeConfig) {
@@ -115,4 +121,49 @@ pub fn radius_packet(data: &[u8]) {
     let decoded = decode(&again).expect("what we encode decodes");
     assert_eq!(decoded.attributes, packet.attributes);
     assert!(verify_request(&again, b"fuzz-secret"));
+}
+
+/// Events file lines as `report` reads them, through to X-ARF and CSV:
+/// every line counted once, and no subscriber or session in the evidence.
+pub fn event_lines(data: &[u8]) {
+    let mut aggregator = Aggregator::new(SystemTime::UNIX_EPOCH);
+    let file = aggregator.add_file("events.jsonl".into());
+    for (line, text) in (1..).zip(data.split(|&b| b == b'\n')) {
+        aggregator.add_line(text, Place { file, line });
+    }
+    let (reports, stats, _) = aggregator.finish(1);
+    assert_eq!(
+        stats.lines,
+        stats.in_window + stats.before_window + stats.skipped,
+        "{stats:?}"
+    );
+    let reporter = ReportsConfig {
+        org: "Example ISP".into(),
+        contact: "abuse@isp.example".into(),
+        domain: "isp.example".into(),
+    };
+    let context = Context {
+        reporter: Some(&reporter),
+        window_start: SystemTime::UNIX_EPOCH,
+        generated: SystemTime::UNIX_EPOCH,
+        internal: false,
+    };
+    let mut table = Table::new(Vec::new(), true).expect("CSV header");
+    for report in &reports {
+        let json = xarf::to_json_line(report, "fuzz", &context);
+        let value: serde_json::Value = serde_json::from_str(&json).expect("X-ARF is JSON");
+        assert!(value.get("_internal").is_none(), "{json}");
+        for evidence in &report.evidence {
+            let line: serde_json::Value =
+                serde_json::from_str(&evidence.text).expect("evidence is a JSON line");
+            for private in ["subscriber", "session"] {
+                assert!(
+                    line.get(private).is_none_or(serde_json::Value::is_null),
+                    "{json}"
+                );
+            }
+        }
+        table.row(report, "fuzz").expect("CSV row");
+    }
+    table.finish().expect("CSV to memory");
 }

@@ -31,6 +31,7 @@ fn benchmark_smoke_mode_runs_every_section() {
         "| receiver |",
         "| target |",
         "Reload under traffic",
+        "| event lines | file MiB |",
     ] {
         assert!(table.contains(heading), "missing {heading:?} in\n{table}");
     }
@@ -54,6 +55,13 @@ fn benchmark_smoke_mode_runs_every_section() {
         .collect();
     assert_eq!(receivers.len(), 5, "{receivers:?}");
     assert_eq!(report["reload_under_traffic"]["misverdicts"], 0);
+    let report_rows = report["abuse_reports"]["rows"].as_array().unwrap();
+    assert_eq!(report_rows.len(), 2);
+    assert!(report_rows
+        .iter()
+        .all(|r| r["reports"].as_u64().unwrap() > 0
+            && r["peak_rss_mib"].as_f64().unwrap() > 0.0
+            && r["seconds"].as_f64().unwrap() > 0.0));
     assert!(
         report["reload_under_traffic"]["frames_judged"]
             .as_u64()

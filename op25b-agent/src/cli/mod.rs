@@ -10,6 +10,7 @@ mod grants;
 mod hidden;
 mod judging;
 mod replay;
+mod report;
 mod run;
 mod status;
 mod top;
@@ -59,6 +60,7 @@ pub enum Command {
     Explain(explain::ExplainArgs),
     Top(top::TopArgs),
     Fleet(fleet::FleetArgs),
+    Report(report::ReportArgs),
     /// Grant, revoke and list exemptions over the running agent's
     /// provisioning API (persisted, audited, optionally temporary).
     Exempt(grants::GrantArgs),
@@ -84,6 +86,7 @@ impl Command {
             Self::Explain(args) => explain::execute(args),
             Self::Top(args) => top::execute(args),
             Self::Fleet(args) => fleet::execute(args),
+            Self::Report(args) => report::execute(args),
             Self::Exempt(args) => grants::execute(GrantList::Exemptions, args),
             Self::AllowDestination(args) => grants::execute(GrantList::AllowedDestinations, args),
             Self::Replay(args) => replay::execute(args),
@@ -196,4 +199,6 @@ pub enum CommandError {
     Client(#[from] ClientError),
     #[error(transparent)]
     Fleet(#[from] crate::fleet::commands::FleetCommandError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
 }

@@ -27,6 +27,9 @@ pub struct RawConfig {
     pub radius: Option<RawRadius>,
     #[serde(default)]
     pub fleet: Option<super::fleet::RawFleet>,
+    /// `[reports]`: its keys and checks live with the reports (`crate::report::config`).
+    #[serde(default)]
+    pub reports: Option<Spanned<crate::report::config::RawReports>>,
 }
 
 /// `[radius]`: RADIUS accounting and CoA (absent = off).
