@@ -263,6 +263,33 @@ fn two_routers_one_policy_fail_static_snapshot_resync_and_refusal() {
         let revision = metric(l, "op25b_fleet_applied_revision");
         revision.is_some() && revision == metric(&b, "op25b_fleet_applied_revision")
     });
+    // A grant broader than the exemption bound (one etcd write away from
+    // switching OP25B off for every box): refused with its key and the
+    // bound named; DYN4 stays blocked.
+    let everyone = "/e2e/policy/grants/exempt/0.0.0.0/0";
+    etcd.with_client(move |mut c| {
+        Box::pin(async move {
+            c.put(
+                everyone,
+                "{\"prefix\": \"0.0.0.0/0\", \"actor\": \"mallory\", \"created_at\": 1}",
+                None,
+            )
+            .await
+            .unwrap();
+        })
+    });
+    for lab in [&a, &b] {
+        lab.wait_for(CONVERGE, "the too-broad grant refused by name", |l| {
+            let log = l.log();
+            log.contains(everyone)
+                && log.contains("policy.prefix_limits.exempt_ipv4")
+                && metric(l, "op25b_fleet_refused_values") == Some(2.0)
+        });
+        assert!(
+            !lab.connects(DYN4, MX4, 25, 0.5),
+            "a fleet 0.0.0.0/0 exemption opened port 25"
+        );
+    }
     // Every fleet series the alert rules use is exported by a fleet agent.
     let text = a.http_get("/metrics").unwrap();
     let rules = fs::read_to_string(concat!(
