@@ -27,7 +27,10 @@ fn router_lab(index: usize, node: &str) -> Lab {
              [fleet]\netcd_endpoints = [\"http://[2001:db8:e7c{index}::1]:2379\"]\nprefix = \"/e2e\"\nnode_name = \"{node}\"\nsnapshot_file = \"fleet-snapshot.json\"\n"
         ),
     );
-    fs::write(lab.dir.path().join("api.token"), TOKEN).unwrap();
+    let token = lab.dir.path().join("api.token");
+    fs::write(&token, TOKEN).unwrap();
+    // The agent refuses a token others can read.
+    fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     lab
 }
 
