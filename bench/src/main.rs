@@ -11,6 +11,7 @@
 mod lab;
 mod prefixes;
 mod radius;
+mod reattach;
 mod report;
 mod sections;
 mod testrun;
@@ -42,6 +43,9 @@ struct Args {
     /// Only the RADIUS section (needs no veth lab, no XDP attach).
     #[arg(long)]
     only_radius: bool,
+    /// Only the interface-recreated section (needs the netns lab, no veth bench net).
+    #[arg(long)]
+    only_reattach: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -62,6 +66,7 @@ struct Report {
     reload_under_traffic: sections::ReloadUnderTraffic,
     abuse_reports: report::ReportBench,
     radius: radius::RadiusBench,
+    interface_reattach: reattach::ReattachBench,
     targets: Vec<Target>,
 }
 
@@ -133,6 +138,11 @@ fn main() -> anyhow::Result<()> {
     if args.only_radius {
         return only_radius(&args, &machine);
     }
+    if args.only_reattach {
+        let reattach = reattach::bench(if args.smoke { 2 } else { 20 })?;
+        println!("Machine: {machine}\n\n{}", reattach::markdown(&reattach));
+        return Ok(());
+    }
     let _stats = testrun::StatsOff::new();
     let net = lab::BenchNet::new()?;
     testrun::pin_to_cpu(0);
@@ -158,10 +168,13 @@ fn main() -> anyhow::Result<()> {
 
     eprintln!("RADIUS ...");
     let radius = radius_section(args.smoke)?;
+    eprintln!("interface recreated under the agent ...");
+    let reattach = reattach::bench(if args.smoke { 2 } else { 20 })?;
 
     let mut targets = sections::targets(&per_packet, &scale, &throughput, &reload);
     targets.extend(report::targets(&report_bench));
     targets.extend(radius::targets(&radius));
+    targets.push(reattach::target(&reattach));
     let report = Report {
         machine,
         smoke: args.smoke,
@@ -171,6 +184,7 @@ fn main() -> anyhow::Result<()> {
         reload_under_traffic: reload,
         abuse_reports: report_bench,
         radius,
+        interface_reattach: reattach,
         targets,
     };
     println!(
@@ -186,6 +200,7 @@ fn main() -> anyhow::Result<()> {
     );
     println!("{}", report::markdown(&report.abuse_reports));
     println!("{}", radius::markdown(&report.radius));
+    println!("{}", reattach::markdown(&report.interface_reattach));
     if let Some(dir) = args.json.parent() {
         std::fs::create_dir_all(dir)?;
     }

@@ -33,6 +33,7 @@ fn benchmark_smoke_mode_runs_every_section() {
         "Reload under traffic",
         "| event lines | file MiB |",
         "RADIUS accounting (",
+        "Interface recreated under the agent (",
     ] {
         assert!(table.contains(heading), "missing {heading:?} in\n{table}");
     }
@@ -56,6 +57,12 @@ fn benchmark_smoke_mode_runs_every_section() {
         .collect();
     assert_eq!(receivers.len(), 5, "{receivers:?}");
     assert_eq!(report["reload_under_traffic"]["misverdicts"], 0);
+    assert!(
+        report["interface_reattach"]["window_max_ms"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
     let report_rows = report["abuse_reports"]["rows"].as_array().unwrap();
     assert_eq!(report_rows.len(), 2);
     assert!(report_rows
