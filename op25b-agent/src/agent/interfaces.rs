@@ -36,6 +36,10 @@ pub struct Interface {
     pub wanted: XdpModeSetting,
     pub slot: u32,
     pub state: InterfaceState,
+    /// A program loaded (and verified) for this slot while the interface
+    /// is missing: loading is most of an attach, so an interface that comes
+    /// back is covered within milliseconds of the kernel's notification.
+    spare: Option<Box<Dataplane>>,
 }
 
 impl Interface {
@@ -118,6 +122,7 @@ impl Agent {
                         wanted: want.xdp_mode,
                         slot,
                         state: InterfaceState::Missing,
+                        spare: None,
                     },
                 );
             }
@@ -174,16 +179,16 @@ impl Agent {
                     let _ = link.detach();
                 }
             }
+            let missing = matches!(iface.state, InterfaceState::Missing);
             let Some(index) = current else {
                 continue;
             };
-            let retry = matches!(iface.state, InterfaceState::Missing);
-            if !retry {
+            if !missing {
                 continue;
             }
-            let (slot, wanted) = (iface.slot, iface.wanted);
+            let (slot, wanted, spare) = (iface.slot, iface.wanted, iface.spare.take());
             let pin = self.pin_of(&name);
-            let state = attach(&self.layout, &name, index, slot, wanted, pin);
+            let state = attach(&self.layout, &name, index, slot, wanted, pin, spare);
             match &state {
                 InterfaceState::Attached { mode, .. } => {
                     info!(interface = %name, ifindex = index, slot, mode = %mode, trigger, "attached");
@@ -198,6 +203,19 @@ impl Agent {
             }
         }
         self.publish_interfaces();
+        self.load_spares();
+    }
+
+    /// Keeps a loaded program ready for every interface, off the path of
+    /// the attach that will need it.
+    fn load_spares(&mut self) {
+        let maps = Maps::Pinned(self.layout.maps_dir());
+        for iface in self.interfaces.values_mut().filter(|i| i.spare.is_none()) {
+            iface.spare = Dataplane::load(&maps, iface.slot)
+                .inspect_err(|e| warn!(interface = %iface.name, "cannot preload a program: {e}"))
+                .ok()
+                .map(Box::new);
+        }
     }
 }
 
@@ -209,7 +227,7 @@ pub(super) fn detach(state: InterfaceState) {
     }
 }
 
-/// Attaches (or adopts) one interface.
+/// Attaches (or adopts) one interface, with `spare` if one is loaded.
 fn attach(
     layout: &PinLayout,
     name: &str,
@@ -217,9 +235,14 @@ fn attach(
     slot: u32,
     wanted: XdpModeSetting,
     pin: Option<LinkPin>,
+    spare: Option<Box<Dataplane>>,
 ) -> InterfaceState {
-    let mut program = match Dataplane::load(&Maps::Pinned(layout.maps_dir()), slot) {
-        Ok(p) => Box::new(p),
+    let loaded = spare.map_or_else(
+        || Dataplane::load(&Maps::Pinned(layout.maps_dir()), slot).map(Box::new),
+        Ok,
+    );
+    let mut program = match loaded {
+        Ok(p) => p,
         Err(e) => {
             return InterfaceState::Failed {
                 error: e.to_string(),
