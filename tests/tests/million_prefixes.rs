@@ -71,3 +71,48 @@ fn a_million_prefixes_load_and_reload_as_a_diff() {
         "the last new exemption is missing"
     );
 }
+
+/// A reload the kernel refuses half-way (a list past the map's capacity,
+/// applied without the config checks that normally stop it) is undone:
+/// the maps hold the previous policy, and the error says so.
+#[test]
+fn a_reload_the_kernel_refuses_half_way_is_undone() {
+    require_root();
+    let mut dp = Dataplane::load(&Maps::Private, 0).unwrap();
+    let mut before = op25b_agent::policy::Policy::default();
+    before.dynamic.insert("100.64.0.0/10".parse().unwrap());
+    before.exempt.insert("100.64.1.7/32".parse().unwrap());
+    dp.apply(&before).unwrap();
+
+    let capacity = op25b_common::abi::POLICY_MAP_CAPACITY;
+    let base = u32::from(std::net::Ipv4Addr::new(10, 0, 0, 0));
+    let mut too_big = before.clone();
+    too_big.blocked_ports = vec![25, 2525];
+    for i in 0..=capacity {
+        too_big.exempt.insert(
+            format!("{}/32", std::net::Ipv4Addr::from(base + i))
+                .parse()
+                .unwrap(),
+        );
+    }
+    let err = dp.apply(&too_big).unwrap_err();
+    assert!(
+        matches!(err, op25b_agent::dataplane::DataplaneError::RolledBack(_)),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("the maps hold the previous policy"),
+        "{err}"
+    );
+    let read = dp.read_policy().unwrap();
+    assert_eq!(
+        read.exempt, before.exempt,
+        "entries of the refused reload stayed"
+    );
+    assert_eq!(read.blocked_ports, before.blocked_ports);
+    // And the next apply starts from the truth.
+    let mut after = before.clone();
+    after.exempt.insert("100.64.1.8/32".parse().unwrap());
+    assert_eq!(dp.apply(&after).unwrap().added, 1);
+}
