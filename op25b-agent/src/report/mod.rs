@@ -58,6 +58,8 @@ pub enum ReportError {
     NoReportsSection { config: PathBuf },
     #[error("--window must be longer than 0")]
     EmptyWindow,
+    #[error("no events file at {} nor a rotation of it beside it: is [events] path the one the agent on this box writes?", path.display())]
+    NoEventsFiles { path: PathBuf },
     #[error("cannot list the events files beside {}: {source}", path.display())]
     Discover { path: PathBuf, source: io::Error },
     #[error("writing {}: {source}", path.display())]
@@ -127,6 +129,13 @@ pub fn collect(
             })
         }
     };
+    // The agent creates its events file when it starts, so none at all means
+    // a wrong path or box: say so rather than report "nothing happened".
+    if found.is_empty() {
+        return Err(ReportError::NoEventsFiles {
+            path: events_path.to_owned(),
+        });
+    }
     // Lines are written in time order, so a file last written before the
     // window began holds none of it (a minute's slack for clock steps).
     let (found, older): (Vec<_>, Vec<_>) = found
@@ -378,5 +387,40 @@ mod tests {
         let bare = crate::config::Config::parse(&dir.join("op25b.toml"), "").unwrap();
         let e = run(&bare, &args, now, &mut Vec::new(), &mut Vec::new()).unwrap_err();
         assert!(e.to_string().contains("[events] path is not set"), "{e}");
+    }
+
+    #[test]
+    fn no_events_file_at_all_is_an_error_naming_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ReportArgs {
+            window: Duration::from_secs(3600),
+            min_attempts: 1,
+            format: Format::Csv,
+            out: None,
+            internal: false,
+        };
+        let config = config(dir.path(), false);
+        let e = run(
+            &config,
+            &args,
+            SystemTime::now(),
+            &mut Vec::new(),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, ReportError::NoEventsFiles { .. }), "{e}");
+        assert!(e.to_string().contains("events.jsonl"), "{e}");
+        // An empty file (an agent that has blocked nothing yet) is no error.
+        std::fs::write(dir.path().join("events.jsonl"), "").unwrap();
+        let outcome = run(
+            &config,
+            &args,
+            SystemTime::now(),
+            &mut Vec::new(),
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(outcome.files_read, 1);
+        assert_eq!(outcome.reports, 0);
     }
 }
