@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use op25b_tests::leftovers::{self, Claim, Kind};
+
 pub fn sh(program: &str, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(program).args(args).output()?;
     anyhow::ensure!(
@@ -20,6 +22,8 @@ pub struct BenchNet {
     pub tx: String,
     pub rx: String,
     home: std::fs::File,
+    // Lets a later run remove the namespace should this one be SIGKILLed.
+    _claim: Claim,
 }
 
 impl BenchNet {
@@ -27,12 +31,14 @@ impl BenchNet {
         let id = std::process::id() % 100_000;
         let ns = format!("o5bench{id}");
         let home = std::fs::File::open("/proc/self/ns/net")?;
+        let claim = leftovers::claim(Kind::Netns, &ns);
         sh("ip", &["netns", "add", &ns])?;
         let net = Self {
             tx: "benchtx".into(),
             rx: "benchrx".into(),
             ns,
             home,
+            _claim: claim,
         };
         let file = std::fs::File::open(format!("/run/netns/{}", net.ns))?;
         // SAFETY: setns with a valid netns fd; the bench is single-threaded here.

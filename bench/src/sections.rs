@@ -473,6 +473,10 @@ pub struct ReloadUnderTraffic {
 /// instance reloads a large list back and forth.
 pub fn reload_under_traffic(n: usize) -> anyhow::Result<ReloadUnderTraffic> {
     let dir = std::path::PathBuf::from(format!("/sys/fs/bpf/op25b-bench-{}", std::process::id()));
+    let _claim = op25b_tests::leftovers::claim(
+        op25b_tests::leftovers::Kind::Dir,
+        dir.to_str().expect("pin path is UTF-8"),
+    );
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let result = (|| {

@@ -9,7 +9,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{agent_bin, netns::run, unique_suffix, TempDir};
+use crate::{
+    agent_bin,
+    leftovers::{self, Claim, Kind},
+    netns::run,
+    unique_suffix, TempDir,
+};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -21,6 +26,8 @@ pub struct Lab {
     pub config: PathBuf,
     pub pin: PathBuf,
     agent: Option<Child>,
+    // Dropped after the lab is down (fields drop after Drop::drop).
+    _claims: [Claim; 2],
 }
 
 impl Lab {
@@ -37,12 +44,17 @@ impl Lab {
         let name = format!("o5{}", unique_suffix());
         let dir = TempDir::new(&name);
         let pin = PathBuf::from(format!("/sys/fs/bpf/op25b-test-{name}"));
+        let claims = [
+            leftovers::claim(Kind::Lab, &name),
+            leftovers::claim(Kind::Dir, pin.to_str().expect("pin path is UTF-8")),
+        ];
         let lab = Self {
             config: dir.path().join("op25b.toml"),
             name,
             dir,
             pin,
             agent: None,
+            _claims: claims,
         };
         run(
             repo().join("scripts/lab.sh").to_str().unwrap(),

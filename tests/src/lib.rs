@@ -6,6 +6,7 @@ pub mod fixtures;
 pub mod frame;
 pub mod fuzz;
 pub mod lab;
+pub mod leftovers;
 pub mod netns;
 
 use op25b_agent::{

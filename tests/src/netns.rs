@@ -5,7 +5,10 @@ use std::process::Command;
 
 use pnet_datalink::{Channel, DataLinkSender};
 
-use crate::unique_suffix;
+use crate::{
+    leftovers::{self, Claim, Kind},
+    unique_suffix,
+};
 
 /// Runs `ip` with `args`, panicking with its stderr on failure.
 pub fn ip(args: &[&str]) {
@@ -33,6 +36,7 @@ pub fn run(program: &str, args: &[&str]) -> String {
 pub struct VethPair {
     pub a: String,
     pub b: String,
+    _claim: Claim,
 }
 
 impl VethPair {
@@ -41,8 +45,13 @@ impl VethPair {
         let a = format!("o5{tag}{suffix}a");
         let b = format!("o5{tag}{suffix}b");
         assert!(a.len() <= 15, "interface name {a} too long");
+        let claim = leftovers::claim(Kind::Veth, &a);
         ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
-        let pair = Self { a, b };
+        let pair = Self {
+            a,
+            b,
+            _claim: claim,
+        };
         for end in [&pair.a, &pair.b] {
             run(
                 "sysctl",
