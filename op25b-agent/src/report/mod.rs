@@ -364,16 +364,20 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    fn last_hour(format: Format) -> ReportArgs {
+        ReportArgs {
+            window: Duration::from_secs(3600),
+            min_attempts: 1,
+            format,
+            out: None,
+            internal: false,
+        }
+    }
+
     #[test]
     fn refuses_what_it_cannot_do() {
         let dir = std::env::temp_dir();
-        let args = ReportArgs {
-            window: Duration::from_secs(3600),
-            min_attempts: 1,
-            format: Format::Xarf,
-            out: None,
-            internal: false,
-        };
+        let args = last_hour(Format::Xarf);
         let now = SystemTime::now();
         let e = run(
             &config(&dir, false),
@@ -392,34 +396,23 @@ mod tests {
     #[test]
     fn no_events_file_at_all_is_an_error_naming_the_path() {
         let dir = tempfile::tempdir().unwrap();
-        let args = ReportArgs {
-            window: Duration::from_secs(3600),
-            min_attempts: 1,
-            format: Format::Csv,
-            out: None,
-            internal: false,
-        };
+        let args = last_hour(Format::Csv);
         let config = config(dir.path(), false);
-        let e = run(
-            &config,
-            &args,
-            SystemTime::now(),
-            &mut Vec::new(),
-            &mut Vec::new(),
-        )
-        .unwrap_err();
+        let run_now = || {
+            run(
+                &config,
+                &args,
+                SystemTime::now(),
+                &mut Vec::new(),
+                &mut Vec::new(),
+            )
+        };
+        let e = run_now().unwrap_err();
         assert!(matches!(e, ReportError::NoEventsFiles { .. }), "{e}");
         assert!(e.to_string().contains("events.jsonl"), "{e}");
         // An empty file (an agent that has blocked nothing yet) is no error.
         std::fs::write(dir.path().join("events.jsonl"), "").unwrap();
-        let outcome = run(
-            &config,
-            &args,
-            SystemTime::now(),
-            &mut Vec::new(),
-            &mut Vec::new(),
-        )
-        .unwrap();
+        let outcome = run_now().unwrap();
         assert_eq!(outcome.files_read, 1);
         assert_eq!(outcome.reports, 0);
     }
