@@ -137,6 +137,7 @@ impl Agent {
             coa_listen: None,
             session_state_file: dir.path().join("sessions.json"),
             max_sessions,
+            receive_buffer_bytes: op25b_agent::config::radius::DEFAULT_RECEIVE_BUFFER_BYTES,
             exempt_filter_id: None,
             clients: vec![RadiusClient {
                 address: "127.0.0.1/32".parse()?,

@@ -21,6 +21,10 @@ use crate::policy::{
 
 pub const DEFAULT_SESSION_STATE_FILE: &str = "/var/lib/op25b/sessions.json";
 pub const DEFAULT_MAX_SESSIONS: usize = 1_000_000;
+/// Room for a BNG's burst (Accounting-On, then a Start per subscriber)
+/// while the agent applies the batch before: about 16,000 full datagrams.
+pub const DEFAULT_RECEIVE_BUFFER_BYTES: usize = 8 << 20;
+const RECEIVE_BUFFER_RANGE: std::ops::RangeInclusive<usize> = (64 << 10)..=(1 << 30);
 
 /// A NAS (or RADIUS server, for CoA) allowed to send, and its secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -47,6 +51,8 @@ pub struct RadiusConfig {
     pub coa_listen: Option<SocketAddr>,
     pub session_state_file: PathBuf,
     pub max_sessions: usize,
+    /// Each listener's socket receive buffer (SO_RCVBUF).
+    pub receive_buffer_bytes: usize,
     /// A Filter-Id or Class value that exempts the session carrying it.
     pub exempt_filter_id: Option<String>,
     pub clients: Vec<RadiusClient>,
@@ -146,6 +152,22 @@ impl Checker<'_> {
                 ),
             }
         }
+        let mut receive_buffer_bytes = DEFAULT_RECEIVE_BUFFER_BYTES;
+        if let Some(bytes) = &raw.receive_buffer_bytes {
+            match usize::try_from(*bytes.get_ref()) {
+                Ok(n) if RECEIVE_BUFFER_RANGE.contains(&n) => receive_buffer_bytes = n,
+                _ => self.at(
+                    &bytes.span(),
+                    "radius.receive_buffer_bytes".into(),
+                    format!(
+                        "{} is not in {}..={}",
+                        bytes.get_ref(),
+                        RECEIVE_BUFFER_RANGE.start(),
+                        RECEIVE_BUFFER_RANGE.end()
+                    ),
+                ),
+            }
+        }
         let exempt_filter_id = raw.exempt_filter_id.as_ref().and_then(|id| {
             let text = id.get_ref();
             if text.is_empty() || text.len() > MAX_NAME {
@@ -206,6 +228,7 @@ impl Checker<'_> {
             coa_listen,
             session_state_file,
             max_sessions,
+            receive_buffer_bytes,
             exempt_filter_id,
             clients,
         }

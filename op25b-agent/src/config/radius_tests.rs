@@ -32,6 +32,7 @@ accounting_listen = "127.0.0.1:1813"
 coa_listen = ""
 session_state_file = "sessions.json"
 max_sessions = 500
+receive_buffer_bytes = 1048576
 exempt_filter_id = "op25b-exempt"
 [[radius.clients]]
 address = "192.0.2.10/32"
@@ -46,6 +47,7 @@ secret_file = "nas.secret"
     assert_eq!(config.coa_listen, None);
     assert_eq!(config.session_state_file, dir.join("sessions.json"));
     assert_eq!(config.max_sessions, 500);
+    assert_eq!(config.receive_buffer_bytes, 1 << 20);
     assert_eq!(config.clients[0].secret, b"s3cret");
     assert!(config.client("192.0.2.10".parse().unwrap()).is_some());
     assert!(config
@@ -68,6 +70,7 @@ fn bad_values_and_readable_secrets_are_named() {
 accounting_listen = "nowhere"
 max_sessions = 0
 exempt_filter_id = ""
+receive_buffer_bytes = 4096
 [[radius.clients]]
 address = "192.0.2.10/24"
 secret_file = "open.secret"
@@ -81,13 +84,14 @@ secret_file = "missing.secret"
         "op25b.toml:2: radius.accounting_listen",
         "op25b.toml:3: radius.max_sessions",
         "op25b.toml:4: radius.exempt_filter_id",
-        "op25b.toml:6: radius.clients[0].address: host bits set in 192.0.2.10/24",
+        "op25b.toml:5: radius.receive_buffer_bytes: 4096 is not in 65536..=1073741824",
+        "op25b.toml:7: radius.clients[0].address: host bits set in 192.0.2.10/24",
         "open.secret: radius.clients[0].secret_file: mode 644 lets group or others read",
         "missing.secret: radius.clients[1].secret_file",
     ] {
         assert!(text.contains(expected), "{expected} not in {text}");
     }
-    assert_eq!(e.problems.len(), 6, "{text}");
+    assert_eq!(e.problems.len(), 7, "{text}");
     fs::remove_dir_all(dir).unwrap();
 }
 

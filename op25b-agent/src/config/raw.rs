@@ -38,6 +38,7 @@ pub struct RawRadius {
     pub coa_listen: Option<Spanned<String>>,
     pub session_state_file: Option<Spanned<String>>,
     pub max_sessions: Option<Spanned<i64>>,
+    pub receive_buffer_bytes: Option<Spanned<i64>>,
     pub exempt_filter_id: Option<Spanned<String>>,
     #[serde(default)]
     pub clients: Vec<RawRadiusClient>,

@@ -11,6 +11,7 @@ pub mod metrics;
 mod query;
 pub mod server;
 pub mod sessions;
+mod socket;
 
 pub use server::{Radius, RadiusError};
 #[cfg(test)]

@@ -110,6 +110,7 @@ mod tests {
             coa_listen: None,
             session_state_file: dir.join("sessions.json"),
             max_sessions: 10,
+            receive_buffer_bytes: crate::config::radius::DEFAULT_RECEIVE_BUFFER_BYTES,
             exempt_filter_id: None,
             clients: Vec::new(),
         })

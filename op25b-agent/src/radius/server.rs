@@ -24,6 +24,7 @@ use super::{
     codec::{self, Attribute, Packet},
     metrics::{request_type, LogLimiter, Outcome, RadiusMetrics},
     sessions::{ExemptBy, Session, SessionStore, SessionTable, StoreError},
+    socket::size_receive_buffer,
 };
 use crate::{config::radius::RadiusConfig, policy::prefix::Prefix};
 
@@ -105,8 +106,9 @@ impl Radius {
             || current.coa_listen != config.coa_listen
             || current.session_state_file != config.session_state_file
             || current.max_sessions != config.max_sessions
+            || current.receive_buffer_bytes != config.receive_buffer_bytes
         {
-            warn!("[radius] listen addresses, session_state_file and max_sessions change only with a restart");
+            warn!("[radius] listen addresses, session_state_file, max_sessions and receive_buffer_bytes change only with a restart");
         }
         current.clients.clone_from(&config.clients);
         current
@@ -126,10 +128,10 @@ impl Radius {
         let config = self.config();
         let mut bound = (None, None);
         if let Some(address) = config.accounting_listen {
-            bound.0 = Some(self.listen("accounting", address, Self::accounting)?);
+            bound.0 = Some(self.listen("accounting", address, &config, Self::accounting)?);
         }
         if let Some(address) = config.coa_listen {
-            bound.1 = Some(self.listen("CoA", address, Self::coa)?);
+            bound.1 = Some(self.listen("CoA", address, &config, Self::coa)?);
         }
         Ok(bound)
     }
@@ -138,6 +140,7 @@ impl Radius {
         self: &Arc<Self>,
         what: &'static str,
         address: SocketAddr,
+        config: &RadiusConfig,
         handle: Handler,
     ) -> Result<SocketAddr, RadiusError> {
         let err = |source| RadiusError::Listen {
@@ -147,6 +150,15 @@ impl Radius {
         };
         let socket = UdpSocket::bind(address).map_err(err)?;
         let local = socket.local_addr().map_err(err)?;
+        let buffer = size_receive_buffer(&socket, config.receive_buffer_bytes).map_err(err)?;
+        // The kernel reports twice what it was asked for.
+        if buffer < 2 * config.receive_buffer_bytes {
+            warn!(
+                "RADIUS {what}: receive buffer {buffer} bytes, less than radius.receive_buffer_bytes = {} asks: \
+                 net.core.rmem_max caps it without CAP_NET_ADMIN (raise that sysctl)",
+                config.receive_buffer_bytes
+            );
+        }
         let sender = socket.try_clone().map_err(err)?;
         let queue = Arc::new(Mutex::new(VecDeque::<Pending>::new()));
         let radius = Arc::clone(self);
@@ -160,7 +172,7 @@ impl Radius {
             .name(format!("radius-{what}"))
             .spawn(move || radius.receive(&socket, &queue, handle))
             .map_err(err)?;
-        info!("RADIUS {what} on udp {local}");
+        info!("RADIUS {what} on udp {local} (receive buffer {buffer} bytes)");
         Ok(local)
     }
 

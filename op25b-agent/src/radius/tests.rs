@@ -56,6 +56,7 @@ fn harness(name: &str, exempt: &[&str]) -> Harness {
         coa_listen: Some("127.0.0.1:0".parse().unwrap()),
         session_state_file: dir.join("sessions.json"),
         max_sessions: 3,
+        receive_buffer_bytes: crate::config::radius::DEFAULT_RECEIVE_BUFFER_BYTES,
         exempt_filter_id: Some("op25b-exempt".into()),
         clients: vec![RadiusClient {
             address: "127.0.0.1/32".parse().unwrap(),
