@@ -40,17 +40,19 @@ impl ClassMaps {
         Ok(entries)
     }
 
+    /// Makes the trie hold `new`, leaving what it held in `undo` (before
+    /// the first write, so a failure half-way can be undone).
     pub(super) fn write_v6(
         &mut self,
         ebpf: &mut Ebpf,
-        policy: &Policy,
+        new: Vec<(Prefix, u32)>,
+        undo: &mut Option<Vec<(Prefix, u32)>>,
         stats: &mut ClassStats,
     ) -> Result<(), ClassError> {
         let old = match self.v6.take() {
             Some(old) => old,
             None => Self::read_v6(ebpf)?,
         };
-        let new = v6_entries(policy);
         let mut upserts: Vec<(Prefix, u32)> = Vec::new();
         let mut stale: Vec<Prefix> = Vec::new();
         // Both sorted by prefix: one merge.
@@ -88,6 +90,7 @@ impl ClassMaps {
         }
         upserts.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         stale.sort_by_key(Prefix::len);
+        *undo = Some(old);
         let mut trie = Self::trie_v6(ebpf)?;
         for (prefix, value) in &upserts {
             trie.insert(&v6_key(prefix), value, 0)

@@ -37,7 +37,8 @@ pub use super::class_record::pinned_list_counts;
 pub use super::class_v6::v6_entries;
 use super::{
     class_batch::{batch, BatchOp},
-    ipv4_class::{classify_policy, ClassTable, FIRST_LEVEL_ENTRIES},
+    class_regions::{dirty_regions, repaint, Mirror, Repainted, EVERY_SLASH24},
+    ipv4_class::{classify_policy, FIRST_LEVEL_ENTRIES},
     mmap::Mapping,
 };
 use crate::policy::{prefix::Prefix, Policy};
@@ -77,14 +78,6 @@ pub enum ClassError {
     RecordBusy,
 }
 
-impl ClassError {
-    /// Whether the apply that failed had written to the maps: the checks
-    /// that refuse a policy run before the first write.
-    pub fn wrote_something(&self) -> bool {
-        !matches!(self, Self::RecordFull { .. } | Self::TooManyBlocks { .. })
-    }
-}
-
 pub(super) fn map_err(name: &'static str) -> impl FnOnce(MapError) -> ClassError {
     move |source| ClassError::Map { name, source }
 }
@@ -93,15 +86,22 @@ pub(super) fn map_err(name: &'static str) -> impl FnOnce(MapError) -> ClassError
 pub struct ClassMaps {
     pub(super) first: Mapping,
     pub(super) record: Mapping,
-    /// The blocks in the hash, once known (read from the kernel on the
-    /// first apply after adopting pinned maps).
-    pub(super) blocks: Option<Vec<(u32, [u8; 256])>>,
+    /// The IPv4 table the kernel holds (without retiring blocks), once
+    /// known: read from the kernel on the first apply after adopting
+    /// pinned maps, then kept in step.
+    pub(super) mirror: Option<Mirror>,
     /// Blocks no first-level entry points at any more, and since when.
     pub(super) orphans: std::collections::HashMap<u32, Instant>,
     /// The IPv6 class entries, once known, sorted.
     pub(super) v6: Option<Vec<(Prefix, u32)>>,
-    /// The last table built, kept so the next build reuses its 16 MiB.
-    pub(super) scratch: Option<ClassTable>,
+}
+
+/// What an apply overwrote, so that [`ClassMaps::undo`] can put it back.
+#[derive(Debug, Default)]
+pub struct ClassUndo {
+    pub(super) repainted: Vec<Repainted>,
+    pub(super) record: Option<Vec<u64>>,
+    pub(super) v6: Option<Vec<(Prefix, u32)>>,
 }
 
 /// What applying changed, counted in list entries (a pool change counts
@@ -134,10 +134,9 @@ impl ClassMaps {
                 record.fd().as_fd(),
                 LISTS_V4_CAPACITY as usize * 8,
             )?,
-            blocks: None,
+            mirror: None,
             orphans: std::collections::HashMap::new(),
             v6: None,
-            scratch: None,
         })
     }
 
@@ -160,38 +159,18 @@ impl ClassMaps {
     }
 
     /// Makes the class maps and the record hold `policy`'s dynamic and
-    /// exempt lists.
-    pub fn apply(&mut self, ebpf: &mut Ebpf, policy: &Policy) -> Result<ClassStats, ClassError> {
+    /// exempt lists, noting in `undo` what it overwrote (also when it fails
+    /// half-way). Only the /24s inside changed prefixes are recomputed.
+    pub fn apply(
+        &mut self,
+        ebpf: &mut Ebpf,
+        policy: &Policy,
+        undo: &mut ClassUndo,
+    ) -> Result<ClassStats, ClassError> {
         let mut stats = ClassStats::default();
         // Everything that can refuse the policy is checked before the
         // first write: all or nothing.
-        let mut table = self.scratch.take().unwrap_or_else(ClassTable::empty);
-        let mut entries = Vec::with_capacity(policy.dynamic.v4.len() + policy.exempt.v4.len());
-        let mut exempt_entries = Vec::with_capacity(policy.exempt.v4.len());
-        // One walk builds the table and the record (dynamic entries, then
-        // exempt ones: the record's sort order).
-        table.rebuild(classify_policy(policy, true).inspect(|c| {
-            let IpAddr::V4(addr) = c.prefix.addr() else {
-                return;
-            };
-            let addr = u32::from(addr);
-            if let Some(pool) = c.dynamic {
-                #[expect(
-                    clippy::cast_possible_truncation,
-                    reason = "pool ids are below MAX_POOLS"
-                )]
-                entries.push(record_entry(
-                    RECORD_DYNAMIC,
-                    addr,
-                    c.prefix.len(),
-                    pool as u8,
-                ));
-            }
-            if c.exempt {
-                exempt_entries.push(record_entry(RECORD_EXEMPT, addr, c.prefix.len(), 0));
-            }
-        }));
-        entries.append(&mut exempt_entries);
+        let entries = record_entries(policy);
         let capacity = LISTS_V4_CAPACITY as usize - 1;
         if entries.len() > capacity {
             return Err(ClassError::RecordFull {
@@ -199,17 +178,31 @@ impl ClassMaps {
                 capacity,
             });
         }
-        if table.blocks.len() > CLASS_V4_BLOCK_CAPACITY as usize {
+        let old_entries = self.recorded_entries();
+        let (mut mirror, regions) = match self.mirror.take() {
+            Some(mirror) => {
+                let regions = dirty_regions(&old_entries, &entries);
+                (mirror, regions)
+            }
+            None => (self.mirror_from_kernel(ebpf)?, vec![EVERY_SLASH24]),
+        };
+        let repainted = repaint(&mut mirror, classify_policy(policy, true), &regions);
+        if mirror.blocks.len() > CLASS_V4_BLOCK_CAPACITY as usize {
+            let count = mirror.blocks.len();
+            mirror.restore(&repainted);
+            self.mirror = Some(mirror);
             return Err(ClassError::TooManyBlocks {
-                count: table.blocks.len(),
+                count,
                 capacity: CLASS_V4_BLOCK_CAPACITY as usize,
             });
         }
+        self.mirror = Some(mirror);
+        undo.repainted = repainted;
         self.delete_old_orphans(ebpf, &mut stats)?;
-        self.write_v4(ebpf, &table, &mut stats)?;
-        self.scratch = Some(table);
+        self.write_v4(ebpf, &undo.repainted, &mut stats)?;
+        undo.record = Some(old_entries);
         self.write_record(&entries, &mut stats);
-        self.write_v6(ebpf, policy, &mut stats)?;
+        self.write_v6(ebpf, v6_entries(policy), &mut undo.v6, &mut stats)?;
         Ok(stats)
     }
 
@@ -221,27 +214,25 @@ impl ClassMaps {
         .map_err(map_err(MAP_CLASS_V4_BLOCKS))
     }
 
-    /// The blocks in the kernel, sorted by /24.
-    fn known_blocks(&mut self, ebpf: &mut Ebpf) -> Result<Vec<(u32, [u8; 256])>, ClassError> {
-        if let Some(blocks) = self.blocks.take() {
-            return Ok(blocks);
+    /// The table the kernel holds: the live first level and the blocks it
+    /// points at. Blocks it does not point at were orphaned by an earlier
+    /// agent: their grace starts now.
+    fn mirror_from_kernel(&mut self, ebpf: &mut Ebpf) -> Result<Mirror, ClassError> {
+        let mut mirror = Mirror::empty();
+        for (byte, live) in mirror.first.iter_mut().zip(self.first.bytes()) {
+            *byte = live.load(Ordering::Relaxed);
         }
         let map = Self::blocks_map(ebpf)?;
-        let mut blocks = Vec::new();
-        for item in &map {
-            blocks.push(item.map_err(map_err(MAP_CLASS_V4_BLOCKS))?);
-        }
-        blocks.sort_unstable_by_key(|(n, _)| *n);
-        // Blocks found unreferenced were orphaned by an earlier agent: their
-        // grace starts now.
-        let first = self.first.bytes();
         let now = Instant::now();
-        for &(n, _) in &blocks {
-            if first[n as usize].load(Ordering::Relaxed) & SourceClass::INDIRECT == 0 {
+        for item in &map {
+            let (n, block) = item.map_err(map_err(MAP_CLASS_V4_BLOCKS))?;
+            if mirror.first[n as usize] & SourceClass::INDIRECT == 0 {
                 self.orphans.entry(n).or_insert(now);
+            } else {
+                mirror.blocks.insert(n, block);
             }
         }
-        Ok(blocks)
+        Ok(mirror)
     }
 
     fn delete_old_orphans(
@@ -249,7 +240,6 @@ impl ClassMaps {
         ebpf: &mut Ebpf,
         stats: &mut ClassStats,
     ) -> Result<(), ClassError> {
-        let mut blocks = self.known_blocks(ebpf)?;
         let first = self.first.bytes();
         // (Blocks referenced again left the list when that was written.)
         let due: Vec<u32> = self
@@ -259,105 +249,153 @@ impl ClassMaps {
             .map(|(&n, _)| n)
             .filter(|&n| first[n as usize].load(Ordering::Relaxed) & SourceClass::INDIRECT == 0)
             .collect();
+        batch(ebpf, BatchOp::Delete, &due, &[])?;
         for n in &due {
             self.orphans.remove(n);
         }
-        let result = batch(ebpf, BatchOp::Delete, &due, &[]);
-        if result.is_ok() {
-            let due: std::collections::HashSet<u32> = due.iter().copied().collect();
-            blocks.retain(|(n, _)| !due.contains(n));
-            stats.blocks_deleted += due.len();
-        }
-        self.blocks = Some(blocks);
-        result
+        stats.blocks_deleted += due.len();
+        Ok(())
     }
 
+    /// Writes the repainted regions: blocks first, then the first level.
     fn write_v4(
         &mut self,
         ebpf: &mut Ebpf,
-        table: &ClassTable,
+        repainted: &[Repainted],
         stats: &mut ClassStats,
     ) -> Result<(), ClassError> {
-        let old = self.known_blocks(ebpf)?;
+        let mirror = self.mirror.as_ref().expect("set by apply");
         // 1. Blocks in before anything points at them; blocks losing their
         //    /24's pointer become uniform (the new direct class) first.
-        //    Both lists are sorted by /24: one merge, which also yields
-        //    what the hash holds afterwards.
         let mut keys = Vec::new();
         let mut values: Vec<[u8; 256]> = Vec::new();
         let mut orphaned = Vec::new();
-        let mut next = Vec::with_capacity(table.blocks.len());
-        let (mut i, mut j) = (0, 0);
-        while i < old.len() || j < table.blocks.len() {
-            let order = match (old.get(i), table.blocks.get(j)) {
-                (Some(o), Some(t)) => o.0.cmp(&t.0),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, _) => std::cmp::Ordering::Greater,
-            };
-            match order {
-                std::cmp::Ordering::Less => {
-                    let (n, block) = old[i];
-                    let uniform = [table.first[n as usize]; 256];
-                    if block != uniform {
+        for region in repainted {
+            merge_blocks(
+                &region.old_blocks,
+                &region.new_blocks,
+                |n, old, new| match (old, new) {
+                    (Some(old), None) => {
+                        let uniform = [mirror.first[n as usize]; 256];
+                        if *old != uniform {
+                            keys.push(n);
+                            values.push(uniform);
+                        }
+                        orphaned.push(n);
+                    }
+                    (old, Some(new)) if old != Some(new) => {
                         keys.push(n);
-                        values.push(uniform);
+                        values.push(*new);
                     }
-                    orphaned.push(n);
-                    next.push((n, uniform));
-                    i += 1;
-                }
-                std::cmp::Ordering::Greater => {
-                    keys.push(table.blocks[j].0);
-                    values.push(table.blocks[j].1);
-                    next.push(table.blocks[j]);
-                    j += 1;
-                }
-                std::cmp::Ordering::Equal => {
-                    if old[i].1 != table.blocks[j].1 {
-                        keys.push(table.blocks[j].0);
-                        values.push(table.blocks[j].1);
-                    }
-                    next.push(table.blocks[j]);
-                    i += 1;
-                    j += 1;
-                }
-            }
+                    _ => {}
+                },
+            );
         }
-        drop(old);
-        // On failure the hash is somewhere between: re-read it next time.
         batch(ebpf, BatchOp::Update, &keys, &values)?;
         stats.blocks_written += keys.len();
-        let blocks = next;
         // 2. The first level, one byte store per changed entry.
         fence(Ordering::SeqCst);
-        stats.first_level_writes += store_changed(&self.first, &table.first);
+        for region in repainted {
+            let range = region.range.start as usize..region.range.end as usize;
+            stats.first_level_writes +=
+                store_changed(&self.first, range.start, &mirror.first[range]);
+        }
         fence(Ordering::SeqCst);
         // A block referenced again is no orphan; a block orphaned again
         // starts its grace anew.
-        self.orphans
-            .retain(|&n, _| table.first[n as usize] & SourceClass::INDIRECT == 0);
+        for region in repainted {
+            for (n, _) in &region.new_blocks {
+                self.orphans.remove(n);
+            }
+        }
         let now = Instant::now();
         for n in orphaned {
             self.orphans.entry(n).or_insert(now);
         }
-        self.blocks = Some(blocks);
         Ok(())
+    }
+
+    /// The record's entries as this process last wrote them.
+    fn recorded_entries(&self) -> Vec<u64> {
+        let words = self.record.words();
+        let count = (words[0].load(Ordering::Acquire) & 0xffff_ffff) as usize;
+        words[1..=count.min(words.len() - 1)]
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed))
+            .collect()
     }
 }
 
-/// Stores the bytes of `new` that differ from the mapping, one atomic byte
-/// store each; returns how many. Compares eight bytes at a time: most of
-/// the table does not change.
-fn store_changed(live: &Mapping, new: &[u8]) -> usize {
+/// The record of `policy`'s IPv4 lists: dynamic entries, then exempt ones
+/// (the record's sort order).
+pub(super) fn record_entries(policy: &Policy) -> Vec<u64> {
+    let mut entries = Vec::with_capacity(policy.dynamic.v4.len() + policy.exempt.v4.len());
+    let v4 = |p: &Prefix| match p.addr() {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(_) => unreachable!("the v4 half"),
+    };
+    for prefix in &policy.dynamic.v4 {
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "pool ids are below MAX_POOLS"
+        )]
+        let pool = policy.pool_id(prefix) as u8;
+        entries.push(record_entry(RECORD_DYNAMIC, v4(prefix), prefix.len(), pool));
+    }
+    for prefix in &policy.exempt.v4 {
+        entries.push(record_entry(RECORD_EXEMPT, v4(prefix), prefix.len(), 0));
+    }
+    entries
+}
+
+/// Walks two block lists sorted by /24, calling `f` with each /24 and its
+/// old and new block.
+pub(super) fn merge_blocks(
+    old: &[(u32, [u8; 256])],
+    new: &[(u32, [u8; 256])],
+    mut visit: impl FnMut(u32, Option<&[u8; 256]>, Option<&[u8; 256]>),
+) {
+    let (mut at_old, mut at_new) = (0, 0);
+    while at_old < old.len() || at_new < new.len() {
+        match (old.get(at_old), new.get(at_new)) {
+            (Some(was), Some(now)) if was.0 == now.0 => {
+                visit(was.0, Some(&was.1), Some(&now.1));
+                at_old += 1;
+                at_new += 1;
+            }
+            (Some(was), Some(now)) if was.0 < now.0 => {
+                visit(was.0, Some(&was.1), None);
+                at_old += 1;
+            }
+            (Some(was), None) => {
+                visit(was.0, Some(&was.1), None);
+                at_old += 1;
+            }
+            (_, Some(now)) => {
+                visit(now.0, None, Some(&now.1));
+                at_new += 1;
+            }
+            (None, None) => unreachable!("loop condition"),
+        }
+    }
+}
+
+/// Stores the bytes of `new` that differ from the mapping at `start`, one
+/// atomic byte store each; returns how many. Compares eight bytes at a time
+/// where aligned: most of a region does not change.
+pub(super) fn store_changed(live: &Mapping, start: usize, new: &[u8]) -> usize {
     let (words, bytes) = (live.words(), live.bytes());
     let mut changed = 0;
-    for (i, (word, chunk)) in words.iter().zip(new.chunks_exact(8)).enumerate() {
-        let want = u64::from_ne_bytes(chunk.try_into().expect("chunks of 8"));
-        if word.load(Ordering::Relaxed) == want {
-            continue;
+    for (i, chunk) in new.chunks(8).enumerate() {
+        let at = start + i * 8;
+        if chunk.len() == 8 && at.is_multiple_of(8) {
+            let want = u64::from_ne_bytes(chunk.try_into().expect("chunks of 8"));
+            if words[at / 8].load(Ordering::Relaxed) == want {
+                continue;
+            }
         }
         for (j, &n) in chunk.iter().enumerate() {
-            let byte = &bytes[i * 8 + j];
+            let byte = &bytes[at + j];
             if byte.load(Ordering::Relaxed) != n {
                 byte.store(n, Ordering::Relaxed);
                 changed += 1;

@@ -14,6 +14,8 @@
 
 mod class_batch;
 mod class_record;
+pub mod class_regions;
+mod class_undo;
 mod class_v6;
 pub mod class_writer;
 pub mod counters;
@@ -110,8 +112,6 @@ pub enum DataplaneError {
     },
     #[error(transparent)]
     Classes(#[from] class_writer::ClassError),
-    #[error("the class maps keep the new dynamic and exempt lists (they hold no copy of the old ones to put back)")]
-    ClassesKept,
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DataplaneError {

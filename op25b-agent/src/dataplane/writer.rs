@@ -2,11 +2,11 @@
 //! wrote when the kernel refuses a step, and reads the maps back.
 //!
 //! The dynamic and exempt lists go first, as one class step (the class
-//! writer diffs them against the kernel and keeps each entry old or new),
-//! so a policy the class maps cannot hold is refused before any write. The
-//! class step cannot be undone: the applied policy keeps no copy of the old
-//! lists (a million prefixes cost more to copy than a whole reload), so a
-//! later step's failure leaves the new lists in, and says so.
+//! writer recomputes the regions inside changed prefixes and keeps each
+//! entry old or new), so a policy the class maps cannot hold is refused
+//! before any write. The class step notes what it overwrote (the old bytes
+//! and blocks of the repainted regions, the old record, the old IPv6
+//! entries), so a later step's failure puts the old lists back too.
 
 use std::net::IpAddr;
 
@@ -17,7 +17,7 @@ use op25b_common::abi::{
 };
 
 use super::{
-    class_writer::{ClassMaps, ClassStats},
+    class_writer::{ClassMaps, ClassStats, ClassUndo},
     diff::{Insert, PolicyDiff, Removal},
     map_err, Dataplane, DataplaneError,
 };
@@ -35,10 +35,10 @@ pub struct ApplyStats {
 }
 
 /// How far a diff got before the kernel refused a step.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Debug, Default)]
 struct Progress {
-    /// The class maps were written (wholly or in part).
-    classes: bool,
+    /// What the class step overwrote (wholly or in part).
+    classes: ClassUndo,
     inserts: usize,
     runtime_config: bool,
     removals: usize,
@@ -70,9 +70,7 @@ fn key_prefix(addr: IpAddr, len: u32) -> Prefix {
 impl Dataplane {
     /// Makes the maps hold exactly `policy` (see [`PolicyDiff`] for the
     /// order). All or nothing: when the kernel refuses a step, what was
-    /// written is undone and the maps hold the previous policy again, except
-    /// the class maps once written (see the module note), which the error
-    /// then names ([`DataplaneError::ClassesKept`]).
+    /// written is undone and the maps hold the previous policy again.
     pub fn apply(&mut self, policy: &Policy) -> Result<ApplyStats, DataplaneError> {
         let current = match self.applied.take() {
             Some(current) => current,
@@ -125,14 +123,9 @@ impl Dataplane {
         diff: &PolicyDiff,
         progress: &mut Progress,
     ) -> Result<ClassStats, DataplaneError> {
-        let classes = match self.classes.apply(&mut self.ebpf, policy) {
-            Ok(stats) => stats,
-            Err(e) => {
-                progress.classes = e.wrote_something();
-                return Err(e.into());
-            }
-        };
-        progress.classes = true;
+        let classes = self
+            .classes
+            .apply(&mut self.ebpf, policy, &mut progress.classes)?;
         for insert in &diff.inserts {
             self.insert(insert.list, &insert.prefix, insert.value)?;
             progress.inserts += 1;
@@ -178,9 +171,7 @@ impl Dataplane {
                 self.remove(&Removal { list, prefix })?;
             }
         }
-        if progress.classes {
-            return Err(DataplaneError::ClassesKept);
-        }
+        self.classes.undo(&mut self.ebpf, progress.classes)?;
         Ok(())
     }
 
