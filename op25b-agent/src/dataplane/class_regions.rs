@@ -6,11 +6,16 @@
 //!
 //! Pure: no kernel. `class_writer` writes what changed.
 
-use std::{collections::BTreeMap, net::IpAddr, ops::Range};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    ops::Range,
+};
 
 use op25b_common::{abi::record_fields, SourceClass};
 
-use super::ipv4_class::{Classified, FIRST_LEVEL_ENTRIES};
+use super::ipv4_class::{classify, Classified, FIRST_LEVEL_ENTRIES};
+use crate::policy::{prefix::Prefix, Policy};
 
 /// The IPv4 class table as this process keeps it: the first level and the
 /// blocks of every /24 marked [`SourceClass::INDIRECT`] (exactly those).
@@ -118,6 +123,41 @@ const fn contains(addr: u32, len: u8, other: u32, other_len: u8) -> bool {
 
 /// An enclosing listed prefix: address, length, effective class.
 type Enclosing = (u32, u8, u8);
+
+/// Which prefix lengths each IPv4 list holds (bit `len`): (dynamic, exempt).
+pub type ListLengths = [u64; 2];
+
+/// Repaints `regions` of `mirror` from only the prefixes that decide them:
+/// per region, the listed prefixes covering it (one lookup per length the
+/// list holds) and those inside it (one range).
+pub fn repaint_regions(
+    mirror: &mut Mirror,
+    policy: &Policy,
+    lengths: ListLengths,
+    regions: &[Range<u32>],
+) -> Vec<Repainted> {
+    let mut out = Vec::with_capacity(regions.len());
+    for region in regions {
+        let len = u8::try_from(24 - (region.end - region.start).trailing_zeros()).unwrap_or(0);
+        let addr = region.start << 8;
+        let dynamic = deciding(&policy.dynamic.v4, lengths[0], addr, len);
+        let exempt = deciding(&policy.exempt.v4, lengths[1], addr, len);
+        let classified = classify(dynamic.into_iter().map(|p| (p, policy.pool_id(p))), exempt);
+        out.extend(repaint(mirror, classified, std::slice::from_ref(region)));
+    }
+    out
+}
+
+/// The prefixes of `set` covering (`addr`, `len`) or inside it, sorted.
+fn deciding(set: &BTreeSet<Prefix>, lengths: u64, addr: u32, len: u8) -> Vec<&Prefix> {
+    let at = |a: u32, l: u8| Prefix::new(IpAddr::V4(a.into()), l).expect("masked");
+    let mut found: Vec<&Prefix> = (0..len)
+        .filter(|l| lengths & (1 << l) != 0)
+        .filter_map(|l| set.get(&at(addr & mask(l), l)))
+        .collect();
+    found.extend(set.range(at(addr, len)..=at(addr | !mask(len), 32)));
+    found
+}
 
 /// A block being filled: its /24 and classes.
 struct OpenBlock {
@@ -320,99 +360,5 @@ impl Mirror {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::net::Ipv4Addr;
-
-    use proptest::prelude::*;
-
-    use super::*;
-    use crate::{
-        dataplane::{
-            class_writer::record_entries,
-            ipv4_class::{build_v4, classify_policy},
-        },
-        policy::{prefix::Prefix, Policy},
-    };
-
-    /// Prefixes in and around 100.64.0.0/20, any length /8../32.
-    fn arb_prefix() -> impl Strategy<Value = Prefix> {
-        (8u8..=32, any::<u32>()).prop_map(|(len, raw)| {
-            let addr = 0x6440_0000 | (raw & 0x0fff);
-            Prefix::new(IpAddr::V4(Ipv4Addr::from(addr & mask(len))), len).unwrap()
-        })
-    }
-
-    fn arb_policy() -> impl Strategy<Value = Policy> {
-        (
-            prop::collection::vec((arb_prefix(), 0u32..3), 0..16),
-            prop::collection::vec(arb_prefix(), 0..16),
-        )
-            .prop_map(|(dynamic, exempt)| {
-                let mut p = Policy::default();
-                for (prefix, pool) in dynamic {
-                    p.dynamic.insert(prefix);
-                    if pool != 0 {
-                        p.pool_of.insert(prefix, pool);
-                    }
-                }
-                for prefix in exempt {
-                    p.exempt.insert(prefix);
-                }
-                p
-            })
-    }
-
-    fn full(policy: &Policy) -> Mirror {
-        let mut mirror = Mirror::empty();
-        repaint(&mut mirror, classify_policy(policy, true), &[EVERY_SLASH24]);
-        mirror
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(48))]
-        /// Repainting only the regions of a change gives the table a full
-        /// rebuild gives, and undoing it gives back the old table.
-        #[test]
-        fn incremental_equals_full_rebuild(before in arb_policy(), after in arb_policy()) {
-            let old = full(&before);
-            let mut mirror = old.clone();
-            let regions = dirty_regions(&record_entries(&before), &record_entries(&after));
-            let repainted = repaint(&mut mirror, classify_policy(&after, true), &regions);
-            let want = full(&after);
-            prop_assert!(mirror == want, "incremental differs from the full rebuild");
-            let table = build_v4(&after);
-            prop_assert_eq!(&want.first, &table.first);
-            prop_assert!(want.blocks.iter().map(|(n, b)| (*n, *b)).eq(table.blocks.iter().copied()));
-            mirror.restore(&repainted);
-            prop_assert!(mirror == old, "undo did not give back the old table");
-        }
-    }
-
-    #[test]
-    fn regions_nest_into_the_widest() {
-        let entries = |ps: &[&str]| {
-            let mut p = Policy::default();
-            for s in ps {
-                p.dynamic.insert(s.parse().unwrap());
-            }
-            record_entries(&p)
-        };
-        let r = dirty_regions(
-            &entries(&[]),
-            &entries(&[
-                "100.64.0.0/16",
-                "100.64.1.0/24",
-                "100.64.2.7/32",
-                "198.51.100.9/32",
-            ]),
-        );
-        let n = |a: [u8; 4]| op25b_common::abi::slash24(a);
-        assert_eq!(
-            r,
-            vec![
-                n([100, 64, 0, 0])..n([100, 65, 0, 0]),
-                n([198, 51, 100, 0])..n([198, 51, 101, 0])
-            ]
-        );
-    }
-}
+#[path = "class_regions_tests.rs"]
+mod tests;

@@ -37,7 +37,9 @@ pub use super::class_record::pinned_list_counts;
 pub use super::class_v6::v6_entries;
 use super::{
     class_batch::{batch, BatchOp},
-    class_regions::{dirty_regions, repaint, Mirror, Repainted, EVERY_SLASH24},
+    class_regions::{
+        dirty_regions, repaint, repaint_regions, ListLengths, Mirror, Repainted, EVERY_SLASH24,
+    },
     ipv4_class::{classify_policy, FIRST_LEVEL_ENTRIES},
     mmap::Mapping,
 };
@@ -170,7 +172,7 @@ impl ClassMaps {
         let mut stats = ClassStats::default();
         // Everything that can refuse the policy is checked before the
         // first write: all or nothing.
-        let entries = record_entries(policy);
+        let (entries, lengths) = record_entries(policy);
         let capacity = LISTS_V4_CAPACITY as usize - 1;
         if entries.len() > capacity {
             return Err(ClassError::RecordFull {
@@ -179,14 +181,22 @@ impl ClassMaps {
             });
         }
         let old_entries = self.recorded_entries();
-        let (mut mirror, regions) = match self.mirror.take() {
-            Some(mirror) => {
-                let regions = dirty_regions(&old_entries, &entries);
-                (mirror, regions)
-            }
-            None => (self.mirror_from_kernel(ebpf)?, vec![EVERY_SLASH24]),
+        let (mut mirror, repainted) = if let Some(mut mirror) = self.mirror.take() {
+            let regions = dirty_regions(&old_entries, &entries);
+            // Few regions: only the prefixes deciding them are looked at
+            // (lookups); many: one walk over the lists is cheaper.
+            let repainted = if regions.len() <= entries.len() / 16 {
+                repaint_regions(&mut mirror, policy, lengths, &regions)
+            } else {
+                repaint(&mut mirror, classify_policy(policy, true), &regions)
+            };
+            (mirror, repainted)
+        } else {
+            let mut mirror = self.mirror_from_kernel(ebpf)?;
+            let classified = classify_policy(policy, true);
+            let repainted = repaint(&mut mirror, classified, &[EVERY_SLASH24]);
+            (mirror, repainted)
         };
-        let repainted = repaint(&mut mirror, classify_policy(policy, true), &regions);
         if mirror.blocks.len() > CLASS_V4_BLOCK_CAPACITY as usize {
             let count = mirror.blocks.len();
             mirror.restore(&repainted);
@@ -327,8 +337,9 @@ impl ClassMaps {
 }
 
 /// The record of `policy`'s IPv4 lists: dynamic entries, then exempt ones
-/// (the record's sort order).
-pub(super) fn record_entries(policy: &Policy) -> Vec<u64> {
+/// (the record's sort order); and the prefix lengths each list holds.
+pub(super) fn record_entries(policy: &Policy) -> (Vec<u64>, ListLengths) {
+    let mut lengths = [0u64; 2];
     let mut entries = Vec::with_capacity(policy.dynamic.v4.len() + policy.exempt.v4.len());
     let v4 = |p: &Prefix| match p.addr() {
         IpAddr::V4(a) => u32::from(a),
@@ -340,12 +351,14 @@ pub(super) fn record_entries(policy: &Policy) -> Vec<u64> {
             reason = "pool ids are below MAX_POOLS"
         )]
         let pool = policy.pool_id(prefix) as u8;
+        lengths[0] |= 1 << prefix.len();
         entries.push(record_entry(RECORD_DYNAMIC, v4(prefix), prefix.len(), pool));
     }
     for prefix in &policy.exempt.v4 {
+        lengths[1] |= 1 << prefix.len();
         entries.push(record_entry(RECORD_EXEMPT, v4(prefix), prefix.len(), 0));
     }
-    entries
+    (entries, lengths)
 }
 
 /// Walks two block lists sorted by /24, calling `f` with each /24 and its

@@ -88,11 +88,16 @@ impl Dataplane {
             Ok(classes) => {
                 // The class maps keep their own state; copying the dynamic
                 // and exempt lists would cost more than the whole reload.
+                // (Field by field: cloning the whole policy first would copy
+                // the lists too.)
                 self.applied = Some(Policy {
+                    blocked_ports: policy.blocked_ports.clone(),
                     dynamic: PrefixSet::default(),
                     exempt: PrefixSet::default(),
+                    allowed_destinations: policy.allowed_destinations.clone(),
+                    event_interval_ns: policy.event_interval_ns,
+                    pools: policy.pools.clone(),
                     pool_of: std::collections::BTreeMap::new(),
-                    ..policy.clone()
                 });
                 Ok(ApplyStats {
                     added: diff.inserts.len() + classes.added,
