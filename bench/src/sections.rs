@@ -371,6 +371,10 @@ pub struct Throughput {
     pub frames_offered: u32,
     pub generator_offered_mpps: f64,
     pub rows: Vec<ThroughputRow>,
+    /// Why the section measured nothing (the kernel refused the live-frame
+    /// generator, say); the other sections still run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_measured: Option<String>,
 }
 
 fn ethtool_stat(dev: &str, name: &str) -> u64 {
@@ -400,6 +404,17 @@ fn nft_counter() -> u64 {
                 .ok()
         })
         .unwrap_or(0)
+}
+
+/// [`throughput`], or why it measured nothing (the other sections still run).
+pub fn throughput_or_why(net: &BenchNet, frames: u32) -> Throughput {
+    throughput(net, frames).unwrap_or_else(|e| {
+        eprintln!("throughput not measured: {e:#}");
+        Throughput {
+            not_measured: Some(format!("{e:#}")),
+            ..Throughput::default()
+        }
+    })
 }
 
 pub fn throughput(net: &BenchNet, frames: u32) -> anyhow::Result<Throughput> {
@@ -506,6 +521,7 @@ pub fn throughput(net: &BenchNet, frames: u32) -> anyhow::Result<Throughput> {
         frames_offered: frames,
         generator_offered_mpps: offered,
         rows,
+        not_measured: None,
     })
 }
 
@@ -653,6 +669,13 @@ pub fn targets(
             limit: "≥ 1×".into(),
             met: op >= xf,
         });
+    } else if throughput.not_measured.is_some() {
+        targets.push(Target {
+            name: "drop rate vs xdp-filter".into(),
+            measured: "not measured".into(),
+            limit: "≥ 1×".into(),
+            met: false,
+        });
     }
     if let (Some(op), Some(nf)) = (rate("op25b"), rate("nftables")) {
         targets.push(Target {
@@ -750,6 +773,9 @@ pub fn markdown(
         "| receiver | offered Mpps | processed | processed Mpps |"
     );
     let _ = writeln!(md, "|---|---:|---:|---:|");
+    if let Some(why) = &throughput.not_measured {
+        let _ = writeln!(md, "| not measured: {why} | | | |");
+    }
     for r in &throughput.rows {
         let _ = writeln!(
             md,

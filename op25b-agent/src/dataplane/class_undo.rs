@@ -19,6 +19,7 @@ impl ClassMaps {
         if result.is_err() {
             self.mirror = None;
             self.v6 = None;
+            self.recorded = None;
         }
         result
     }
@@ -32,6 +33,7 @@ impl ClassMaps {
         }
         if let Some(old) = undo.record {
             self.write_record(&old, &mut stats);
+            self.recorded = Some(old);
         }
         if undo.repainted.is_empty() {
             return Ok(());

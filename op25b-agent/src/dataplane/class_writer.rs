@@ -96,6 +96,9 @@ pub struct ClassMaps {
     pub(super) orphans: std::collections::HashMap<u32, Instant>,
     /// The IPv6 class entries, once known, sorted.
     pub(super) v6: Option<Vec<(Prefix, u32)>>,
+    /// The record's entries as last written, once known (saves reading
+    /// 16 MiB back on each reload).
+    pub(super) recorded: Option<Vec<u64>>,
 }
 
 /// What an apply overwrote, so that [`ClassMaps::undo`] can put it back.
@@ -139,6 +142,7 @@ impl ClassMaps {
             mirror: None,
             orphans: std::collections::HashMap::new(),
             v6: None,
+            recorded: None,
         })
     }
 
@@ -180,7 +184,10 @@ impl ClassMaps {
                 capacity,
             });
         }
-        let old_entries = self.recorded_entries();
+        let old_entries = match self.recorded.take() {
+            Some(entries) => entries,
+            None => self.recorded_entries(),
+        };
         let (mut mirror, repainted) = if let Some(mut mirror) = self.mirror.take() {
             let regions = dirty_regions(&old_entries, &entries);
             // Few regions: only the prefixes deciding them are looked at
@@ -201,6 +208,7 @@ impl ClassMaps {
             let count = mirror.blocks.len();
             mirror.restore(&repainted);
             self.mirror = Some(mirror);
+            self.recorded = Some(old_entries);
             return Err(ClassError::TooManyBlocks {
                 count,
                 capacity: CLASS_V4_BLOCK_CAPACITY as usize,
@@ -212,6 +220,7 @@ impl ClassMaps {
         self.write_v4(ebpf, &undo.repainted, &mut stats)?;
         undo.record = Some(old_entries);
         self.write_record(&entries, &mut stats);
+        self.recorded = Some(entries);
         self.write_v6(ebpf, v6_entries(policy), &mut undo.v6, &mut stats)?;
         Ok(stats)
     }
