@@ -293,13 +293,7 @@ pub fn scale(n: usize, repeat: u32, runs: usize) -> anyhow::Result<ScaleRow> {
         samples.push(total / frames.len() as f64);
     }
     let memory = dp.policy_memory_bytes();
-    let reloaded = Policy {
-        dynamic: churn(&mut rng, &policy.dynamic, true),
-        ..policy.clone()
-    };
-    let t = Instant::now();
-    dp.apply(&reloaded)?;
-    let reload = t.elapsed();
+    let reload = reload_1pct(&mut dp, &mut rng, &policy)?;
     Ok(ScaleRow {
         prefixes_per_list: n,
         blocked_ns_random_sources: testrun::median(samples),
@@ -308,6 +302,17 @@ pub fn scale(n: usize, repeat: u32, runs: usize) -> anyhow::Result<ScaleRow> {
         load_exempt_ms: ms(load_exempt),
         reload_1pct_ms: ms(reload),
     })
+}
+
+/// Replaces 1% of `policy`'s dynamic prefixes and times the reload.
+fn reload_1pct(dp: &mut Dataplane, rng: &mut StdRng, policy: &Policy) -> anyhow::Result<Duration> {
+    let reloaded = Policy {
+        dynamic: churn(rng, &policy.dynamic, true),
+        ..policy.clone()
+    };
+    let t = Instant::now();
+    dp.apply(&reloaded)?;
+    Ok(t.elapsed())
 }
 
 /// IPv4-only lists, the size the class table is built for.
@@ -340,13 +345,7 @@ pub fn ipv4_list(n: usize) -> anyhow::Result<Ipv4List> {
     let t = Instant::now();
     dp.apply(&policy)?;
     let load_exempt = t.elapsed();
-    let reloaded = Policy {
-        dynamic: churn(&mut rng, &policy.dynamic, true),
-        ..policy.clone()
-    };
-    let t = Instant::now();
-    dp.apply(&reloaded)?;
-    let reload = t.elapsed();
+    let reload = reload_1pct(&mut dp, &mut rng, &policy)?;
     Ok(Ipv4List {
         prefixes: n,
         load_dynamic_ms: ms(load_dynamic),

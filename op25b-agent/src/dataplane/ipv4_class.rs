@@ -17,6 +17,7 @@ use std::net::IpAddr;
 
 use op25b_common::SourceClass;
 
+use super::class_regions::{repaint, Mirror, EVERY_SLASH24};
 use crate::policy::{prefix::Prefix, Policy};
 
 /// First-level entries: one per /24.
@@ -146,123 +147,12 @@ pub fn classify_policy(policy: &Policy, v4: bool) -> impl Iterator<Item = Classi
     )
 }
 
-/// The IPv4 class table, as the kernel holds it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClassTable {
-    /// One class byte per /24 ([`FIRST_LEVEL_ENTRIES`]).
-    pub first: Vec<u8>,
-    /// The 256 classes of each /24 with [`SourceClass::INDIRECT`] set,
-    /// sorted by /24 (the walk closes blocks in address order).
-    pub blocks: Vec<(u32, [u8; 256])>,
-}
-
-impl std::fmt::Debug for ClassTable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClassTable")
-            .field("blocks", &self.blocks.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl ClassTable {
-    /// A table that classifies nothing.
-    pub fn empty() -> Self {
-        Self {
-            first: vec![0; FIRST_LEVEL_ENTRIES],
-            blocks: Vec::new(),
-        }
-    }
-
-    /// Rebuilds the table in place (reusing its memory) from classified
-    /// IPv4 prefixes in pre-order.
-    pub fn rebuild(&mut self, classified: impl Iterator<Item = Classified>) {
-        self.first.clear();
-        self.first.resize(FIRST_LEVEL_ENTRIES, 0);
-        self.blocks.clear();
-        paint(self, classified);
-    }
-
-    /// The class of `addr`, read as the program reads it.
-    pub fn lookup(&self, addr: [u8; 4]) -> SourceClass {
-        let n = op25b_common::abi::slash24(addr);
-        let first = self.first[n as usize];
-        if first & SourceClass::INDIRECT == 0 {
-            return SourceClass(first);
-        }
-        self.blocks
-            .binary_search_by_key(&n, |(m, _)| *m)
-            .map_or(SourceClass(first & !SourceClass::INDIRECT), |i| {
-                SourceClass(self.blocks[i].1[usize::from(addr[3])])
-            })
-    }
-}
-
-/// Builds the IPv4 class table of `policy`.
-pub fn build_v4(policy: &Policy) -> ClassTable {
-    build_v4_from(classify_policy(policy, true))
-}
-
-/// A block being filled: its /24 and classes.
-struct OpenBlock {
-    n: u32,
-    classes: [u8; 256],
-}
-
-/// Builds the table from classified IPv4 prefixes in pre-order.
-pub fn build_v4_from(classified: impl Iterator<Item = Classified>) -> ClassTable {
-    let mut table = ClassTable::empty();
-    paint(&mut table, classified);
+/// Builds the IPv4 class table of `policy` from scratch (the region of
+/// every /24; a reload repaints only the regions that changed).
+pub fn build_v4(policy: &Policy) -> Mirror {
+    let mut table = Mirror::empty();
+    repaint(&mut table, classify_policy(policy, true), &[EVERY_SLASH24]);
     table
-}
-
-/// Paints classified prefixes into a table of zeros.
-fn paint(table: &mut ClassTable, classified: impl Iterator<Item = Classified>) {
-    let mut open: Option<OpenBlock> = None;
-    for item in classified {
-        if item.class == item.parent_class {
-            // The enclosing prefix already painted this class here.
-            continue;
-        }
-        let IpAddr::V4(addr) = item.prefix.addr() else {
-            continue;
-        };
-        let addr = u32::from(addr);
-        let len = item.prefix.len();
-        let n = addr >> 8;
-        if len <= 24 {
-            close(table, open.take().as_ref());
-            let start = n as usize;
-            let count = 1usize << (24 - len);
-            table.first[start..start + count].fill(item.class.0);
-            continue;
-        }
-        if open.as_ref().is_none_or(|b| b.n != n) {
-            close(table, open.take().as_ref());
-            open = Some(OpenBlock {
-                n,
-                classes: [table.first[n as usize]; 256],
-            });
-        }
-        let block = open.as_mut().expect("opened above");
-        let start = (addr & 0xff) as usize;
-        let count = 1usize << (32 - len);
-        block.classes[start..start + count].fill(item.class.0);
-    }
-    close(table, open.as_ref());
-}
-
-/// Files a finished block: a /24 whose classes all agree needs none.
-fn close(table: &mut ClassTable, block: Option<&OpenBlock>) {
-    let Some(&OpenBlock { n, classes }) = block else {
-        return;
-    };
-    let first = &mut table.first[n as usize];
-    if classes.iter().all(|&c| c == classes[0]) {
-        *first = classes[0];
-    } else {
-        *first |= SourceClass::INDIRECT;
-        table.blocks.push((n, classes));
-    }
 }
 
 #[cfg(test)]
@@ -288,7 +178,7 @@ mod tests {
         policy
     }
 
-    fn class_of(table: &ClassTable, addr: &str) -> SourceClass {
+    fn class_of(table: &Mirror, addr: &str) -> SourceClass {
         table.lookup(addr.parse::<Ipv4Addr>().unwrap().octets())
     }
 
@@ -323,7 +213,6 @@ mod tests {
         assert_eq!(class_of(&t, "100.128.0.1"), SourceClass::NEITHER);
         // Only the two /24s that are split need a block.
         assert_eq!(t.blocks.len(), 2);
-        assert!(t.blocks.windows(2).all(|w| w[0].0 < w[1].0));
     }
 
     #[test]
