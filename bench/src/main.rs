@@ -46,6 +46,21 @@ struct Args {
     /// Only the interface-recreated section (needs the netns lab, no veth bench net).
     #[arg(long)]
     only_reattach: bool,
+    /// Run only these sections (repeatable; default: all).
+    #[arg(long, value_enum)]
+    only: Vec<Section>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Section {
+    PerPacket,
+    Scale,
+    Ipv4,
+    Throughput,
+    Reload,
+    Reports,
+    Radius,
+    Reattach,
 }
 
 #[derive(Debug, Serialize)]
@@ -62,11 +77,15 @@ struct Report {
     smoke: bool,
     per_packet: sections::PerPacket,
     scale: Vec<sections::ScaleRow>,
+    ipv4_list: sections::Ipv4List,
     throughput: sections::Throughput,
     reload_under_traffic: sections::ReloadUnderTraffic,
-    abuse_reports: report::ReportBench,
-    radius: radius::RadiusBench,
-    interface_reattach: reattach::ReattachBench,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    abuse_reports: Option<report::ReportBench>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    radius: Option<radius::RadiusBench>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interface_reattach: Option<reattach::ReattachBench>,
     targets: Vec<Target>,
 }
 
@@ -122,6 +141,49 @@ fn only_radius(args: &Args, machine: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+type OffLabSections = (
+    Option<report::ReportBench>,
+    Option<radius::RadiusBench>,
+    Option<reattach::ReattachBench>,
+);
+
+/// The sections that need no veth bench net: abuse reports, RADIUS, reattach.
+fn off_lab_sections(
+    args: &Args,
+    wanted: impl Fn(Section) -> bool,
+) -> anyhow::Result<OffLabSections> {
+    let mut report_bench = None;
+    if wanted(Section::Reports) {
+        eprintln!("abuse reports ...");
+        report_bench = Some(if args.smoke {
+            report::bench(&[10_000, 20_000], 500)?
+        } else {
+            report::bench(&[1_000_000, 10_000_000], 10_000)?
+        });
+    }
+    let mut radius = None;
+    if wanted(Section::Radius) {
+        eprintln!("RADIUS ...");
+        radius = Some(radius_section(args.smoke)?);
+    }
+    let mut reattach = None;
+    if wanted(Section::Reattach) {
+        eprintln!("interface recreated under the agent ...");
+        reattach = Some(reattach::bench(if args.smoke { 2 } else { 20 })?);
+    }
+    Ok((report_bench, radius, reattach))
+}
+
+/// `--only-radius` / `--only-reattach`: one section alone, without the veth lab.
+fn only_one(args: &Args, machine: &str) -> anyhow::Result<()> {
+    if args.only_radius {
+        return only_radius(args, machine);
+    }
+    let reattach = reattach::bench(if args.smoke { 2 } else { 20 })?;
+    println!("Machine: {machine}\n\n{}", reattach::markdown(&reattach));
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (repeat, runs) = if args.smoke {
@@ -135,51 +197,61 @@ fn main() -> anyhow::Result<()> {
         &[10, 1_000, 100_000, 1_000_000]
     };
     let machine = machine();
-    if args.only_radius {
-        return only_radius(&args, &machine);
-    }
-    if args.only_reattach {
-        let reattach = reattach::bench(if args.smoke { 2 } else { 20 })?;
-        println!("Machine: {machine}\n\n{}", reattach::markdown(&reattach));
-        return Ok(());
+    if args.only_radius || args.only_reattach {
+        return only_one(&args, &machine);
     }
     let _stats = testrun::StatsOff::new();
     let net = lab::BenchNet::new()?;
     testrun::pin_to_cpu(0);
 
-    eprintln!("per-packet cost ...");
-    let per_packet = sections::per_packet(&net, repeat, runs)?;
-    eprintln!("scale ...");
-    let scale = sizes
-        .iter()
-        .map(|&n| sections::scale(n, repeat, runs))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    eprintln!("throughput ...");
-    let throughput = sections::throughput(&net, if args.smoke { 20_000 } else { 5_000_000 })?;
-    eprintln!("reload under traffic ...");
-    let reload = sections::reload_under_traffic(if args.smoke { 10_000 } else { 1_000_000 })?;
+    let wanted = |s: Section| args.only.is_empty() || args.only.contains(&s);
+    let mut per_packet = sections::PerPacket::default();
+    if wanted(Section::PerPacket) {
+        eprintln!("per-packet cost ...");
+        per_packet = sections::per_packet(&net, repeat, runs)?;
+    }
+    let mut scale = Vec::new();
+    if wanted(Section::Scale) {
+        eprintln!("scale ...");
+        scale = sizes
+            .iter()
+            .map(|&n| sections::scale(n, repeat, runs))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+    }
+    let mut ipv4_list = sections::Ipv4List::default();
+    if wanted(Section::Ipv4) {
+        eprintln!("IPv4 list ...");
+        ipv4_list = sections::ipv4_list(if args.smoke { 1_000 } else { 1_000_000 })?;
+    }
+    let mut throughput = sections::Throughput::default();
+    if wanted(Section::Throughput) {
+        eprintln!("throughput ...");
+        throughput = sections::throughput_or_why(&net, if args.smoke { 20_000 } else { 5_000_000 });
+    }
+    let mut reload = sections::ReloadUnderTraffic::default();
+    if wanted(Section::Reload) {
+        eprintln!("reload under traffic ...");
+        reload = sections::reload_under_traffic(if args.smoke { 10_000 } else { 1_000_000 })?;
+    }
     drop(net);
-    eprintln!("abuse reports ...");
-    let report_bench = if args.smoke {
-        report::bench(&[10_000, 20_000], 500)?
-    } else {
-        report::bench(&[1_000_000, 10_000_000], 10_000)?
-    };
+    let (report_bench, radius, reattach) = off_lab_sections(&args, wanted)?;
 
-    eprintln!("RADIUS ...");
-    let radius = radius_section(args.smoke)?;
-    eprintln!("interface recreated under the agent ...");
-    let reattach = reattach::bench(if args.smoke { 2 } else { 20 })?;
-
-    let mut targets = sections::targets(&per_packet, &scale, &throughput, &reload);
-    targets.extend(report::targets(&report_bench));
-    targets.extend(radius::targets(&radius));
-    targets.push(reattach::target(&reattach));
+    let mut targets = sections::targets(&per_packet, &scale, &ipv4_list, &throughput, &reload);
+    if let Some(r) = &report_bench {
+        targets.extend(report::targets(r));
+    }
+    if let Some(r) = &radius {
+        targets.extend(radius::targets(r));
+    }
+    if let Some(r) = &reattach {
+        targets.push(reattach::target(r));
+    }
     let report = Report {
         machine,
         smoke: args.smoke,
         per_packet,
         scale,
+        ipv4_list,
         throughput,
         reload_under_traffic: reload,
         abuse_reports: report_bench,
@@ -193,14 +265,21 @@ fn main() -> anyhow::Result<()> {
             &report.machine,
             &report.per_packet,
             &report.scale,
+            &report.ipv4_list,
             &report.throughput,
             &report.reload_under_traffic,
             &report.targets
         )
     );
-    println!("{}", report::markdown(&report.abuse_reports));
-    println!("{}", radius::markdown(&report.radius));
-    println!("{}", reattach::markdown(&report.interface_reattach));
+    if let Some(r) = &report.abuse_reports {
+        println!("{}", report::markdown(r));
+    }
+    if let Some(r) = &report.radius {
+        println!("{}", radius::markdown(r));
+    }
+    if let Some(r) = &report.interface_reattach {
+        println!("{}", reattach::markdown(r));
+    }
     if let Some(dir) = args.json.parent() {
         std::fs::create_dir_all(dir)?;
     }

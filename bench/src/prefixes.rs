@@ -57,6 +57,16 @@ pub fn list(rng: &mut StdRng, n: usize, dynamic: bool) -> PrefixSet {
     set
 }
 
+/// `n` distinct IPv4 prefixes (carrier-like lengths).
+pub fn list_v4(rng: &mut StdRng, n: usize, dynamic: bool) -> PrefixSet {
+    let lens = if dynamic { DYNAMIC_V4 } else { EXEMPT_V4 };
+    let mut set = PrefixSet::default();
+    while set.v4.len() < n {
+        set.insert(v4(rng, lens));
+    }
+    set
+}
+
 /// A random host inside a random prefix of `set`'s IPv4 half.
 pub fn host_in(rng: &mut StdRng, set: &PrefixSet) -> Ipv4Addr {
     let index = rng.gen_range(0..set.v4.len());

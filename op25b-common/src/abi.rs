@@ -8,13 +8,27 @@ use crate::{reason::REASON_SLOTS, verdict::BlockedPorts};
 /// The XDP program's function (and section) name.
 pub const PROGRAM_NAME: &str = "op25b";
 
+/// IPv4 source classes, first level (DIR-24-8): one [`SourceClass`] byte
+/// per /24, in a `BPF_F_MMAPABLE` array of [`CLASS_V4_CHUNK`]-byte values
+/// that user space writes through `mmap`, one byte store per entry.
+pub const MAP_CLASS_V4: &str = "CLASS_V4";
+/// Second level: hash of the /24 number (`addr >> 8`) to 256 class bytes,
+/// present only for /24s holding prefixes longer than /24 whose class
+/// differs within the /24 (their first-level byte has
+/// [`SourceClass::INDIRECT`]).
+pub const MAP_CLASS_V4_BLOCKS: &str = "CLASS_V4_BLOCKS";
+/// Record of the operator's IPv4 dynamic and exempt lists (for status,
+/// explain and adoption; the program never reads it): a `BPF_F_MMAPABLE`
+/// array of `u64`. Entry 0 is a seqlock header ([`record_header`]), entries
+/// `1..=count` are [`record_entry`]s.
+pub const MAP_LISTS_V4: &str = "LISTS_V4";
+/// IPv6 source classes: one LPM trie over the union of the dynamic and
+/// exempt lists, keyed like the others; the value's low byte is the
+/// combined [`SourceClass`] of that prefix, the rest records which lists
+/// hold it ([`V6_IN_DYNAMIC`], [`V6_IN_EXEMPT`], pool at [`V6_POOL_SHIFT`]).
+pub const MAP_CLASS_V6: &str = "CLASS_V6";
 /// LPM tries keyed by `{prefix_len: u32, addr: [u8; 4|16]}` (address in
-/// network byte order); the value is a `u32`: the pool id in the dynamic
-/// tries (0 = the default pool), 0 in the others.
-pub const MAP_DYNAMIC_V4: &str = "DYNAMIC_V4";
-pub const MAP_DYNAMIC_V6: &str = "DYNAMIC_V6";
-pub const MAP_EXEMPT_V4: &str = "EXEMPT_V4";
-pub const MAP_EXEMPT_V6: &str = "EXEMPT_V6";
+/// network byte order); the value is unused (0).
 pub const MAP_ALLOWED_DST_V4: &str = "ALLOWED_DST_V4";
 pub const MAP_ALLOWED_DST_V6: &str = "ALLOWED_DST_V6";
 /// Per-CPU array of [`Counter`], indexed by [`counter_index`].
@@ -46,10 +60,10 @@ pub const fn pool_counter_index(pool: u32, reason: u32) -> u32 {
 
 /// Every policy map, for code that handles them alike (pinning, sizes).
 pub const POLICY_MAPS: [&str; 6] = [
-    MAP_DYNAMIC_V4,
-    MAP_DYNAMIC_V6,
-    MAP_EXEMPT_V4,
-    MAP_EXEMPT_V6,
+    MAP_CLASS_V4,
+    MAP_CLASS_V4_BLOCKS,
+    MAP_LISTS_V4,
+    MAP_CLASS_V6,
     MAP_ALLOWED_DST_V4,
     MAP_ALLOWED_DST_V6,
 ];
@@ -59,14 +73,76 @@ pub const POLICY_MAPS: [&str; 6] = [
 /// million prefixes per list and family.
 pub const POLICY_MAP_CAPACITY: u32 = 1 << 21;
 
-/// Writable global (`.data`) holding [`RuntimeConfig`]: read with a plain
-/// load, no map lookup, so non-SMTP packets never touch a map helper.
-pub const GLOBAL_RUNTIME_CONFIG: &str = "RUNTIME_CONFIG";
+/// `BPF_F_MMAPABLE`: an array user space maps and writes directly.
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
+/// `BPF_F_NO_PREALLOC`: hash elements allocated on update, not up front.
+pub const BPF_F_NO_PREALLOC: u32 = 1;
+
+/// Bytes per value of [`MAP_CLASS_V4`] (one page: 4,096 /24s).
+pub const CLASS_V4_CHUNK: usize = 4096;
+/// Values in [`MAP_CLASS_V4`]: 2^24 /24s in all, 16 MiB.
+#[expect(clippy::cast_possible_truncation, reason = "2^24 / 4096 = 4096")]
+pub const CLASS_V4_CHUNKS: u32 = ((1usize << 24) / CLASS_V4_CHUNK) as u32;
+/// Second-level blocks (/24s with a finer class) the hash can hold.
+pub const CLASS_V4_BLOCK_CAPACITY: u32 = 1 << 20;
+/// Entries of [`MAP_LISTS_V4`] after its header: IPv4 prefixes of the
+/// dynamic and exempt lists together.
+pub const LISTS_V4_CAPACITY: u32 = 1 << 21;
+
+/// [`MAP_CLASS_V6`] value bits above the class byte.
+pub const V6_IN_DYNAMIC: u32 = 1 << 8;
+pub const V6_IN_EXEMPT: u32 = 1 << 9;
+pub const V6_POOL_SHIFT: u32 = 16;
+
+/// The /24 number of an IPv4 address (its index in the first level).
+#[inline(always)]
+pub const fn slash24(addr: [u8; 4]) -> u32 {
+    u32::from_be_bytes(addr) >> 8
+}
+
+/// [`MAP_LISTS_V4`] header: a sequence number (odd while user space
+/// rewrites the record) and the entry count.
+pub const fn record_header(sequence: u32, count: u32) -> u64 {
+    ((sequence as u64) << 32) | count as u64
+}
+
+/// Which list a [`record_entry`] belongs to.
+pub const RECORD_DYNAMIC: u8 = 0;
+pub const RECORD_EXEMPT: u8 = 1;
+
+/// One recorded IPv4 prefix: list, address, length and pool in one `u64`
+/// (in that order, so entries sort as the lists do).
+pub const fn record_entry(list: u8, addr: u32, len: u8, pool: u8) -> u64 {
+    ((list as u64) << 56) | ((addr as u64) << 24) | ((len as u64) << 16) | pool as u64
+}
+
+/// The fields of a [`record_entry`]: (list, address, length, pool).
+#[expect(clippy::cast_possible_truncation, reason = "fields are masked out")]
+pub const fn record_fields(entry: u64) -> (u8, u32, u8, u8) {
+    (
+        (entry >> 56) as u8,
+        (entry >> 24) as u32,
+        (entry >> 16) as u8,
+        entry as u8,
+    )
+}
+
+/// Writable global (`.data`) holding the [`PortBitmap`]: read with a plain
+/// load, no map lookup, so non-SMTP packets never touch a map helper. User
+/// space replaces the section whole (the kernel copies it without a lock),
+/// but the program reads one byte per packet, and a byte is either old or new.
+pub const GLOBAL_BLOCKED_PORTS: &str = "BLOCKED_PORT_BITS";
+/// `BPF_F_MMAPABLE` array of one [`RuntimeSlots`]: the settings read only
+/// once a packet is a blocked attempt. User space stores each slot with one
+/// atomic store through `mmap`, so each value the program reads is whole.
+pub const MAP_RUNTIME: &str = "RUNTIME";
 /// The ELF section the program's writable globals live in; aya makes it a
 /// one-element array map.
 pub const RUNTIME_CONFIG_SECTION: &str = ".data";
-/// The pin name of that section's map (bpffs refuses the dot in ".data").
-pub const RUNTIME_CONFIG_PIN: &str = "RUNTIME_CONFIG";
+/// The pin name of that section's map (bpffs refuses the dot in ".data";
+/// a new name: the section's layout changed from the 40-byte
+/// `RUNTIME_CONFIG` of earlier builds to the port bitmap).
+pub const RUNTIME_CONFIG_PIN: &str = "BLOCKED_PORTS";
 /// Read-only global set at load: which interface slot this instance counts in.
 pub const GLOBAL_INTERFACE_SLOT: &str = "INTERFACE_SLOT";
 
@@ -98,7 +174,59 @@ pub struct Counter {
     pub bytes: u64,
 }
 
-/// Data-plane settings that change at run time without reloading the program.
+/// The blocked destination ports as a bitmap: one bit per port, port 0
+/// never set. The program reads the one byte its port lives in.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortBitmap {
+    pub bits: [u8; 8192],
+}
+
+impl PortBitmap {
+    pub const EMPTY: Self = Self { bits: [0; 8192] };
+
+    pub const fn from_ports(ports: &BlockedPorts) -> Self {
+        let mut bitmap = Self::EMPTY;
+        let mut i = 0;
+        while i < ports.ports.len() {
+            let port = ports.ports[i];
+            if port != 0 {
+                bitmap.bits[(port >> 3) as usize] |= 1 << (port & 7);
+            }
+            i += 1;
+        }
+        bitmap
+    }
+
+    #[inline(always)]
+    pub fn contains(&self, port: u16) -> bool {
+        self.bits[usize::from(port >> 3)] & (1 << (port & 7)) != 0
+    }
+
+    /// The blocked ports, ascending.
+    pub fn ports(&self) -> impl Iterator<Item = u16> + '_ {
+        (1..=u16::MAX).filter(|&p| self.contains(p))
+    }
+}
+
+/// The run-time settings the program reads only for blocked attempts, one
+/// independent slot each (cf. Cilium's config map): `event_interval_ns` is
+/// an aligned `u64` (one load), each pool action is one byte.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeSlots {
+    pub event_interval_ns: u64,
+    /// [`RUNTIME_SLOTS_READY`] once user space has written the slots (a
+    /// fresh map is all zeros).
+    pub ready: u64,
+    pub pool_actions: [u8; MAX_POOLS],
+}
+
+pub const RUNTIME_SLOTS_READY: u64 = 0x6f70_3235_6272_6479;
+
+/// Data-plane settings that change at run time without reloading the
+/// program: the policy's view (the kernel holds them as a [`PortBitmap`]
+/// and [`RuntimeSlots`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RuntimeConfig {
@@ -238,6 +366,10 @@ mod user {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::RuntimeConfig {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for super::PortBitmap {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::RuntimeSlots {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::EventLimiter {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::BlockEvent {}
@@ -251,6 +383,7 @@ mod tests {
     fn abi_types_have_no_padding() {
         assert_eq!(core::mem::size_of::<Counter>(), 16);
         assert_eq!(core::mem::size_of::<RuntimeConfig>(), 40);
+        assert_eq!(core::mem::size_of::<RuntimeSlots>(), 32);
         assert_eq!(core::mem::size_of::<BlockEvent>(), 80);
         assert_eq!(core::mem::size_of::<EventLimiter>(), 32);
     }
@@ -266,6 +399,17 @@ mod tests {
         for reason in crate::Reason::ALL {
             assert!(!extra.contains(&reason.index()), "{reason:?}");
         }
+    }
+
+    #[test]
+    fn the_port_bitmap_holds_exactly_the_ports() {
+        let ports = BlockedPorts::new(&[25, 587, 65535, 1]).unwrap();
+        let bitmap = PortBitmap::from_ports(&ports);
+        for port in 0..=u16::MAX {
+            assert_eq!(bitmap.contains(port), ports.contains(port), "{port}");
+        }
+        let listed: [u16; 4] = [1, 25, 587, 65535];
+        assert!(bitmap.ports().eq(listed));
     }
 
     #[test]

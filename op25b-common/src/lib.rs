@@ -23,4 +23,4 @@ pub mod verdict;
 
 pub use packet::PacketBytes;
 pub use reason::{Action, Reason, Verdict};
-pub use verdict::{decide, judge, BlockedPorts, IpAddrBytes, PolicyLookup};
+pub use verdict::{decide, judge, BlockedPorts, IpAddrBytes, PolicyLookup, Rules, SourceClass};

@@ -95,6 +95,14 @@ impl TcpSegment {
     }
 }
 
+/// Does the frame hold byte `at` (at >= 1)? Asked as a two-byte read
+/// ending there: LLVM may turn a one-byte bounds check (`p + 1 > end`)
+/// into `p >= end`, a form the verifier credits no range for.
+#[inline(always)]
+fn has_byte<P: PacketBytes + ?Sized>(pkt: &P, at: usize) -> bool {
+    pkt.read::<2>(at - 1).is_some()
+}
+
 #[inline(always)]
 fn be16(b: [u8; 2]) -> u16 {
     u16::from_be_bytes(b)
@@ -166,7 +174,7 @@ fn parse_pppoe_session<P: PacketBytes + ?Sized>(pkt: &P, off: usize, mut encap: 
         encap.compressed_ppp_protocol = true;
         (u16::from(head[6]), off + 7)
     } else {
-        let Some([low]) = pkt.read::<1>(off + 7) else {
+        let Some([_, low]) = pkt.read::<2>(off + 6) else {
             return Link::Decided(Reason::Malformed);
         };
         (be16([head[6], low]), off + 8)
@@ -189,7 +197,7 @@ fn parse_ipv4<P: PacketBytes + ?Sized>(pkt: &P, off: usize, encap: Encap) -> Par
         return Parsed::Decided(Reason::Malformed);
     }
     // Options must be there too; the last byte of the header proves it.
-    if pkt.read::<1>(off + header_len - 1).is_none() {
+    if !has_byte(pkt, off + header_len - 1) {
         return Parsed::Decided(Reason::Malformed);
     }
     if h[9] != IPPROTO_TCP {
@@ -231,15 +239,15 @@ fn tcp_ports<P: PacketBytes + ?Sized>(
     };
     // Decided here, not carried as Option<u8>: LLVM would otherwise keep
     // the packet pointer around and mask it, which the verifier refuses.
-    let (connection_attempt, syn_only) = match pkt.read::<1>(off + 13) {
-        Some([flags]) => {
+    let (connection_attempt, syn_only) = match pkt.read::<2>(off + 12) {
+        Some([_, flags]) => {
             let syn = flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
             (syn, syn)
         }
         None => (true, false),
     };
     let resettable =
-        syn_only && plain_l3 && !encap.compressed_ppp_protocol && pkt.read::<1>(off + 19).is_some();
+        syn_only && plain_l3 && !encap.compressed_ppp_protocol && has_byte(pkt, off + 19);
     Parsed::Tcp(TcpSegment {
         src,
         dst,
@@ -333,7 +341,7 @@ fn parse_ipv6<P: PacketBytes + ?Sized>(pkt: &P, off: usize, encap: Encap) -> Par
             _ => (usize::from(ext[1]) + 1) * 8,
         };
         // The whole header must be in the frame, as the kernel requires.
-        if pkt.read::<1>(off + header_len - 1).is_none() {
+        if !has_byte(pkt, off + header_len - 1) {
             return truncated_ipv6(src, dst, is_first_fragment, encap);
         }
         next = ext[0];

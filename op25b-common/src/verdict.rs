@@ -17,16 +17,87 @@ pub enum IpAddrBytes {
     V6([u8; 16]),
 }
 
+/// What the dynamic and exempt lists together say about a source, in one
+/// byte: the value of the kernel's class tables.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SourceClass(pub u8);
+
+impl SourceClass {
+    /// Neither dynamic nor an exempt part of a dynamic prefix.
+    pub const NEITHER: Self = Self(0);
+    /// In a dynamic prefix; the low four bits are the pool of the most
+    /// specific one.
+    pub const DYNAMIC: u8 = 0x80;
+    /// Dynamic, and covered by an exemption (set only with `DYNAMIC`:
+    /// an exemption outside the dynamic lists changes nothing).
+    pub const EXEMPT: u8 = 0x40;
+    /// First-level IPv4 entry only: the /24 has a second-level block; the
+    /// other bits are the class of the prefixes covering the whole /24.
+    pub const INDIRECT: u8 = 0x20;
+    pub const POOL_MASK: u8 = 0x0f;
+
+    /// The class of a source in the most specific dynamic prefix of
+    /// `pool` (`None`: not dynamic), exempt or not.
+    #[inline(always)]
+    #[expect(clippy::cast_possible_truncation, reason = "masked to the pool bits")]
+    pub const fn new(dynamic_pool: Option<u32>, exempt: bool) -> Self {
+        match dynamic_pool {
+            None => Self::NEITHER,
+            Some(pool) => Self(
+                Self::DYNAMIC
+                    | (pool as u8 & Self::POOL_MASK)
+                    | if exempt { Self::EXEMPT } else { 0 },
+            ),
+        }
+    }
+
+    #[inline(always)]
+    pub const fn is_dynamic(self) -> bool {
+        self.0 & Self::DYNAMIC != 0
+    }
+
+    #[inline(always)]
+    pub const fn is_exempt(self) -> bool {
+        self.0 & Self::EXEMPT != 0
+    }
+
+    #[inline(always)]
+    pub const fn pool(self) -> u32 {
+        (self.0 & Self::POOL_MASK) as u32
+    }
+}
+
 /// The policy lists, as the decision needs them. The kernel implements this
-/// over LPM-trie maps, host tests over plain prefix lists.
+/// over its class tables, host tests over plain prefix lists.
 pub trait PolicyLookup {
-    /// The pool of the most specific dynamic (residential) prefix holding
-    /// `src`, or `None` when `src` is not dynamic.
-    fn dynamic_pool(&self, src: &IpAddrBytes) -> Option<u32>;
+    /// The class of `src`: its dynamic pool (most specific dynamic prefix)
+    /// and whether an exemption covers it. An exemption wins over dynamic
+    /// whatever the prefix lengths.
+    fn source_class(&self, src: &IpAddrBytes) -> SourceClass;
     /// Is `dst` one of the ISP's own relays (allowed destinations)?
     fn is_allowed_destination(&self, dst: &IpAddrBytes) -> bool;
-    /// Does `src` hold an exemption? Wins over dynamic whatever the prefix lengths.
-    fn is_exempt(&self, src: &IpAddrBytes) -> bool;
+}
+
+/// The run-time rules, as the decision needs them: the host model answers
+/// from a [`RuntimeConfig`], the kernel from its port bitmap and slots.
+pub trait Rules {
+    /// Is TCP to `port` blocked (port 0 never is)?
+    fn is_blocked_port(&self, port: u16) -> bool;
+    /// What `pool` does with a blocked attempt.
+    fn pool_action(&self, pool: u32) -> PoolAction;
+}
+
+impl Rules for RuntimeConfig {
+    #[inline(always)]
+    fn is_blocked_port(&self, port: u16) -> bool {
+        self.blocked_ports.contains(port)
+    }
+
+    #[inline(always)]
+    fn pool_action(&self, pool: u32) -> PoolAction {
+        RuntimeConfig::pool_action(self, pool)
+    }
 }
 
 /// At most this many blocked ports (the configuration refuses more).
@@ -82,9 +153,10 @@ impl BlockedPorts {
 /// Decides one frame. This function *is* the policy: the XDP program calls
 /// it on the live frame, host tests call it on a byte slice.
 #[inline(always)]
-pub fn decide<P, L>(pkt: &P, rules: &RuntimeConfig, policy: &L) -> Verdict
+pub fn decide<P, R, L>(pkt: &P, rules: &R, policy: &L) -> Verdict
 where
     P: PacketBytes + ?Sized,
+    R: Rules + ?Sized,
     L: PolicyLookup,
 {
     judge(pkt, rules, policy).0
@@ -98,9 +170,10 @@ pub const NO_POOL: u32 = u32::MAX;
 /// connection attempts, reporting blocked ones and building resets) and
 /// the source's dynamic pool ([`NO_POOL`] when it has none).
 #[inline(always)]
-pub fn judge<P, L>(pkt: &P, rules: &RuntimeConfig, policy: &L) -> (Verdict, Option<TcpSegment>, u32)
+pub fn judge<P, R, L>(pkt: &P, rules: &R, policy: &L) -> (Verdict, Option<TcpSegment>, u32)
 where
     P: PacketBytes + ?Sized,
+    R: Rules + ?Sized,
     L: PolicyLookup,
 {
     let segment = match parse(pkt) {
@@ -112,21 +185,23 @@ where
 }
 
 #[inline(always)]
-fn decide_segment<L: PolicyLookup>(
+fn decide_segment<R: Rules + ?Sized, L: PolicyLookup>(
     segment: &TcpSegment,
-    rules: &RuntimeConfig,
+    rules: &R,
     policy: &L,
 ) -> (Reason, u32) {
-    if segment.ports_readable && !rules.blocked_ports.contains(segment.dst_port) {
+    if segment.ports_readable && !rules.is_blocked_port(segment.dst_port) {
         return (Reason::NotSmtp, NO_POOL);
     }
-    let Some(pool) = policy.dynamic_pool(&segment.src) else {
+    let class = policy.source_class(&segment.src);
+    if !class.is_dynamic() {
         return (Reason::SrcNotDynamic, NO_POOL);
-    };
+    }
+    let pool = class.pool();
     if policy.is_allowed_destination(&segment.dst) {
         return (Reason::DstAllowed, pool);
     }
-    if policy.is_exempt(&segment.src) {
+    if class.is_exempt() {
         return (Reason::SrcExempt, pool);
     }
     let reason = match rules.pool_action(pool) {

@@ -2,6 +2,7 @@
 use op25b_common::abi::RuntimeConfig;
 use op25b_common::{
     decide, parse::parse, parse::Parsed, Action, BlockedPorts, IpAddrBytes, PolicyLookup, Reason,
+    SourceClass,
 };
 use proptest::prelude::*;
 
@@ -13,14 +14,11 @@ struct Uniform {
 }
 
 impl PolicyLookup for Uniform {
-    fn dynamic_pool(&self, _: &IpAddrBytes) -> Option<u32> {
-        self.dynamic.then_some(0)
+    fn source_class(&self, _: &IpAddrBytes) -> SourceClass {
+        SourceClass::new(self.dynamic.then_some(0), self.exempt)
     }
     fn is_allowed_destination(&self, _: &IpAddrBytes) -> bool {
         self.allowed
-    }
-    fn is_exempt(&self, _: &IpAddrBytes) -> bool {
-        self.exempt
     }
 }
 

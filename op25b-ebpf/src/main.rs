@@ -11,34 +11,43 @@ use core::{cell::UnsafeCell, ptr};
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::bpf_ktime_get_coarse_ns,
+    helpers::{bpf_ktime_get_coarse_ns, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     macros::{map, xdp},
-    maps::{lpm_trie::Key, Array, LpmTrie, PerCpuArray, RingBuf},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
     programs::XdpContext,
     Global,
 };
 use op25b_common::{
     abi::{
-        counter_index, limiter_slot, mapped_v6, pool_counter_index, BlockEvent, Counter,
-        EventLimiter, RuntimeConfig, COUNTER_ATTEMPTS, COUNTER_ENTRIES, COUNTER_EVENTS_EVICTED,
-        COUNTER_EVENTS_LOST, COUNTER_EVENTS_SUPPRESSED, EVENTS_RING_BYTES, EVENT_FLAG_PPPOE,
-        EVENT_LIMITER_SLOTS, POLICY_MAP_CAPACITY, POOL_COUNTER_ENTRIES,
+        counter_index, limiter_slot, mapped_v6, pool_counter_index, slash24, BlockEvent, Counter,
+        EventLimiter, PoolAction, PortBitmap, RuntimeConfig, RuntimeSlots, BPF_F_MMAPABLE,
+        BPF_F_NO_PREALLOC, CLASS_V4_BLOCK_CAPACITY, CLASS_V4_CHUNK, CLASS_V4_CHUNKS,
+        COUNTER_ATTEMPTS, COUNTER_ENTRIES, COUNTER_EVENTS_EVICTED, COUNTER_EVENTS_LOST,
+        COUNTER_EVENTS_SUPPRESSED, EVENTS_RING_BYTES, EVENT_FLAG_PPPOE, EVENT_LIMITER_SLOTS,
+        LISTS_V4_CAPACITY, MAX_POOLS, POLICY_MAP_CAPACITY, POOL_COUNTER_ENTRIES,
     },
     judge,
     parse::TcpSegment,
     verdict::NO_POOL,
-    Action, IpAddrBytes, PacketBytes, PolicyLookup,
+    Action, IpAddrBytes, PacketBytes, PolicyLookup, Rules, SourceClass,
 };
 
-// Policy tries; names must match `op25b_common::abi::MAP_*`.
+// Policy maps; names must match `op25b_common::abi::MAP_*`.
+/// IPv4 source class per /24 (DIR-24-8 first level), written by user space
+/// through mmap.
 #[map]
-static DYNAMIC_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(POLICY_MAP_CAPACITY, 0);
+static CLASS_V4: Array<[u8; CLASS_V4_CHUNK]> =
+    Array::with_max_entries(CLASS_V4_CHUNKS, BPF_F_MMAPABLE);
+/// Per-address classes of the /24s that need them.
 #[map]
-static DYNAMIC_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(POLICY_MAP_CAPACITY, 0);
+static CLASS_V4_BLOCKS: HashMap<u32, [u8; 256]> =
+    HashMap::with_max_entries(CLASS_V4_BLOCK_CAPACITY, BPF_F_NO_PREALLOC);
+/// The operator's IPv4 lists, for user space only.
 #[map]
-static EXEMPT_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(POLICY_MAP_CAPACITY, 0);
+static LISTS_V4: Array<u64> = Array::with_max_entries(LISTS_V4_CAPACITY, BPF_F_MMAPABLE);
+/// IPv6 source class: dynamic and exempt lists in one trie.
 #[map]
-static EXEMPT_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(POLICY_MAP_CAPACITY, 0);
+static CLASS_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(POLICY_MAP_CAPACITY, 0);
 #[map]
 static ALLOWED_DST_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(POLICY_MAP_CAPACITY, 0);
 #[map]
@@ -65,14 +74,54 @@ struct Mutable<T>(UnsafeCell<T>);
 // SAFETY: the program only reads it; user space replaces it whole.
 unsafe impl<T> Sync for Mutable<T> {}
 
+/// The blocked ports, one bit each; a packet reads the one byte of its port.
 #[unsafe(no_mangle)]
-static RUNTIME_CONFIG: Mutable<RuntimeConfig> = Mutable(UnsafeCell::new(RuntimeConfig::DEFAULT));
+static BLOCKED_PORT_BITS: Mutable<PortBitmap> = Mutable(UnsafeCell::new(PortBitmap::from_ports(
+    &op25b_common::BlockedPorts::SMTP,
+)));
+
+/// Event interval and pool actions, read only for blocked attempts.
+#[map]
+static RUNTIME: Array<RuntimeSlots> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+
+/// The run-time rules as the kernel holds them.
+struct KernelRules<'a>(&'a PortBitmap);
+
+impl Rules for KernelRules<'_> {
+    #[inline(always)]
+    fn is_blocked_port(&self, port: u16) -> bool {
+        self.0.contains(port)
+    }
+
+    #[inline(always)]
+    fn pool_action(&self, pool: u32) -> PoolAction {
+        match RUNTIME.get(0) {
+            // SAFETY: one byte, which user space stores whole.
+            Some(slots) => PoolAction::from_u8(unsafe {
+                ptr::read_volatile(&slots.pool_actions[pool as usize % MAX_POOLS])
+            }),
+            None => PoolAction::Drop,
+        }
+    }
+}
+
+/// The event interval: one aligned 8-byte load of a slot user space stores
+/// with one atomic store.
+#[inline(always)]
+fn event_interval_ns() -> u64 {
+    match RUNTIME.get(0) {
+        // SAFETY: as above.
+        Some(slots) => unsafe { ptr::read_volatile(&slots.event_interval_ns) },
+        None => RuntimeConfig::DEFAULT.event_interval_ns,
+    }
+}
 
 /// Which slot of `COUNTERS` this instance counts in; set at load.
 #[unsafe(no_mangle)]
 static INTERFACE_SLOT: Global<u32> = Global::new(0);
 
-/// The live frame, read only through a bounds check against `data_end`.
+/// A frame held in one buffer, read only through a bounds check against
+/// `data_end` (the verifier's form: no helper calls on this path).
 struct Frame<'a>(&'a XdpContext);
 
 impl PacketBytes for Frame<'_> {
@@ -92,34 +141,77 @@ impl PacketBytes for Frame<'_> {
     }
 }
 
+/// A multi-buffer (jumbo) frame, every read copied with
+/// `bpf_xdp_load_bytes`, which walks the fragments (and fails past the end).
+struct FragmentedFrame<'a> {
+    ctx: &'a XdpContext,
+    len: usize,
+}
+
+impl PacketBytes for FragmentedFrame<'_> {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    fn read<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        let mut bytes = [0u8; N];
+        // SAFETY: `bytes` is N writable bytes on our stack.
+        let rc = unsafe {
+            bpf_xdp_load_bytes(
+                self.ctx.ctx,
+                offset as u32,
+                bytes.as_mut_ptr().cast(),
+                N as u32,
+            )
+        };
+        (rc == 0).then_some(bytes)
+    }
+}
+
 struct KernelPolicy;
 
+/// The class of an IPv4 source: one array read, and a hash lookup only in
+/// the /24s whose class varies inside.
 #[inline(always)]
-fn lookup(v4: &LpmTrie<[u8; 4], u32>, v6: &LpmTrie<[u8; 16], u32>, addr: &IpAddrBytes) -> bool {
-    match addr {
-        IpAddrBytes::V4(a) => v4.get(Key::new(32, *a)).is_some(),
-        IpAddrBytes::V6(a) => v6.get(Key::new(128, *a)).is_some(),
+fn class_v4(addr: [u8; 4]) -> SourceClass {
+    let n = slash24(addr);
+    let Some(chunk) = CLASS_V4.get(n / CLASS_V4_CHUNK as u32) else {
+        return SourceClass::NEITHER;
+    };
+    let first = chunk[n as usize % CLASS_V4_CHUNK];
+    if first & SourceClass::INDIRECT == 0 {
+        return SourceClass(first);
+    }
+    // SAFETY: a plain read of a value the kernel replaces whole (RCU).
+    match unsafe { CLASS_V4_BLOCKS.get(&n) } {
+        Some(block) => SourceClass(block[usize::from(addr[3])]),
+        // Only if user space retired the block between our two reads: the
+        // class of the prefixes covering the whole /24.
+        None => SourceClass(first & !SourceClass::INDIRECT),
     }
 }
 
 impl PolicyLookup for KernelPolicy {
     #[inline(always)]
-    fn dynamic_pool(&self, src: &IpAddrBytes) -> Option<u32> {
-        // The value is the pool id; copied out at once (a u32, no pointer kept).
+    fn source_class(&self, src: &IpAddrBytes) -> SourceClass {
         match src {
-            IpAddrBytes::V4(a) => DYNAMIC_V4.get(Key::new(32, *a)).copied(),
-            IpAddrBytes::V6(a) => DYNAMIC_V6.get(Key::new(128, *a)).copied(),
+            IpAddrBytes::V4(a) => class_v4(*a),
+            // The low byte is the class; copied out at once (no pointer kept).
+            #[expect(clippy::cast_possible_truncation, reason = "the class byte")]
+            IpAddrBytes::V6(a) => CLASS_V6
+                .get(Key::new(128, *a))
+                .map_or(SourceClass::NEITHER, |&v| SourceClass(v as u8)),
         }
     }
 
     #[inline(always)]
     fn is_allowed_destination(&self, dst: &IpAddrBytes) -> bool {
-        lookup(&ALLOWED_DST_V4, &ALLOWED_DST_V6, dst)
-    }
-
-    #[inline(always)]
-    fn is_exempt(&self, src: &IpAddrBytes) -> bool {
-        lookup(&EXEMPT_V4, &EXEMPT_V6, src)
+        match dst {
+            IpAddrBytes::V4(a) => ALLOWED_DST_V4.get(Key::new(32, *a)).is_some(),
+            IpAddrBytes::V6(a) => ALLOWED_DST_V6.get(Key::new(128, *a)).is_some(),
+        }
     }
 }
 
@@ -134,15 +226,44 @@ fn count(slot: u32, cell: u32, packets: u64, bytes: u64) {
     }
 }
 
-#[xdp]
+/// Loaded frags-aware (`xdp.frags`), so it attaches in driver mode on
+/// interfaces with a jumbo MTU. A frame in one buffer (all but jumbo
+/// frames) is parsed with direct reads; a multi-buffer one by the same
+/// parser over `bpf_xdp_load_bytes`. Each path is its own subprogram, so
+/// neither pays for the other and the stack stays within 512 bytes.
+#[xdp(frags)]
 pub fn op25b(ctx: XdpContext) -> u32 {
-    let frame = Frame(&ctx);
-    // SAFETY: a plain read of a value user space only ever replaces whole.
+    // SAFETY: the context is the live one.
+    let total = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
+    if total == (ctx.data_end() - ctx.data()) as u64 {
+        one_buffer(&ctx, total)
+    } else {
+        fragmented(&ctx, total)
+    }
+}
+
+#[inline(never)]
+fn one_buffer(ctx: &XdpContext, bytes: u64) -> u32 {
+    handle(ctx, &Frame(ctx), bytes)
+}
+
+#[inline(never)]
+fn fragmented(ctx: &XdpContext, bytes: u64) -> u32 {
+    let frame = FragmentedFrame {
+        ctx,
+        len: bytes as usize,
+    };
+    handle(ctx, &frame, bytes)
+}
+
+/// Judges, counts and acts on one frame of `bytes` bytes.
+#[inline(always)]
+fn handle<F: PacketBytes>(ctx: &XdpContext, frame: &F, bytes: u64) -> u32 {
+    // SAFETY: read one byte at a time (see `BLOCKED_PORT_BITS`).
     // (By reference, not a copy: the stack is 512 bytes for everything.)
-    let config = unsafe { &*RUNTIME_CONFIG.0.get() };
-    let (verdict, segment, pool) = judge(&frame, config, &KernelPolicy);
+    let rules = KernelRules(unsafe { &*BLOCKED_PORT_BITS.0.get() });
+    let (verdict, segment, pool) = judge(frame, &rules, &KernelPolicy);
     let slot = INTERFACE_SLOT.load();
-    let bytes = frame.len() as u64;
     count(slot, verdict.reason.index(), 1, bytes);
     if pool != NO_POOL {
         count_pool(pool, verdict.reason.index(), bytes);
@@ -156,15 +277,15 @@ pub fn op25b(ctx: XdpContext) -> u32 {
     if segment.connection_attempt {
         count(slot, COUNTER_ATTEMPTS, 1, bytes);
         report(
-            &ctx,
+            ctx,
             slot,
             verdict.reason.index(),
             &segment,
-            config.event_interval_ns,
+            event_interval_ns(),
         );
     }
     if verdict.action == Action::Tx {
-        return if reset::answer_with_reset(&ctx) {
+        return if reset::answer_with_reset(ctx) {
             xdp_action::XDP_TX
         } else {
             xdp_action::XDP_DROP

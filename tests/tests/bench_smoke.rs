@@ -34,6 +34,7 @@ fn benchmark_smoke_mode_runs_every_section() {
         "| event lines | file MiB |",
         "RADIUS accounting (",
         "Interface recreated under the agent (",
+        "IPv4 only:",
     ] {
         assert!(table.contains(heading), "missing {heading:?} in\n{table}");
     }
@@ -57,6 +58,10 @@ fn benchmark_smoke_mode_runs_every_section() {
         .collect();
     assert_eq!(receivers.len(), 5, "{receivers:?}");
     assert_eq!(report["reload_under_traffic"]["misverdicts"], 0);
+    let ipv4 = &report["ipv4_list"];
+    assert!(ipv4["prefixes"].as_u64().unwrap() > 0);
+    assert!(ipv4["load_dynamic_ms"].as_f64().unwrap() > 0.0);
+    assert!(ipv4["reload_1pct_ms"].as_f64().unwrap() > 0.0);
     assert!(
         report["interface_reattach"]["window_max_ms"]
             .as_f64()

@@ -1,6 +1,6 @@
 //! Host verdict against kernel verdict on 100,000 random and mutated
-//! frames: the XDP program and the host build of `op25b_common::decide`
-//! must never disagree. Needs root. Set OP25B_SEED to replay a run.
+//! frames (every 25th made longer than one buffer): the XDP program and
+//! the host build of `op25b_common::decide` must never disagree. Needs root. Set OP25B_SEED to replay a run.
 use std::{collections::BTreeMap, net::IpAddr};
 
 use op25b_common::{
@@ -197,6 +197,13 @@ fn kernel_and_host_agree_on_100k_frames() {
             }
             _ => random_bytes(&mut rng),
         };
+        let mut frame = frame;
+        if i % 25 == 0 {
+            // Longer than the first buffer: a multi-buffer frame for the
+            // frags-aware program (multi_buffer.rs puts headers there too).
+            let extra = rng.gen_range(3600..6000);
+            frame.extend((0..extra).map(|_| rng.gen::<u8>()));
+        }
         let kernel = dp.judge(&frame).unwrap();
         let host = decide(frame.as_slice(), &rules, &policy);
         *by_reason.entry(kernel.reason).or_default() += 1;

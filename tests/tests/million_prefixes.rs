@@ -74,7 +74,8 @@ fn a_million_prefixes_load_and_reload_as_a_diff() {
 
 /// A reload the kernel refuses half-way (a list past the map's capacity,
 /// applied without the config checks that normally stop it) is undone:
-/// the maps hold the previous policy, and the error says so.
+/// the maps hold the previous policy, the class step written before the
+/// refusal included, and the error says so.
 #[test]
 fn a_reload_the_kernel_refuses_half_way_is_undone() {
     require_root();
@@ -88,8 +89,15 @@ fn a_reload_the_kernel_refuses_half_way_is_undone() {
     let base = u32::from(std::net::Ipv4Addr::new(10, 0, 0, 0));
     let mut too_big = before.clone();
     too_big.blocked_ports = vec![25, 2525];
+    // The class step goes first and succeeds: a new exemption, a new
+    // dynamic /24 with a split, and the old host exemption gone.
+    too_big.exempt.v4.remove(&"100.64.1.7/32".parse().unwrap());
+    too_big.exempt.insert("100.64.2.0/24".parse().unwrap());
+    too_big.dynamic.insert("198.51.100.0/24".parse().unwrap());
+    too_big.exempt.insert("198.51.100.9/32".parse().unwrap());
+    // The allowed-destination trie then refuses past its capacity.
     for i in 0..=capacity {
-        too_big.exempt.insert(
+        too_big.allowed_destinations.insert(
             format!("{}/32", std::net::Ipv4Addr::from(base + i))
                 .parse()
                 .unwrap(),
@@ -110,7 +118,18 @@ fn a_reload_the_kernel_refuses_half_way_is_undone() {
         read.exempt, before.exempt,
         "entries of the refused reload stayed"
     );
+    assert_eq!(read.dynamic, before.dynamic);
+    assert!(read.allowed_destinations.v4.is_empty());
     assert_eq!(read.blocked_ports, before.blocked_ports);
+    // The class table itself is back, byte and block alike.
+    let class = |a: &str| dp.kernel_class_v4(a.parse().unwrap()).unwrap();
+    let dynamic = op25b_common::SourceClass::new(Some(0), false);
+    let exempt = op25b_common::SourceClass::new(Some(0), true);
+    assert_eq!(class("100.64.1.7"), exempt);
+    assert_eq!(class("100.64.1.8"), dynamic);
+    assert_eq!(class("100.64.2.1"), dynamic);
+    assert_eq!(class("198.51.100.9"), op25b_common::SourceClass::NEITHER);
+    assert_eq!(class("198.51.100.10"), op25b_common::SourceClass::NEITHER);
     // And the next apply starts from the truth.
     let mut after = before.clone();
     after.exempt.insert("100.64.1.8/32".parse().unwrap());

@@ -4,6 +4,10 @@
 //! contract that makes a reload gap-free: every insert before the runtime
 //! configuration, the runtime configuration before every removal, and an
 //! entry in both policies never touched.
+//!
+//! The dynamic and exempt lists are not entries here: they are one class
+//! table (`ipv4_class`), which the class writer diffs against what the
+//! kernel holds, between the inserts and the runtime configuration.
 
 use op25b_common::{abi::RuntimeConfig, BlockedPorts};
 
@@ -48,7 +52,7 @@ impl PolicyDiff {
         let ports = BlockedPorts::new(&wanted.blocked_ports)
             .ok_or_else(|| BadPorts(wanted.blocked_ports.clone()))?;
         let mut diff = Self::default();
-        for list in ListKind::ALL {
+        for list in [ListKind::AllowedDestinations] {
             let (have, want) = (current.list(list), wanted.list(list));
             for prefix in want.iter() {
                 let value = wanted.trie_value(list, prefix);
@@ -100,13 +104,13 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn policy(dynamic: &[&str], exempt: &[&str]) -> Policy {
+    fn policy(dynamic: &[&str], allowed: &[&str]) -> Policy {
         let mut policy = Policy::default();
         for d in dynamic {
             policy.dynamic.insert(p(d));
         }
-        for e in exempt {
-            policy.exempt.insert(p(e));
+        for a in allowed {
+            policy.allowed_destinations.insert(p(a));
         }
         policy
     }
@@ -119,19 +123,22 @@ mod tests {
 
     #[test]
     fn new_entries_go_in_and_stale_ones_come_out_entries_in_both_untouched() {
-        let current = policy(&["100.64.0.0/10", "198.18.0.0/15"], &["100.64.1.7/32"]);
-        let wanted = policy(&["100.64.0.0/10", "2001:db8:1000::/36"], &["100.64.1.8/32"]);
+        let current = policy(&[], &["192.0.2.25/32", "198.51.100.0/24"]);
+        let wanted = policy(
+            &[],
+            &["192.0.2.25/32", "2001:db8:25::/48", "203.0.113.9/32"],
+        );
         let diff = PolicyDiff::between(&current, &wanted).unwrap();
         let inserted: Vec<String> = diff.inserts.iter().map(|i| i.prefix.to_string()).collect();
         let removed: Vec<String> = diff.removals.iter().map(|r| r.prefix.to_string()).collect();
-        assert_eq!(inserted, ["2001:db8:1000::/36", "100.64.1.8/32"]);
-        assert_eq!(removed, ["198.18.0.0/15", "100.64.1.7/32"]);
+        assert_eq!(inserted, ["203.0.113.9/32", "2001:db8:25::/48"]);
+        assert_eq!(removed, ["198.51.100.0/24"]);
         assert!(diff.inserts.iter().all(|i| !i.replaces));
         assert_eq!(diff.runtime_config, None);
     }
 
     #[test]
-    fn a_pool_move_is_an_in_place_insert_not_a_removal() {
+    fn class_lists_are_left_to_the_class_writer_pool_actions_to_the_runtime_config() {
         let current = policy(&["100.64.0.0/10"], &[]);
         let mut wanted = current.clone();
         wanted.pools.push(Pool {
@@ -139,16 +146,10 @@ mod tests {
             action: op25b_common::abi::PoolAction::Monitor,
         });
         wanted.pool_of.insert(p("100.64.0.0/10"), 1);
+        wanted.dynamic.insert(p("2001:db8:1000::/36"));
+        wanted.exempt.insert(p("100.64.1.7/32"));
         let diff = PolicyDiff::between(&current, &wanted).unwrap();
-        assert_eq!(
-            diff.inserts,
-            [Insert {
-                list: ListKind::Dynamic,
-                prefix: p("100.64.0.0/10"),
-                value: 1,
-                replaces: true,
-            }]
-        );
+        assert!(diff.inserts.is_empty());
         assert!(diff.removals.is_empty());
         let config = diff.runtime_config.expect("pool actions changed");
         assert_eq!(

@@ -2,16 +2,30 @@
 //! instance of the embedded XDP program with its maps:
 //! - `diff`: what must change in the maps (pure, no kernel);
 //! - `writer`: applies a diff in its order, and reads the maps back;
+//! - `ipv4_class`: the source classes of the dynamic and exempt lists
+//!   (pure); `class_writer`, `class_v6`, `class_record`, `class_batch`:
+//!   their maps (IPv4 DIR-24-8 table, IPv6 class trie, list record);
+//! - `runtime_config`, `runtime_slots`: blocked ports, event interval and
+//!   pool actions, each value consistent on its own;
 //! - `links`: attaching to interfaces, adopting pinned links;
 //! - `pins`: the bpffs layout (maps, links, the lock);
 //! - `counters`: per-CPU counters, summed;
 //! - `test_run`: running frames through the program (explain, replay).
 
+mod class_batch;
+mod class_record;
+pub mod class_regions;
+mod class_undo;
+mod class_v6;
+pub mod class_writer;
 pub mod counters;
 pub mod diff;
+pub mod ipv4_class;
 pub mod links;
+mod mmap;
 pub mod pins;
 pub mod runtime_config;
+pub mod runtime_slots;
 pub mod test_run;
 pub mod writer;
 
@@ -23,8 +37,9 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 use op25b_common::abi::{
-    GLOBAL_INTERFACE_SLOT, GLOBAL_RUNTIME_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_EVENT_LIMITER,
-    MAP_POOL_COUNTERS, POLICY_MAPS, PROGRAM_NAME, RUNTIME_CONFIG_PIN, RUNTIME_CONFIG_SECTION,
+    GLOBAL_BLOCKED_PORTS, GLOBAL_INTERFACE_SLOT, MAP_COUNTERS, MAP_EVENTS, MAP_EVENT_LIMITER,
+    MAP_POOL_COUNTERS, MAP_RUNTIME, POLICY_MAPS, PROGRAM_NAME, RUNTIME_CONFIG_PIN,
+    RUNTIME_CONFIG_SECTION,
 };
 
 use crate::policy::Policy;
@@ -95,6 +110,8 @@ pub enum DataplaneError {
         first: Box<DataplaneError>,
         undo: Box<DataplaneError>,
     },
+    #[error(transparent)]
+    Classes(#[from] class_writer::ClassError),
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
@@ -124,6 +141,7 @@ impl Maps {
         };
         let mut names: Vec<&'static str> = POLICY_MAPS.to_vec();
         names.push(RUNTIME_CONFIG_PIN);
+        names.push(MAP_RUNTIME);
         if counters {
             // Live state: counters and the event stream with its limiter.
             names.extend([
@@ -147,6 +165,10 @@ pub struct Dataplane {
     /// What the maps hold, as far as this process knows (read from the maps
     /// once when adopting pinned maps).
     applied: Option<Policy>,
+    /// The source-class maps (dynamic and exempt lists).
+    classes: class_writer::ClassMaps,
+    /// The event interval and pool-action slots.
+    runtime: runtime_slots::RuntimeMaps,
 }
 
 impl Dataplane {
@@ -162,9 +184,9 @@ impl Dataplane {
         let live_config = pins
             .iter()
             .find(|(name, _)| *name == RUNTIME_CONFIG_PIN)
-            .and_then(|(_, path)| runtime_config::read_pinned(path));
+            .and_then(|(_, path)| runtime_config::read_pinned_bitmap(path));
         if let Some(live) = &live_config {
-            loader.override_global(GLOBAL_RUNTIME_CONFIG, live, true);
+            loader.override_global(GLOBAL_BLOCKED_PORTS, live, true);
         }
         for (name, path) in &pins {
             let section = if *name == RUNTIME_CONFIG_PIN {
@@ -183,9 +205,13 @@ impl Dataplane {
         if ebpf.map(RUNTIME_CONFIG_SECTION).is_none() {
             return Err(DataplaneError::MissingRuntimeConfig);
         }
+        let classes = class_writer::ClassMaps::open(&ebpf)?;
+        let runtime = runtime_slots::RuntimeMaps::open(&ebpf)?;
         Ok(Self {
             ebpf,
             slot,
+            classes,
+            runtime,
             applied: match maps {
                 Maps::Private => Some(Policy::default()),
                 Maps::Pinned(_) | Maps::PinnedPolicy(_) => None,
@@ -218,14 +244,17 @@ impl Dataplane {
         self.program().info().ok()?.verified_instruction_count()
     }
 
-    /// Kernel memory charged to the six policy tries (fdinfo `memlock`,
-    /// which reports the tries' real usage on current kernels).
+    /// Kernel memory charged to the policy maps (fdinfo `memlock`, which
+    /// reports the tries' real usage on current kernels).
     pub fn policy_memory_bytes(&self) -> u64 {
         use std::os::fd::{AsFd as _, AsRawFd as _};
         POLICY_MAPS
             .iter()
             .filter_map(|name| {
-                let aya::maps::Map::LpmTrie(data) = self.ebpf.map(name)? else {
+                let (aya::maps::Map::LpmTrie(data)
+                | aya::maps::Map::Array(data)
+                | aya::maps::Map::HashMap(data)) = self.ebpf.map(name)?
+                else {
                     return None;
                 };
                 let fd = data.fd().as_fd().as_raw_fd();
@@ -289,7 +318,7 @@ mod tests {
             abi::MAP_POOL_COUNTERS,
             abi::MAP_EVENTS,
             abi::MAP_EVENT_LIMITER,
-            abi::GLOBAL_RUNTIME_CONFIG,
+            abi::GLOBAL_BLOCKED_PORTS,
             abi::GLOBAL_INTERFACE_SLOT,
             abi::PROGRAM_NAME,
         ]);
@@ -309,20 +338,20 @@ mod tests {
             "no {RUNTIME_CONFIG_SECTION} section for the runtime configuration"
         );
         let global = elf
-            .symbol_by_name(abi::GLOBAL_RUNTIME_CONFIG)
-            .expect("runtime configuration symbol");
+            .symbol_by_name(abi::GLOBAL_BLOCKED_PORTS)
+            .expect("blocked-port bitmap symbol");
         let section = global
             .section_index()
             .and_then(|i| elf.section_by_index(i).ok());
         assert_eq!(
             section.and_then(|s| s.name().ok()),
             Some(RUNTIME_CONFIG_SECTION),
-            "RUNTIME_CONFIG must live in the writable .data section"
+            "BLOCKED_PORT_BITS must live in the writable .data section"
         );
         assert_eq!(
             global.size(),
-            std::mem::size_of::<abi::RuntimeConfig>() as u64,
-            "RUNTIME_CONFIG differs in size between kernel and user space"
+            std::mem::size_of::<abi::PortBitmap>() as u64,
+            "BLOCKED_PORT_BITS differs in size between kernel and user space"
         );
     }
 }

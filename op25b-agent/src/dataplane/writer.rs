@@ -1,19 +1,30 @@
 //! Writes a [`PolicyDiff`] into the maps in its order, undoing what it
 //! wrote when the kernel refuses a step, and reads the maps back.
+//!
+//! The dynamic and exempt lists go first, as one class step (the class
+//! writer recomputes the regions inside changed prefixes and keeps each
+//! entry old or new), so a policy the class maps cannot hold is refused
+//! before any write. The class step notes what it overwrote (the old bytes
+//! and blocks of the repainted regions, the old record, the old IPv6
+//! entries), so a later step's failure puts the old lists back too.
 
 use std::net::IpAddr;
 
 use aya::maps::{lpm_trie::Key, LpmTrie, MapData};
 use op25b_common::abi::{
-    PoolAction, MAP_ALLOWED_DST_V4, MAP_ALLOWED_DST_V6, MAP_DYNAMIC_V4, MAP_DYNAMIC_V6,
-    MAP_EXEMPT_V4, MAP_EXEMPT_V6,
+    PoolAction, MAP_ALLOWED_DST_V4, MAP_ALLOWED_DST_V6, MAP_CLASS_V4, MAP_CLASS_V6, V6_IN_DYNAMIC,
+    V6_IN_EXEMPT, V6_POOL_SHIFT,
 };
 
 use super::{
+    class_writer::{ClassMaps, ClassStats, ClassUndo},
     diff::{Insert, PolicyDiff, Removal},
     map_err, Dataplane, DataplaneError,
 };
-use crate::policy::{prefix::Prefix, ListKind, Policy, Pool, DEFAULT_POOL};
+use crate::policy::{
+    prefix::{Prefix, PrefixSet},
+    ListKind, Policy, Pool, DEFAULT_POOL,
+};
 
 /// What applying a policy changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -24,18 +35,20 @@ pub struct ApplyStats {
 }
 
 /// How far a diff got before the kernel refused a step.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Debug, Default)]
 struct Progress {
+    /// What the class step overwrote (wholly or in part).
+    classes: ClassUndo,
     inserts: usize,
     runtime_config: bool,
     removals: usize,
 }
 
-/// The trie names of a list: (IPv4, IPv6).
+/// The maps a list lives in, (IPv4, IPv6): its own tries for allowed
+/// destinations; the class maps (shared by both lists) for dynamic and exempt.
 pub const fn list_map_names(list: ListKind) -> (&'static str, &'static str) {
     match list {
-        ListKind::Dynamic => (MAP_DYNAMIC_V4, MAP_DYNAMIC_V6),
-        ListKind::Exempt => (MAP_EXEMPT_V4, MAP_EXEMPT_V6),
+        ListKind::Dynamic | ListKind::Exempt => (MAP_CLASS_V4, MAP_CLASS_V6),
         ListKind::AllowedDestinations => (MAP_ALLOWED_DST_V4, MAP_ALLOWED_DST_V6),
     }
 }
@@ -71,12 +84,24 @@ impl Dataplane {
             }
         };
         let mut progress = Progress::default();
-        match self.write(&diff, &mut progress) {
-            Ok(()) => {
-                self.applied = Some(policy.clone());
+        match self.write(policy, &diff, &mut progress) {
+            Ok(classes) => {
+                // The class maps keep their own state; copying the dynamic
+                // and exempt lists would cost more than the whole reload.
+                // (Field by field: cloning the whole policy first would copy
+                // the lists too.)
+                self.applied = Some(Policy {
+                    blocked_ports: policy.blocked_ports.clone(),
+                    dynamic: PrefixSet::default(),
+                    exempt: PrefixSet::default(),
+                    allowed_destinations: policy.allowed_destinations.clone(),
+                    event_interval_ns: policy.event_interval_ns,
+                    pools: policy.pools.clone(),
+                    pool_of: std::collections::BTreeMap::new(),
+                });
                 Ok(ApplyStats {
-                    added: diff.inserts.len(),
-                    removed: diff.removals.len(),
+                    added: diff.inserts.len() + classes.added,
+                    removed: diff.removals.len() + classes.removed,
                     ports_changed: diff.runtime_config.is_some(),
                 })
             }
@@ -97,7 +122,15 @@ impl Dataplane {
         }
     }
 
-    fn write(&mut self, diff: &PolicyDiff, progress: &mut Progress) -> Result<(), DataplaneError> {
+    fn write(
+        &mut self,
+        policy: &Policy,
+        diff: &PolicyDiff,
+        progress: &mut Progress,
+    ) -> Result<ClassStats, DataplaneError> {
+        let classes = self
+            .classes
+            .apply(&mut self.ebpf, policy, &mut progress.classes)?;
         for insert in &diff.inserts {
             self.insert(insert.list, &insert.prefix, insert.value)?;
             progress.inserts += 1;
@@ -110,7 +143,7 @@ impl Dataplane {
             self.remove(removal)?;
             progress.removals += 1;
         }
-        Ok(())
+        Ok(classes)
     }
 
     /// Puts back `current` for the steps `progress` says were done, again
@@ -143,6 +176,7 @@ impl Dataplane {
                 self.remove(&Removal { list, prefix })?;
             }
         }
+        self.classes.undo(&mut self.ebpf, progress.classes)?;
         Ok(())
     }
 
@@ -201,7 +235,23 @@ impl Dataplane {
                 action: PoolAction::from_u8(runtime.pool_actions[i]),
             })
             .collect();
-        for list in ListKind::ALL {
+        let (dynamic, pools, exempt) = self.classes.read_record()?;
+        policy.dynamic = dynamic;
+        policy.pool_of = pools;
+        policy.exempt = exempt;
+        for (prefix, value) in ClassMaps::read_v6(&mut self.ebpf)? {
+            if value & V6_IN_DYNAMIC != 0 {
+                policy.dynamic.insert(prefix);
+                let pool = value >> V6_POOL_SHIFT;
+                if pool != 0 {
+                    policy.pool_of.insert(prefix, pool);
+                }
+            }
+            if value & V6_IN_EXEMPT != 0 {
+                policy.exempt.insert(prefix);
+            }
+        }
+        for list in [ListKind::AllowedDestinations] {
             let (v4, v6) = list_map_names(list);
             let mut entries = Vec::new();
             for item in &self.trie::<4>(v4)? {
@@ -218,11 +268,9 @@ impl Dataplane {
                     value,
                 ));
             }
-            for (prefix, value) in entries {
+            // Allowed destinations hold no value (0).
+            for (prefix, _) in entries {
                 policy.list_mut(list).insert(prefix);
-                if list == ListKind::Dynamic && value != 0 {
-                    policy.pool_of.insert(prefix, value);
-                }
             }
         }
         Ok(policy)

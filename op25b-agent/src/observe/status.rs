@@ -103,14 +103,24 @@ pub fn read(pin_path: &Path, config: Option<&Config>) -> Status {
             });
         }
     }
+    let class_counts = crate::dataplane::class_writer::pinned_list_counts(&maps);
     let lists = ListKind::ALL
         .iter()
         .map(|&kind| {
             let (v4, v6) = list_map_names(kind);
+            let (ipv4, ipv6) = match kind {
+                ListKind::Dynamic | ListKind::Exempt => class_counts
+                    .map(|c| c[usize::from(kind == ListKind::Exempt)])
+                    .unwrap_or_default(),
+                ListKind::AllowedDestinations => (
+                    count_pinned_keys::<4>(&maps.join(v4)),
+                    count_pinned_keys::<16>(&maps.join(v6)),
+                ),
+            };
             ListStatus {
                 list: kind.name(),
-                ipv4: count_pinned_keys::<4>(&maps.join(v4)),
-                ipv6: count_pinned_keys::<16>(&maps.join(v6)),
+                ipv4,
+                ipv6,
             }
         })
         .collect();

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use op25b_common::{
     abi::{PoolAction, MAX_POOLS},
-    IpAddrBytes, PolicyLookup,
+    IpAddrBytes, PolicyLookup, SourceClass,
 };
 
 use self::prefix::{ip_addr, Prefix, PrefixSet};
@@ -155,17 +155,15 @@ impl Policy {
 }
 
 impl PolicyLookup for Policy {
-    fn dynamic_pool(&self, src: &IpAddrBytes) -> Option<u32> {
-        self.dynamic
+    fn source_class(&self, src: &IpAddrBytes) -> SourceClass {
+        let pool = self
+            .dynamic
             .longest_match(ip_addr(src))
-            .map(|p| self.pool_id(&p))
+            .map(|p| self.pool_id(&p));
+        SourceClass::new(pool, self.exempt.contains(ip_addr(src)))
     }
 
     fn is_allowed_destination(&self, dst: &IpAddrBytes) -> bool {
         self.allowed_destinations.contains(ip_addr(dst))
-    }
-
-    fn is_exempt(&self, src: &IpAddrBytes) -> bool {
-        self.exempt.contains(ip_addr(src))
     }
 }

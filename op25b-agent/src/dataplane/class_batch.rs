@@ -1,0 +1,83 @@
+//! Batched updates and deletes of second-level blocks (`bpf()` batch
+//! commands, which aya does not wrap).
+
+use std::os::fd::{AsFd as _, AsRawFd as _};
+
+use aya::Ebpf;
+use op25b_common::abi::MAP_CLASS_V4_BLOCKS;
+
+use super::class_writer::{map_data, ClassError};
+
+#[derive(Clone, Copy)]
+pub(super) enum BatchOp {
+    Update,
+    Delete,
+}
+
+/// `bpf_attr.batch` (linux/bpf.h).
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
+
+/// Updates or deletes many blocks with one `bpf()` call per 4,096.
+pub(super) fn batch(
+    ebpf: &Ebpf,
+    op: BatchOp,
+    keys: &[u32],
+    values: &[[u8; 256]],
+) -> Result<(), ClassError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let fd = map_data(ebpf, MAP_CLASS_V4_BLOCKS)?
+        .fd()
+        .as_fd()
+        .as_raw_fd();
+    let (cmd, name) = match op {
+        BatchOp::Update => (BPF_MAP_UPDATE_BATCH, "BPF_MAP_UPDATE_BATCH"),
+        BatchOp::Delete => (BPF_MAP_DELETE_BATCH, "BPF_MAP_DELETE_BATCH"),
+    };
+    for (i, chunk) in keys.chunks(4096).enumerate() {
+        let values = match op {
+            BatchOp::Update => values[i * 4096..].as_ptr() as u64,
+            BatchOp::Delete => 0,
+        };
+        let mut attr = BatchAttr {
+            keys: chunk.as_ptr() as u64,
+            values,
+            count: u32::try_from(chunk.len()).expect("4,096 at most"),
+            map_fd: u32::try_from(fd).expect("fds are non-negative"),
+            ..BatchAttr::default()
+        };
+        // SAFETY: `attr` is a valid bpf_attr prefix for the batch commands;
+        // keys and values point at `count` entries that outlive the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd,
+                std::ptr::addr_of_mut!(attr),
+                std::mem::size_of::<BatchAttr>(),
+            )
+        };
+        if rc < 0 {
+            return Err(ClassError::Batch {
+                op: name,
+                name: MAP_CLASS_V4_BLOCKS,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+    }
+    Ok(())
+}

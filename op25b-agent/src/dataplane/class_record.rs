@@ -1,0 +1,153 @@
+//! The record of the operator's IPv4 dynamic and exempt lists: an mmap'd
+//! array under a sequence lock (for status, explain and a restarted agent;
+//! the program never reads it).
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    os::fd::AsFd as _,
+    sync::atomic::{fence, AtomicU64, Ordering},
+};
+
+use aya::maps::{LpmTrie, Map, MapData};
+use op25b_common::abi::{
+    record_fields, record_header, LISTS_V4_CAPACITY, MAP_CLASS_V6, MAP_LISTS_V4, RECORD_EXEMPT,
+    V6_IN_DYNAMIC, V6_IN_EXEMPT,
+};
+
+use super::{
+    class_writer::{ClassError, ClassMaps, ClassStats},
+    mmap::Mapping,
+};
+use crate::policy::prefix::{Prefix, PrefixSet};
+
+impl ClassMaps {
+    pub(super) fn write_record(&mut self, entries: &[u64], stats: &mut ClassStats) {
+        let capacity = LISTS_V4_CAPACITY as usize - 1;
+        let words = self.record.words();
+        let header = words[0].load(Ordering::Acquire);
+        let (sequence, old_count) = split_header(header);
+        let old = &words[1..=old_count.min(capacity)];
+        let (added, removed) = count_changes(old, entries);
+        stats.added += added;
+        stats.removed += removed;
+        if added == 0 && removed == 0 && old.len() == entries.len() {
+            return;
+        }
+        let count = u32::try_from(entries.len()).expect("checked against the capacity");
+        let old_count = u32::try_from(old.len()).expect("below the capacity");
+        // Odd while rewriting: readers retry (a sequence lock).
+        words[0].store(record_header(sequence | 1, old_count), Ordering::Relaxed);
+        fence(Ordering::Release);
+        for (slot, &entry) in words[1..].iter().zip(entries) {
+            slot.store(entry, Ordering::Relaxed);
+        }
+        words[0].store(
+            record_header((sequence | 1).wrapping_add(1), count),
+            Ordering::Release,
+        );
+    }
+
+    /// The recorded IPv4 lists: (dynamic with pools, exempt).
+    pub fn read_record(&self) -> Result<(PrefixSet, BTreeMap<Prefix, u32>, PrefixSet), ClassError> {
+        let (mut dynamic, mut pools, mut exempt) =
+            (PrefixSet::default(), BTreeMap::new(), PrefixSet::default());
+        for entry in read_record_entries(&self.record)? {
+            let (list, addr, len, pool) = record_fields(entry);
+            let Ok(prefix) = Prefix::new(IpAddr::V4(addr.into()), len) else {
+                continue;
+            };
+            if list == RECORD_EXEMPT {
+                exempt.insert(prefix);
+            } else {
+                dynamic.insert(prefix);
+                if pool != 0 {
+                    pools.insert(prefix, u32::from(pool));
+                }
+            }
+        }
+        Ok((dynamic, pools, exempt))
+    }
+}
+
+/// The record's entries, read under its sequence lock.
+fn read_record_entries(record: &Mapping) -> Result<Vec<u64>, ClassError> {
+    let words = record.words();
+    for _ in 0..1000 {
+        let before = words[0].load(Ordering::Acquire);
+        let (sequence, count) = split_header(before);
+        if sequence & 1 == 1 {
+            std::thread::yield_now();
+            continue;
+        }
+        let entries: Vec<u64> = words[1..=count.min(words.len() - 1)]
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed))
+            .collect();
+        fence(Ordering::Acquire);
+        if words[0].load(Ordering::Relaxed) != before {
+            continue;
+        }
+        return Ok(entries);
+    }
+    Err(ClassError::RecordBusy)
+}
+
+/// Entries per list in pinned class maps (no program needed):
+/// `[(dynamic IPv4, IPv6), (exempt IPv4, IPv6)]`, `None` if not pinned.
+pub fn pinned_list_counts(maps_dir: &std::path::Path) -> Option<[(usize, usize); 2]> {
+    let record = MapData::from_pin(maps_dir.join(MAP_LISTS_V4)).ok()?;
+    let record = Mapping::new(
+        MAP_LISTS_V4,
+        record.fd().as_fd(),
+        LISTS_V4_CAPACITY as usize * 8,
+    )
+    .ok()?;
+    let mut counts = [(0, 0); 2];
+    for entry in read_record_entries(&record).ok()? {
+        let list = usize::from(record_fields(entry).0 == RECORD_EXEMPT);
+        counts[list].0 += 1;
+    }
+    let trie = Map::LpmTrie(MapData::from_pin(maps_dir.join(MAP_CLASS_V6)).ok()?);
+    let trie = LpmTrie::<&MapData, [u8; 16], u32>::try_from(&trie).ok()?;
+    for (_, value) in trie.iter().flatten() {
+        counts[0].1 += usize::from(value & V6_IN_DYNAMIC != 0);
+        counts[1].1 += usize::from(value & V6_IN_EXEMPT != 0);
+    }
+    Some(counts)
+}
+
+fn split_header(header: u64) -> (u32, usize) {
+    ((header >> 32) as u32, (header & 0xffff_ffff) as usize)
+}
+
+/// (added, removed) between two sorted records; an entry whose pool
+/// changed counts as added.
+fn count_changes(old: &[AtomicU64], new: &[u64]) -> (usize, usize) {
+    let (mut added, mut removed) = (0, 0);
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        let o = old.get(i).map(|w| w.load(Ordering::Relaxed));
+        let n = new.get(j).copied();
+        match (o, n) {
+            (Some(o), Some(n)) if o >> 8 == n >> 8 => {
+                added += usize::from(o != n);
+                i += 1;
+                j += 1;
+            }
+            (Some(o), Some(n)) if o < n => {
+                removed += 1;
+                i += 1;
+            }
+            (Some(_), None) => {
+                removed += 1;
+                i += 1;
+            }
+            _ => {
+                added += 1;
+                j += 1;
+            }
+        }
+    }
+    (added, removed)
+}

@@ -1,0 +1,364 @@
+//! Incremental repainting of the IPv4 class table: a change to the lists
+//! can only change the class of addresses inside the prefixes that were
+//! added, removed or changed pool, so only those regions (widened to whole
+//! /24s) are recomputed, from the prefixes covering them and the prefixes
+//! inside them, shortest first. A first load is the region 0.0.0.0/0.
+//!
+//! Pure: no kernel. `class_writer` writes what changed.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    ops::Range,
+};
+
+use op25b_common::{abi::record_fields, SourceClass};
+
+use super::ipv4_class::{classify, Classified, FIRST_LEVEL_ENTRIES};
+use crate::policy::{prefix::Prefix, Policy};
+
+/// The IPv4 class table as this process keeps it: the first level and the
+/// blocks of every /24 marked [`SourceClass::INDIRECT`] (exactly those).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Mirror {
+    pub first: Vec<u8>,
+    pub blocks: BTreeMap<u32, [u8; 256]>,
+}
+
+impl std::fmt::Debug for Mirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mirror")
+            .field("blocks", &self.blocks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The region of a first load: every /24.
+pub const EVERY_SLASH24: Range<u32> = 0..1 << 24;
+
+/// One repainted region: its /24s, and what it held before.
+#[derive(Clone, Debug)]
+pub struct Repainted {
+    pub range: Range<u32>,
+    pub old_first: Vec<u8>,
+    pub old_blocks: Vec<(u32, [u8; 256])>,
+    /// The region's blocks now, sorted.
+    pub new_blocks: Vec<(u32, [u8; 256])>,
+}
+
+/// The /24 range of a prefix (a prefix longer than /24 widens to its /24).
+fn slash24_range(addr: u32, len: u8) -> Range<u32> {
+    let start = if len == 0 {
+        0
+    } else {
+        (addr >> 8) & !((1u32 << (24 - len.min(24))) - 1)
+    };
+    start..start + (1u32 << (24 - len.min(24)))
+}
+
+/// The /24 regions whose classes can differ between two sorted record
+/// entry lists: aligned, disjoint, sorted.
+pub fn dirty_regions(old: &[u64], new: &[u64]) -> Vec<Range<u32>> {
+    let mut changed: Vec<(u32, u8)> = Vec::new();
+    let mut push = |entry: u64| {
+        let (_, addr, len, _) = record_fields(entry);
+        changed.push((addr, len.min(24)));
+    };
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        match (old.get(i), new.get(j)) {
+            (Some(&o), Some(&n)) if o == n => {
+                i += 1;
+                j += 1;
+            }
+            (Some(&o), Some(&n)) if o >> 8 == n >> 8 => {
+                push(n);
+                i += 1;
+                j += 1;
+            }
+            (Some(&o), Some(&n)) if o < n => {
+                push(o);
+                i += 1;
+            }
+            (Some(&o), None) => {
+                push(o);
+                i += 1;
+            }
+            (_, Some(&n)) => {
+                push(n);
+                j += 1;
+            }
+            (None, None) => unreachable!("loop condition"),
+        }
+    }
+    // Aligned ranges either nest or are disjoint: sorted by start and then
+    // widest first, each range not inside the last kept one is new.
+    let mut ranges: Vec<Range<u32>> = changed
+        .into_iter()
+        .map(|(addr, len)| slash24_range(addr & mask(len), len))
+        .collect();
+    ranges.sort_unstable_by_key(|r| (r.start, std::cmp::Reverse(r.end)));
+    ranges.dedup_by(|next, kept| next.end <= kept.end && next.start >= kept.start);
+    ranges
+}
+
+const fn mask(len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - len as u32)
+    }
+}
+
+/// Does the /24 range `outer` contain the prefix (`addr`, `len`)?
+fn holds(outer: &Range<u32>, addr: u32, len: u8) -> bool {
+    let r = slash24_range(addr, len);
+    outer.start <= r.start && r.end <= outer.end
+}
+
+/// Does the listed prefix (`addr`, `len`) contain the prefix (`other`, `other_len`)?
+const fn contains(addr: u32, len: u8, other: u32, other_len: u8) -> bool {
+    len <= other_len && other & mask(len) == addr
+}
+
+/// An enclosing listed prefix: address, length, effective class.
+type Enclosing = (u32, u8, u8);
+
+/// Which prefix lengths each IPv4 list holds (bit `len`): (dynamic, exempt).
+pub type ListLengths = [u64; 2];
+
+/// Repaints `regions` of `mirror` from only the prefixes that decide them:
+/// per region, the listed prefixes covering it (one lookup per length the
+/// list holds) and those inside it (one range).
+pub fn repaint_regions(
+    mirror: &mut Mirror,
+    policy: &Policy,
+    lengths: ListLengths,
+    regions: &[Range<u32>],
+) -> Vec<Repainted> {
+    let mut out = Vec::with_capacity(regions.len());
+    for region in regions {
+        let len = u8::try_from(24 - (region.end - region.start).trailing_zeros()).unwrap_or(0);
+        let addr = region.start << 8;
+        let dynamic = deciding(&policy.dynamic.v4, lengths[0], addr, len);
+        let exempt = deciding(&policy.exempt.v4, lengths[1], addr, len);
+        let classified = classify(dynamic.into_iter().map(|p| (p, policy.pool_id(p))), exempt);
+        out.extend(repaint(mirror, classified, std::slice::from_ref(region)));
+    }
+    out
+}
+
+/// The prefixes of `set` covering (`addr`, `len`) or inside it, sorted.
+fn deciding(set: &BTreeSet<Prefix>, lengths: u64, addr: u32, len: u8) -> Vec<&Prefix> {
+    let at = |a: u32, l: u8| Prefix::new(IpAddr::V4(a.into()), l).expect("masked");
+    let mut found: Vec<&Prefix> = (0..len)
+        .filter(|l| lengths & (1 << l) != 0)
+        .filter_map(|l| set.get(&at(addr & mask(l), l)))
+        .collect();
+    found.extend(set.range(at(addr, len)..=at(addr | !mask(len), 32)));
+    found
+}
+
+/// A block being filled: its /24 and classes.
+struct OpenBlock {
+    n: u32,
+    classes: [u8; 256],
+}
+
+/// Repaints `regions` of `mirror` from the classified IPv4 lists (all of
+/// them, in pre-order); returns each region's old and new state.
+pub fn repaint(
+    mirror: &mut Mirror,
+    classified: impl Iterator<Item = Classified>,
+    regions: &[Range<u32>],
+) -> Vec<Repainted> {
+    let mut out: Vec<Repainted> = Vec::with_capacity(regions.len());
+    // The listed prefixes enclosing the last item.
+    let mut stack: Vec<Enclosing> = Vec::with_capacity(32);
+    let mut open: Option<OpenBlock> = None;
+    let mut next = 0;
+    for item in classified {
+        let IpAddr::V4(addr) = item.prefix.addr() else {
+            continue;
+        };
+        let (addr, len) = (u32::from(addr), item.prefix.len());
+        let n = addr >> 8;
+        // Regions wholly before this item are done.
+        while next < regions.len() && regions[next].end <= n {
+            finish(
+                mirror,
+                &mut out,
+                &mut open,
+                &mut stack,
+                &regions[next],
+                next,
+            );
+            next += 1;
+        }
+        let inside = next < regions.len() && holds(&regions[next], addr, len);
+        if inside {
+            start(mirror, &mut out, &mut stack, &regions[next], next);
+            if item.class != item.parent_class {
+                let last = next_out(&out);
+                paint_one(mirror, &mut out[last], &mut open, addr, len, item.class.0);
+            }
+        }
+        while let Some(&(a, l, _)) = stack.last() {
+            if contains(a, l, addr, len) {
+                break;
+            }
+            stack.pop();
+        }
+        stack.push((addr, len, item.class.0));
+    }
+    while next < regions.len() {
+        finish(
+            mirror,
+            &mut out,
+            &mut open,
+            &mut stack,
+            &regions[next],
+            next,
+        );
+        next += 1;
+    }
+    out
+}
+
+const fn next_out(out: &[Repainted]) -> usize {
+    out.len() - 1
+}
+
+/// Opens region `index` once: saves what it held, fills it with the class
+/// of the innermost listed prefix covering it.
+fn start(
+    mirror: &mut Mirror,
+    out: &mut Vec<Repainted>,
+    stack: &mut Vec<Enclosing>,
+    region: &Range<u32>,
+    index: usize,
+) {
+    if out.len() > index {
+        return;
+    }
+    // Only prefixes of /24 or shorter can cover a region of whole /24s.
+    while let Some(&(a, l, _)) = stack.last() {
+        let covers = slash24_range(a, l);
+        if l <= 24 && covers.start <= region.start && region.end <= covers.end {
+            break;
+        }
+        stack.pop();
+    }
+    let base = stack.last().map_or(SourceClass::NEITHER.0, |s| s.2);
+    let slice = &mut mirror.first[region.start as usize..region.end as usize];
+    let old_first = slice.to_vec();
+    slice.fill(base);
+    let old_keys: Vec<u32> = mirror
+        .blocks
+        .range(region.clone())
+        .map(|(n, _)| *n)
+        .collect();
+    let old_blocks = old_keys
+        .into_iter()
+        .filter_map(|n| mirror.blocks.remove(&n).map(|b| (n, b)))
+        .collect();
+    out.push(Repainted {
+        range: region.clone(),
+        old_first,
+        old_blocks,
+        new_blocks: Vec::new(),
+    });
+}
+
+fn finish(
+    mirror: &mut Mirror,
+    out: &mut Vec<Repainted>,
+    open: &mut Option<OpenBlock>,
+    stack: &mut Vec<Enclosing>,
+    region: &Range<u32>,
+    index: usize,
+) {
+    start(mirror, out, stack, region, index);
+    let last = next_out(out);
+    close(mirror, &mut out[last], open.take().as_ref());
+}
+
+fn paint_one(
+    mirror: &mut Mirror,
+    region: &mut Repainted,
+    open: &mut Option<OpenBlock>,
+    addr: u32,
+    len: u8,
+    class: u8,
+) {
+    let n = addr >> 8;
+    if len <= 24 {
+        close(mirror, region, open.take().as_ref());
+        let r = slash24_range(addr, len);
+        mirror.first[r.start as usize..r.end as usize].fill(class);
+        return;
+    }
+    if open.as_ref().is_none_or(|b| b.n != n) {
+        close(mirror, region, open.take().as_ref());
+        *open = Some(OpenBlock {
+            n,
+            classes: [mirror.first[n as usize]; 256],
+        });
+    }
+    let block = open.as_mut().expect("opened above");
+    let start = (addr & 0xff) as usize;
+    block.classes[start..start + (1usize << (32 - len))].fill(class);
+}
+
+/// Files a finished block: a /24 whose classes all agree needs none.
+fn close(mirror: &mut Mirror, region: &mut Repainted, block: Option<&OpenBlock>) {
+    let Some(&OpenBlock { n, classes }) = block else {
+        return;
+    };
+    let first = &mut mirror.first[n as usize];
+    if classes.iter().all(|&c| c == classes[0]) {
+        *first = classes[0];
+    } else {
+        *first |= SourceClass::INDIRECT;
+        mirror.blocks.insert(n, classes);
+        region.new_blocks.push((n, classes));
+    }
+}
+
+impl Mirror {
+    pub fn empty() -> Self {
+        Self {
+            first: vec![0; FIRST_LEVEL_ENTRIES],
+            blocks: BTreeMap::new(),
+        }
+    }
+
+    /// Puts back what `repainted` saved (the reverse of [`repaint`]).
+    pub fn restore(&mut self, repainted: &[Repainted]) {
+        for r in repainted.iter().rev() {
+            self.first[r.range.start as usize..r.range.end as usize].copy_from_slice(&r.old_first);
+            for (n, _) in &r.new_blocks {
+                self.blocks.remove(n);
+            }
+            self.blocks.extend(r.old_blocks.iter().copied());
+        }
+    }
+
+    /// The class of `addr`, read as the program reads it.
+    pub fn lookup(&self, addr: [u8; 4]) -> SourceClass {
+        let n = op25b_common::abi::slash24(addr);
+        let first = self.first[n as usize];
+        if first & SourceClass::INDIRECT == 0 {
+            return SourceClass(first);
+        }
+        self.blocks
+            .get(&n)
+            .map_or(SourceClass(first & !SourceClass::INDIRECT), |b| {
+                SourceClass(b[usize::from(addr[3])])
+            })
+    }
+}
+
+#[cfg(test)]
+#[path = "class_regions_tests.rs"]
+mod tests;

@@ -1,0 +1,105 @@
+//! Incremental repaint == full rebuild, and undo gives back the old table.
+
+use std::net::Ipv4Addr;
+
+use op25b_common::{IpAddrBytes, PolicyLookup};
+use proptest::prelude::*;
+
+use super::*;
+use crate::{
+    dataplane::{class_writer::record_entries, ipv4_class::classify_policy},
+    policy::{prefix::Prefix, Policy},
+};
+
+/// Prefixes in and around 100.64.0.0/20, any length /8../32.
+fn arb_prefix() -> impl Strategy<Value = Prefix> {
+    (8u8..=32, any::<u32>()).prop_map(|(len, raw)| {
+        let addr = 0x6440_0000 | (raw & 0x0fff);
+        Prefix::new(IpAddr::V4(Ipv4Addr::from(addr & mask(len))), len).unwrap()
+    })
+}
+
+fn arb_policy() -> impl Strategy<Value = Policy> {
+    (
+        prop::collection::vec((arb_prefix(), 0u32..3), 0..16),
+        prop::collection::vec(arb_prefix(), 0..16),
+    )
+        .prop_map(|(dynamic, exempt)| {
+            let mut p = Policy::default();
+            for (prefix, pool) in dynamic {
+                p.dynamic.insert(prefix);
+                if pool != 0 {
+                    p.pool_of.insert(prefix, pool);
+                }
+            }
+            for prefix in exempt {
+                p.exempt.insert(prefix);
+            }
+            p
+        })
+}
+
+fn full(policy: &Policy) -> Mirror {
+    let mut mirror = Mirror::empty();
+    repaint(&mut mirror, classify_policy(policy, true), &[EVERY_SLASH24]);
+    mirror
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// Repainting only the regions of a change gives the table a full
+    /// rebuild gives, and undoing it gives back the old table.
+    #[test]
+    fn incremental_equals_full_rebuild(before in arb_policy(), after in arb_policy()) {
+        let old = full(&before);
+        let mut mirror = old.clone();
+        let (old_entries, _) = record_entries(&before);
+        let (new_entries, lengths) = record_entries(&after);
+        let regions = dirty_regions(&old_entries, &new_entries);
+        let mut walked = old.clone();
+        repaint(&mut walked, classify_policy(&after, true), &regions);
+        let repainted = repaint_regions(&mut mirror, &after, lengths, &regions);
+        let want = full(&after);
+        prop_assert!(mirror == want, "incremental differs from the full rebuild");
+        prop_assert!(walked == want, "the walk over every prefix differs");
+        // And against the lists themselves, address by address.
+        for addr in 0x643f_ff00u32..0x6440_1100 {
+            let bytes = Ipv4Addr::from(addr).octets();
+            prop_assert_eq!(
+                mirror.lookup(bytes),
+                after.source_class(&IpAddrBytes::V4(bytes)),
+                "{}", Ipv4Addr::from(addr)
+            );
+        }
+        mirror.restore(&repainted);
+        prop_assert!(mirror == old, "undo did not give back the old table");
+    }
+}
+
+#[test]
+fn regions_nest_into_the_widest() {
+    let entries = |ps: &[&str]| {
+        let mut p = Policy::default();
+        for s in ps {
+            p.dynamic.insert(s.parse().unwrap());
+        }
+        record_entries(&p).0
+    };
+    let r = dirty_regions(
+        &entries(&[]),
+        &entries(&[
+            "100.64.0.0/16",
+            "100.64.1.0/24",
+            "100.64.2.7/32",
+            "198.51.100.9/32",
+        ]),
+    );
+    let n = |a: [u8; 4]| op25b_common::abi::slash24(a);
+    assert_eq!(
+        r,
+        vec![
+            n([100, 64, 0, 0])..n([100, 65, 0, 0]),
+            n([198, 51, 100, 0])..n([198, 51, 101, 0])
+        ]
+    );
+}

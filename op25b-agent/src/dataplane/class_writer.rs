@@ -1,0 +1,447 @@
+//! Puts the source classes of `ipv4_class` into the kernel:
+//!
+//! - the IPv4 first level is written through `mmap` with one byte store per
+//!   changed entry, so a packet reads either the old or the new class;
+//! - second-level blocks are hash values replaced whole (the kernel swaps
+//!   the element under RCU). A /24 that gains a block gets it before its
+//!   first-level byte points there; one that loses it gets a uniform block
+//!   of its new class first, then its direct byte, and the block itself is
+//!   deleted only by a later apply, [`ORPHAN_GRACE`] after, when no packet
+//!   can still be between the two reads;
+//! - IPv6 classes are LPM-trie entries: new and changed entries go in
+//!   longest first, stale ones go out shortest first, so every address's
+//!   longest match holds either its old or its new class throughout;
+//! - the IPv4 lists themselves are recorded (for status, explain and a
+//!   restarted agent) in an mmap'd array under a sequence lock.
+
+use std::{
+    net::IpAddr,
+    os::fd::AsFd as _,
+    sync::atomic::{fence, Ordering},
+    time::{Duration, Instant},
+};
+
+use aya::{
+    maps::{HashMap, Map, MapData, MapError},
+    Ebpf,
+};
+use op25b_common::{
+    abi::{
+        record_entry, CLASS_V4_BLOCK_CAPACITY, LISTS_V4_CAPACITY, MAP_CLASS_V4,
+        MAP_CLASS_V4_BLOCKS, MAP_LISTS_V4, RECORD_DYNAMIC, RECORD_EXEMPT,
+    },
+    SourceClass,
+};
+
+pub use super::class_record::pinned_list_counts;
+pub use super::class_v6::v6_entries;
+use super::{
+    class_batch::{batch, BatchOp},
+    class_regions::{
+        dirty_regions, repaint, repaint_regions, ListLengths, Mirror, Repainted, EVERY_SLASH24,
+    },
+    ipv4_class::{classify_policy, FIRST_LEVEL_ENTRIES},
+    mmap::Mapping,
+};
+use crate::policy::{prefix::Prefix, Policy};
+
+/// How long a block unreferenced by the first level stays before it is
+/// deleted: far longer than any packet takes between its two lookups.
+pub const ORPHAN_GRACE: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClassError {
+    #[error("map {0} is missing from the program object")]
+    MissingMap(&'static str),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("mapping {name} into memory: {source}")]
+    Mmap {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{op} on map {name}: {source}")]
+    Batch {
+        op: &'static str,
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the IPv4 dynamic and exempt lists hold {count} prefixes; the data plane records at most {capacity}")]
+    RecordFull { count: usize, capacity: usize },
+    #[error("the IPv4 lists need {count} second-level blocks (/24s split by longer prefixes); the data plane holds at most {capacity}")]
+    TooManyBlocks { count: usize, capacity: usize },
+    #[error("the IPv4 list record is being rewritten by another process; try again")]
+    RecordBusy,
+}
+
+pub(super) fn map_err(name: &'static str) -> impl FnOnce(MapError) -> ClassError {
+    move |source| ClassError::Map { name, source }
+}
+
+/// What this process knows the class maps hold, and their mappings.
+pub struct ClassMaps {
+    pub(super) first: Mapping,
+    pub(super) record: Mapping,
+    /// The IPv4 table the kernel holds (without retiring blocks), once
+    /// known: read from the kernel on the first apply after adopting
+    /// pinned maps, then kept in step.
+    pub(super) mirror: Option<Mirror>,
+    /// Blocks no first-level entry points at any more, and since when.
+    pub(super) orphans: std::collections::HashMap<u32, Instant>,
+    /// The IPv6 class entries, once known, sorted.
+    pub(super) v6: Option<Vec<(Prefix, u32)>>,
+    /// The record's entries as last written, once known (saves reading
+    /// 16 MiB back on each reload).
+    pub(super) recorded: Option<Vec<u64>>,
+}
+
+/// What an apply overwrote, so that [`ClassMaps::undo`] can put it back.
+#[derive(Debug, Default)]
+pub struct ClassUndo {
+    pub(super) repainted: Vec<Repainted>,
+    pub(super) record: Option<Vec<u64>>,
+    pub(super) v6: Option<Vec<(Prefix, u32)>>,
+}
+
+/// What applying changed, counted in list entries (a pool change counts
+/// as an addition).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassStats {
+    pub added: usize,
+    pub removed: usize,
+    pub first_level_writes: usize,
+    pub blocks_written: usize,
+    pub blocks_deleted: usize,
+}
+
+pub(super) fn map_data<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a MapData, ClassError> {
+    match ebpf.map(name).ok_or(ClassError::MissingMap(name))? {
+        Map::Array(data) | Map::HashMap(data) | Map::LpmTrie(data) => Ok(data),
+        _ => Err(ClassError::MissingMap(name)),
+    }
+}
+
+impl ClassMaps {
+    /// Maps the class and record arrays of a loaded program.
+    pub fn open(ebpf: &Ebpf) -> Result<Self, ClassError> {
+        let first = map_data(ebpf, MAP_CLASS_V4)?;
+        let record = map_data(ebpf, MAP_LISTS_V4)?;
+        Ok(Self {
+            first: Mapping::new(MAP_CLASS_V4, first.fd().as_fd(), FIRST_LEVEL_ENTRIES)?,
+            record: Mapping::new(
+                MAP_LISTS_V4,
+                record.fd().as_fd(),
+                LISTS_V4_CAPACITY as usize * 8,
+            )?,
+            mirror: None,
+            orphans: std::collections::HashMap::new(),
+            v6: None,
+            recorded: None,
+        })
+    }
+
+    /// The class of an IPv4 address as the kernel's table holds it now.
+    pub fn lookup_v4(&self, ebpf: &Ebpf, addr: [u8; 4]) -> Result<SourceClass, ClassError> {
+        let n = op25b_common::abi::slash24(addr);
+        let first = self.first.bytes()[n as usize].load(Ordering::Relaxed);
+        if first & SourceClass::INDIRECT == 0 {
+            return Ok(SourceClass(first));
+        }
+        let blocks: HashMap<&MapData, u32, [u8; 256]> = HashMap::try_from(
+            ebpf.map(MAP_CLASS_V4_BLOCKS)
+                .ok_or(ClassError::MissingMap(MAP_CLASS_V4_BLOCKS))?,
+        )
+        .map_err(map_err(MAP_CLASS_V4_BLOCKS))?;
+        Ok(match blocks.get(&n, 0) {
+            Ok(block) => SourceClass(block[usize::from(addr[3])]),
+            Err(_) => SourceClass(first & !SourceClass::INDIRECT),
+        })
+    }
+
+    /// Makes the class maps and the record hold `policy`'s dynamic and
+    /// exempt lists, noting in `undo` what it overwrote (also when it fails
+    /// half-way). Only the /24s inside changed prefixes are recomputed.
+    pub fn apply(
+        &mut self,
+        ebpf: &mut Ebpf,
+        policy: &Policy,
+        undo: &mut ClassUndo,
+    ) -> Result<ClassStats, ClassError> {
+        let mut stats = ClassStats::default();
+        // Everything that can refuse the policy is checked before the
+        // first write: all or nothing.
+        let (entries, lengths) = record_entries(policy);
+        let capacity = LISTS_V4_CAPACITY as usize - 1;
+        if entries.len() > capacity {
+            return Err(ClassError::RecordFull {
+                count: entries.len(),
+                capacity,
+            });
+        }
+        let old_entries = match self.recorded.take() {
+            Some(entries) => entries,
+            None => self.recorded_entries(),
+        };
+        let (mut mirror, repainted) = if let Some(mut mirror) = self.mirror.take() {
+            let regions = dirty_regions(&old_entries, &entries);
+            // Few regions: only the prefixes deciding them are looked at
+            // (lookups); many: one walk over the lists is cheaper.
+            let repainted = if regions.len() <= entries.len() / 16 {
+                repaint_regions(&mut mirror, policy, lengths, &regions)
+            } else {
+                repaint(&mut mirror, classify_policy(policy, true), &regions)
+            };
+            (mirror, repainted)
+        } else {
+            let mut mirror = self.mirror_from_kernel(ebpf)?;
+            let classified = classify_policy(policy, true);
+            let repainted = repaint(&mut mirror, classified, &[EVERY_SLASH24]);
+            (mirror, repainted)
+        };
+        if mirror.blocks.len() > CLASS_V4_BLOCK_CAPACITY as usize {
+            let count = mirror.blocks.len();
+            mirror.restore(&repainted);
+            self.mirror = Some(mirror);
+            self.recorded = Some(old_entries);
+            return Err(ClassError::TooManyBlocks {
+                count,
+                capacity: CLASS_V4_BLOCK_CAPACITY as usize,
+            });
+        }
+        self.mirror = Some(mirror);
+        undo.repainted = repainted;
+        self.delete_old_orphans(ebpf, &mut stats)?;
+        self.write_v4(ebpf, &undo.repainted, &mut stats)?;
+        undo.record = Some(old_entries);
+        self.write_record(&entries, &mut stats);
+        self.recorded = Some(entries);
+        self.write_v6(ebpf, v6_entries(policy), &mut undo.v6, &mut stats)?;
+        Ok(stats)
+    }
+
+    fn blocks_map(ebpf: &mut Ebpf) -> Result<HashMap<&mut MapData, u32, [u8; 256]>, ClassError> {
+        HashMap::try_from(
+            ebpf.map_mut(MAP_CLASS_V4_BLOCKS)
+                .ok_or(ClassError::MissingMap(MAP_CLASS_V4_BLOCKS))?,
+        )
+        .map_err(map_err(MAP_CLASS_V4_BLOCKS))
+    }
+
+    /// The table the kernel holds: the live first level and the blocks it
+    /// points at. Blocks it does not point at were orphaned by an earlier
+    /// agent: their grace starts now.
+    fn mirror_from_kernel(&mut self, ebpf: &mut Ebpf) -> Result<Mirror, ClassError> {
+        let mut mirror = Mirror::empty();
+        for (byte, live) in mirror.first.iter_mut().zip(self.first.bytes()) {
+            *byte = live.load(Ordering::Relaxed);
+        }
+        let map = Self::blocks_map(ebpf)?;
+        let now = Instant::now();
+        for item in &map {
+            let (n, block) = item.map_err(map_err(MAP_CLASS_V4_BLOCKS))?;
+            if mirror.first[n as usize] & SourceClass::INDIRECT == 0 {
+                self.orphans.entry(n).or_insert(now);
+            } else {
+                mirror.blocks.insert(n, block);
+            }
+        }
+        Ok(mirror)
+    }
+
+    fn delete_old_orphans(
+        &mut self,
+        ebpf: &mut Ebpf,
+        stats: &mut ClassStats,
+    ) -> Result<(), ClassError> {
+        let first = self.first.bytes();
+        // (Blocks referenced again left the list when that was written.)
+        let due: Vec<u32> = self
+            .orphans
+            .iter()
+            .filter(|(_, since)| since.elapsed() >= ORPHAN_GRACE)
+            .map(|(&n, _)| n)
+            .filter(|&n| first[n as usize].load(Ordering::Relaxed) & SourceClass::INDIRECT == 0)
+            .collect();
+        batch(ebpf, BatchOp::Delete, &due, &[])?;
+        for n in &due {
+            self.orphans.remove(n);
+        }
+        stats.blocks_deleted += due.len();
+        Ok(())
+    }
+
+    /// Writes the repainted regions: blocks first, then the first level.
+    fn write_v4(
+        &mut self,
+        ebpf: &mut Ebpf,
+        repainted: &[Repainted],
+        stats: &mut ClassStats,
+    ) -> Result<(), ClassError> {
+        let mirror = self.mirror.as_ref().expect("set by apply");
+        // 1. Blocks in before anything points at them; blocks losing their
+        //    /24's pointer become uniform (the new direct class) first.
+        let mut keys = Vec::new();
+        let mut values: Vec<[u8; 256]> = Vec::new();
+        let mut orphaned = Vec::new();
+        for region in repainted {
+            merge_blocks(
+                &region.old_blocks,
+                &region.new_blocks,
+                |n, old, new| match (old, new) {
+                    (Some(old), None) => {
+                        let uniform = [mirror.first[n as usize]; 256];
+                        if *old != uniform {
+                            keys.push(n);
+                            values.push(uniform);
+                        }
+                        orphaned.push(n);
+                    }
+                    (old, Some(new)) if old != Some(new) => {
+                        keys.push(n);
+                        values.push(*new);
+                    }
+                    _ => {}
+                },
+            );
+        }
+        batch(ebpf, BatchOp::Update, &keys, &values)?;
+        stats.blocks_written += keys.len();
+        // 2. The first level, one byte store per changed entry.
+        fence(Ordering::SeqCst);
+        for region in repainted {
+            let range = region.range.start as usize..region.range.end as usize;
+            stats.first_level_writes +=
+                store_changed(&self.first, range.start, &mirror.first[range]);
+        }
+        fence(Ordering::SeqCst);
+        // A block referenced again is no orphan; a block orphaned again
+        // starts its grace anew.
+        for region in repainted {
+            for (n, _) in &region.new_blocks {
+                self.orphans.remove(n);
+            }
+        }
+        let now = Instant::now();
+        for n in orphaned {
+            self.orphans.entry(n).or_insert(now);
+        }
+        Ok(())
+    }
+
+    /// The record's entries as this process last wrote them.
+    fn recorded_entries(&self) -> Vec<u64> {
+        let words = self.record.words();
+        let count = (words[0].load(Ordering::Acquire) & 0xffff_ffff) as usize;
+        words[1..=count.min(words.len() - 1)]
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed))
+            .collect()
+    }
+}
+
+/// The record of `policy`'s IPv4 lists: dynamic entries, then exempt ones
+/// (the record's sort order); and the prefix lengths each list holds.
+pub(super) fn record_entries(policy: &Policy) -> (Vec<u64>, ListLengths) {
+    let mut lengths = [0u64; 2];
+    let mut entries = Vec::with_capacity(policy.dynamic.v4.len() + policy.exempt.v4.len());
+    let v4 = |p: &Prefix| match p.addr() {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(_) => unreachable!("the v4 half"),
+    };
+    for prefix in &policy.dynamic.v4 {
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "pool ids are below MAX_POOLS"
+        )]
+        let pool = policy.pool_id(prefix) as u8;
+        lengths[0] |= 1 << prefix.len();
+        entries.push(record_entry(RECORD_DYNAMIC, v4(prefix), prefix.len(), pool));
+    }
+    for prefix in &policy.exempt.v4 {
+        lengths[1] |= 1 << prefix.len();
+        entries.push(record_entry(RECORD_EXEMPT, v4(prefix), prefix.len(), 0));
+    }
+    (entries, lengths)
+}
+
+/// Walks two block lists sorted by /24, calling `f` with each /24 and its
+/// old and new block.
+pub(super) fn merge_blocks(
+    old: &[(u32, [u8; 256])],
+    new: &[(u32, [u8; 256])],
+    mut visit: impl FnMut(u32, Option<&[u8; 256]>, Option<&[u8; 256]>),
+) {
+    let (mut at_old, mut at_new) = (0, 0);
+    while at_old < old.len() || at_new < new.len() {
+        match (old.get(at_old), new.get(at_new)) {
+            (Some(was), Some(now)) if was.0 == now.0 => {
+                visit(was.0, Some(&was.1), Some(&now.1));
+                at_old += 1;
+                at_new += 1;
+            }
+            (Some(was), Some(now)) if was.0 < now.0 => {
+                visit(was.0, Some(&was.1), None);
+                at_old += 1;
+            }
+            (Some(was), None) => {
+                visit(was.0, Some(&was.1), None);
+                at_old += 1;
+            }
+            (_, Some(now)) => {
+                visit(now.0, None, Some(&now.1));
+                at_new += 1;
+            }
+            (None, None) => unreachable!("loop condition"),
+        }
+    }
+}
+
+/// Stores the bytes of `new` that differ from the mapping at `start`, one
+/// atomic byte store each; returns how many. Compares eight bytes at a time
+/// where aligned: most of a region does not change.
+pub(super) fn store_changed(live: &Mapping, start: usize, new: &[u8]) -> usize {
+    let (words, bytes) = (live.words(), live.bytes());
+    let mut changed = 0;
+    for (i, chunk) in new.chunks(8).enumerate() {
+        let at = start + i * 8;
+        if chunk.len() == 8 && at.is_multiple_of(8) {
+            let want = u64::from_ne_bytes(chunk.try_into().expect("chunks of 8"));
+            if words[at / 8].load(Ordering::Relaxed) == want {
+                continue;
+            }
+        }
+        for (j, &n) in chunk.iter().enumerate() {
+            let byte = &bytes[at + j];
+            if byte.load(Ordering::Relaxed) != n {
+                byte.store(n, Ordering::Relaxed);
+                changed += 1;
+            }
+        }
+    }
+    changed
+}
+
+/// Read-only views of the class maps, for tests and diagnostics.
+impl super::Dataplane {
+    /// The class the kernel's IPv4 table gives `addr` now.
+    pub fn kernel_class_v4(&self, addr: std::net::Ipv4Addr) -> Result<SourceClass, ClassError> {
+        self.classes.lookup_v4(&self.ebpf, addr.octets())
+    }
+
+    /// Second-level blocks in the kernel's hash (referenced or retiring).
+    pub fn kernel_class_v4_blocks(&self) -> Result<usize, ClassError> {
+        let map = self
+            .ebpf
+            .map(MAP_CLASS_V4_BLOCKS)
+            .ok_or(ClassError::MissingMap(MAP_CLASS_V4_BLOCKS))?;
+        let blocks: HashMap<&MapData, u32, [u8; 256]> =
+            HashMap::try_from(map).map_err(map_err(MAP_CLASS_V4_BLOCKS))?;
+        Ok(blocks.keys().count())
+    }
+}
