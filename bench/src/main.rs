@@ -8,6 +8,7 @@
 //! (accounting requests applied/s, Start -> exemption latency, bytes per
 //! session).
 //! Prints a markdown table, writes JSON. `--smoke` runs everything tiny.
+mod fleet;
 mod lab;
 mod prefixes;
 mod radius;
@@ -27,6 +28,10 @@ use serde::Serialize;
 
 /// Benchmark op25b against its baselines (needs root).
 #[derive(Debug, Parser)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "command-line switches, each read once"
+)]
 struct Args {
     /// Tiny repeats and sizes: checks the benchmark works, measures nothing.
     #[arg(long)]
@@ -46,6 +51,18 @@ struct Args {
     /// Only the interface-recreated section (needs the netns lab, no veth bench net).
     #[arg(long)]
     only_reattach: bool,
+    /// Run only the fleet-sync section: real agents in namespaces following one etcd.
+    #[arg(long)]
+    fleet: bool,
+    /// Agents for --fleet.
+    #[arg(long, default_value_t = 20)]
+    agents: usize,
+    /// Grants measured for --fleet.
+    #[arg(long, default_value_t = 30)]
+    grants: usize,
+    /// Prefixes in the pool list rolled out by --fleet.
+    #[arg(long, default_value_t = 1_000_000)]
+    pool_prefixes: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -124,6 +141,19 @@ fn only_radius(args: &Args, machine: &str) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.fleet {
+        let report = if args.smoke {
+            fleet::run(2, 3, 1_000)?
+        } else {
+            fleet::run(args.agents, args.grants, args.pool_prefixes)?
+        };
+        println!("{}", fleet::markdown(&report));
+        if let Some(dir) = args.json.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
+        return Ok(());
+    }
     let (repeat, runs) = if args.smoke {
         (1_000, 1)
     } else {

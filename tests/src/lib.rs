@@ -2,6 +2,7 @@
 //! verdict and through the kernel program alike), the standard test policy,
 //! and guards for privileged resources.
 
+pub mod etcd;
 pub mod fixtures;
 pub mod frame;
 pub mod fuzz;

@@ -18,6 +18,12 @@ use crate::{
 const EXEMPTIONS_ONLY: &str =
     "subscriber: only exemptions follow a subscriber; allowed destinations are prefixes";
 
+/// With `[fleet]` on, a grant kept on this box alone would silently differ
+/// from every other box, so it is refused rather than half-shared.
+const NOT_IN_FLEET: &str = "subscriber: grants by subscriber are not shared through the fleet's \
+     etcd; with [fleet] on, list the subscriber in [policy] exempt_subscribers, or grant its \
+     prefix";
+
 impl Provisioning {
     /// The subscribers granted an exemption and active at `now`.
     pub fn exempt_subscribers(&self, now: u64) -> HashSet<String> {
@@ -34,6 +40,9 @@ impl Provisioning {
     ) -> Answer {
         if list != GrantList::Exemptions {
             return Answer::error(400, EXEMPTIONS_ONLY);
+        }
+        if self.store.get().is_some() {
+            return Answer::error(400, NOT_IN_FLEET);
         }
         if let Err(e) = subscriber_grants::check_name(&name) {
             return Answer::error(400, e);
@@ -75,7 +84,8 @@ impl Provisioning {
         Answer::json(201, &grant)
     }
 
-    /// `DELETE /api/v1/exemptions?subscriber=..`.
+    /// `DELETE /api/v1/exemptions?subscriber=..`: also with `[fleet]` on, so
+    /// a grant made on this box before the fleet can still be taken back.
     pub(super) fn revoke_subscriber(
         &self,
         list: GrantList,

@@ -1,0 +1,518 @@
+//! Fleet sync at scale (`op25b-bench --fleet`): real agents, each in its own
+//! network namespace with its own pinned maps, following one real etcd in
+//! a namespace of its own over veth pairs.
+//!
+//! Measured: time from a grant's commit in etcd (the transaction the API
+//! and `fleet exempt add` use) to the prefix being in each agent's pinned
+//! exempt trie, p50/p99 over every (grant, agent) pair; and the roll-out of
+//! a pool list of N prefixes (1,000,000 by default) from the start of the
+//! publish to the last agent's dynamic trie holding it.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use aya::maps::{lpm_trie::Key, LpmTrie, Map, MapData};
+use op25b_agent::{
+    config::fleet::{FleetConfig, RawFleet},
+    dataplane::pins::PinLayout,
+    fleet::{
+        client,
+        codec::{FleetLists, FleetPool},
+        layout::Layout,
+    },
+    policy::{grants::Grant, prefix::Prefix, ListKind},
+};
+use serde::Serialize;
+
+use crate::lab::sh;
+
+#[derive(Debug, Serialize)]
+pub struct FleetReport {
+    pub agents: usize,
+    pub grants: usize,
+    pub grant_p50_ms: f64,
+    pub grant_p99_ms: f64,
+    pub grant_max_ms: f64,
+    pub pool_prefixes: usize,
+    /// Writing the chunks and committing the manifest.
+    pub pool_publish_s: f64,
+    /// From the start of the publish until every agent's trie holds the list.
+    pub pool_rollout_s: f64,
+    /// Same, until the first agent holds it.
+    pub pool_first_agent_s: f64,
+    /// Grants measured again with the pool list in place (each change
+    /// re-merges the whole policy).
+    pub grant_with_pool_p50_ms: f64,
+    pub grant_with_pool_p99_ms: f64,
+}
+
+type EtcdJob = Box<dyn FnOnce(&tokio::runtime::Runtime, &etcd_client::Client) + Send>;
+
+/// Grants `count` prefixes one by one (numbered from `first`); returns the
+/// commit-to-trie latency of every (grant, agent) pair but the warm-up's
+/// (grant 0), sorted, in ms.
+fn measure_grants(
+    etcd: &dyn Fn(EtcdJob),
+    layout: &Layout,
+    exempt: &[Trie<4>],
+    first: usize,
+    count: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let mut latencies = Vec::new();
+    for g in first..first + count {
+        let addr = [
+            100,
+            64,
+            200 + u8::try_from(g / 256).unwrap_or(0),
+            u8::try_from(g % 256).unwrap_or(0),
+        ];
+        let prefix = Prefix::new(std::net::Ipv4Addr::from(addr).into(), 32)?;
+        let grant = Grant {
+            prefix: prefix.to_string(),
+            expires_at: None,
+            reason: "bench".into(),
+            actor: "bench".into(),
+            created_at: op25b_agent::clock::now_unix(),
+        };
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let l = layout.clone();
+        etcd(Box::new(move |rt, c| {
+            let audit = client::audit(
+                "bench",
+                "bench",
+                "add",
+                "exempt",
+                &grant.prefix,
+                None,
+                "bench",
+            );
+            let result = rt.block_on(client::put_grant(c, &l, ListKind::Exempt, &grant, &audit));
+            done_tx
+                .send((
+                    result.map(|_| ()).map_err(|e| e.to_string()),
+                    Instant::now(),
+                ))
+                .expect("bench");
+        }));
+        let (result, committed) = done_rx.recv()?;
+        result.map_err(anyhow::Error::msg)?;
+        let mut pending: Vec<usize> = (0..exempt.len()).collect();
+        let limit = Duration::from_secs(if g == 0 { 60 } else { 300 });
+        while !pending.is_empty() {
+            anyhow::ensure!(
+                committed.elapsed() < limit,
+                "grant {g} did not reach {} agents",
+                pending.len()
+            );
+            pending.retain(|&i| {
+                let there = exempt[i].holds(32, addr);
+                if there && g > 0 {
+                    latencies.push(committed.elapsed().as_secs_f64() * 1000.0);
+                }
+                !there
+            });
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        // De-phase from the agents' 250 ms loop.
+        std::thread::sleep(Duration::from_millis(37 + (g as u64 * 53) % 211));
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(latencies)
+}
+
+/// Everything the bench sets up, torn down on drop (also on error).
+struct FleetLab {
+    tag: String,
+    dir: PathBuf,
+    etcd_ns: String,
+    etcd: Option<Child>,
+    agent_ns: Vec<String>,
+    agents: Vec<Child>,
+    pins: Vec<PathBuf>,
+}
+
+impl Drop for FleetLab {
+    fn drop(&mut self) {
+        for agent in &mut self.agents {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(agent.id().cast_signed(), libc::SIGTERM) };
+        }
+        for agent in &mut self.agents {
+            let _ = agent.wait();
+        }
+        if let Some(mut etcd) = self.etcd.take() {
+            let _ = etcd.kill();
+            let _ = etcd.wait();
+        }
+        for ns in self.agent_ns.iter().chain(std::iter::once(&self.etcd_ns)) {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+        for pin in &self.pins {
+            let _ = std::fs::remove_dir_all(pin);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = &self.tag;
+    }
+}
+
+fn agent_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name("op25b-agent");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} missing: build the bins first",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("netns");
+        // SAFETY: setns on this thread only.
+        let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}");
+        f()
+    })
+    .join()
+    .expect("netns thread")
+}
+
+fn wait(limit: Duration, what: &str, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while !done() {
+        anyhow::ensure!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+#[expect(clippy::too_many_lines, reason = "the lab, step by step")]
+fn set_up(agents: usize) -> anyhow::Result<FleetLab> {
+    let id = std::process::id() % 10_000;
+    let tag = format!("f{id}");
+    let dir = std::env::temp_dir().join(format!("op25b-bench-fleet-{id}"));
+    std::fs::create_dir_all(&dir)?;
+    let mut lab = FleetLab {
+        etcd_ns: format!("o5{tag}e"),
+        tag: tag.clone(),
+        dir: dir.clone(),
+        etcd: None,
+        agent_ns: Vec::new(),
+        agents: Vec::new(),
+        pins: Vec::new(),
+    };
+    sh("ip", &["netns", "add", &lab.etcd_ns])?;
+    sh("ip", &["-n", &lab.etcd_ns, "link", "set", "lo", "up"])?;
+    for i in 0..agents {
+        let ns = format!("o5{tag}a{i}");
+        sh("ip", &["netns", "add", &ns])?;
+        lab.agent_ns.push(ns.clone());
+        let (e_end, a_end) = (format!("{tag}e{i}"), format!("{tag}a{i}"));
+        sh(
+            "ip",
+            &[
+                "link",
+                "add",
+                &e_end,
+                "netns",
+                &lab.etcd_ns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &a_end,
+                "netns",
+                &ns,
+            ],
+        )?;
+        let subnet = format!("2001:db8:e8:{i:x}");
+        sh(
+            "ip",
+            &[
+                "-n",
+                &lab.etcd_ns,
+                "addr",
+                "add",
+                &format!("{subnet}::1/64"),
+                "dev",
+                &e_end,
+                "nodad",
+            ],
+        )?;
+        sh(
+            "ip",
+            &[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{subnet}::2/64"),
+                "dev",
+                &a_end,
+                "nodad",
+            ],
+        )?;
+        for (n, dev) in [(&lab.etcd_ns, &e_end), (&ns, &a_end)] {
+            sh("ip", &["-n", n, "link", "set", dev, "up"])?;
+        }
+        // The interface the agent attaches to.
+        sh(
+            "ip",
+            &[
+                "-n", &ns, "link", "add", "x0", "type", "veth", "peer", "name", "x1",
+            ],
+        )?;
+        sh("ip", &["-n", &ns, "link", "set", "x0", "up"])?;
+        sh("ip", &["-n", &ns, "link", "set", "x1", "up"])?;
+        sh("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
+    }
+    let log = std::fs::File::create(dir.join("etcd.log"))?;
+    lab.etcd = Some(
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", lab.etcd_ns))
+            .arg("etcd")
+            .args(["--name", "bench", "--data-dir"])
+            .arg(dir.join("etcd"))
+            .args([
+                "--listen-client-urls",
+                "http://[::]:2379",
+                "--advertise-client-urls",
+                "http://[::1]:2379",
+            ])
+            .args([
+                "--listen-peer-urls",
+                "http://127.0.0.1:2380",
+                "--initial-advertise-peer-urls",
+                "http://127.0.0.1:2380",
+            ])
+            .args([
+                "--initial-cluster",
+                "bench=http://127.0.0.1:2380",
+                "--logger",
+                "zap",
+                "--log-level",
+                "warn",
+            ])
+            .args(["--quota-backend-bytes", "8589934592"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("etcd (Debian etcd-server)")?,
+    );
+    let ns = lab.etcd_ns.clone();
+    wait(Duration::from_secs(30), "etcd", || {
+        in_ns(&ns, || {
+            op25b_agent::api::client::get("[::1]:2379", "/health").unwrap_or_default()
+        })
+        .contains("\"health\":\"true\"")
+    })?;
+    let bin = agent_bin()?;
+    for (i, ns) in lab.agent_ns.clone().iter().enumerate() {
+        let pin = PathBuf::from(format!("/sys/fs/bpf/op25b-bench-{tag}-{i}"));
+        lab.pins.push(pin.clone());
+        let config = dir.join(format!("agent{i}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "pin_path = \"{}\"\non_exit = \"detach\"\n[[interfaces]]\nname = \"x0\"\nxdp_mode = \"skb\"\n[policy]\ndynamic = [\"100.64.0.0/10\"]\n[metrics]\nlisten_address = \"\"\n\
+                 [fleet]\netcd_endpoints = [\"http://[2001:db8:e8:{i:x}::1]:2379\"]\nprefix = \"/bench\"\nnode_name = \"bench-{i}\"\nsnapshot_file = \"snap{i}.json\"\n",
+                pin.display()
+            ),
+        )?;
+        let log = std::fs::File::create(dir.join(format!("agent{i}.log")))?;
+        lab.agents.push(
+            Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{ns}"))
+                .arg(&bin)
+                .args(["run", "--config"])
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()?,
+        );
+    }
+    Ok(lab)
+}
+
+/// One agent's pinned trie, for polling.
+struct Trie<const N: usize>(LpmTrie<MapData, [u8; N], u32>);
+
+impl<const N: usize> Trie<N> {
+    fn open(pin: &std::path::Path, name: &str) -> Option<Self> {
+        let data = MapData::from_pin(PinLayout::new(pin).maps_dir().join(name)).ok()?;
+        LpmTrie::try_from(Map::LpmTrie(data)).ok().map(Self)
+    }
+
+    fn holds(&self, len: u32, addr: [u8; N]) -> bool {
+        self.0.get(&Key::new(len, addr), 0).is_ok()
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "an index into a short list"
+    )]
+    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[index]
+}
+
+/// Runs the fleet section with `agents` agents, `grants` grants and a pool
+/// of `pool_prefixes`.
+#[expect(clippy::too_many_lines, reason = "the section, step by step")]
+pub fn run(agents: usize, grants: usize, pool_prefixes: usize) -> anyhow::Result<FleetReport> {
+    let lab = set_up(agents)?;
+    let exempt: Vec<Trie<4>> = {
+        let mut tries = Vec::new();
+        for pin in &lab.pins {
+            let mut trie = None;
+            wait(Duration::from_secs(120), "every agent to load", || {
+                trie = Trie::open(pin, op25b_common::abi::MAP_EXEMPT_V4);
+                trie.is_some()
+            })?;
+            tries.push(trie.expect("opened"));
+        }
+        tries
+    };
+    let etcd_ns = lab.etcd_ns.clone();
+    let (tx, rx) = std::sync::mpsc::channel::<EtcdJob>();
+    let etcd_thread = std::thread::spawn(move || {
+        in_ns(&etcd_ns, move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let raw = RawFleet {
+                etcd_endpoints: vec!["http://[::1]:2379".into()],
+                prefix: Some("/bench".into()),
+                node_name: Some("bench".into()),
+                ..RawFleet::default()
+            };
+            let config = FleetConfig::from_raw(&raw, std::path::Path::new("/")).expect("valid");
+            let etcd = runtime.block_on(client::connect(&config)).expect("etcd");
+            while let Ok(job) = rx.recv() {
+                job(&runtime, &etcd);
+            }
+        });
+    });
+    let etcd = |job: EtcdJob| tx.send(job).expect("etcd thread");
+    let layout = Layout::new("/bench");
+
+    // Grants: commit -> in every agent's trie (the first one warms up).
+    let latencies = measure_grants(&etcd, &layout, &exempt, 0, grants + 1)?;
+
+    // Pool roll-out.
+    let dynamic: Vec<Trie<4>> = lab
+        .pins
+        .iter()
+        .filter_map(|p| Trie::open(p, op25b_common::abi::MAP_DYNAMIC_V4))
+        .collect();
+    anyhow::ensure!(dynamic.len() == lab.pins.len(), "dynamic tries missing");
+    let mut pool = FleetPool {
+        name: "bench".into(),
+        action: Some(op25b_common::abi::PoolAction::Drop),
+        ..FleetPool::default()
+    };
+    let count = u32::try_from(pool_prefixes)
+        .unwrap_or(u32::MAX)
+        .min(1 << 20);
+    for i in 0..count {
+        // /30s tiling 100.64.0.0/10 (1,048,576 of them at most); not the config's own /10.
+        pool.prefixes.insert(Prefix::new(
+            std::net::Ipv4Addr::from(0x6440_0000 + (i << 2)).into(),
+            30,
+        )?);
+    }
+    let last = (0x6440_0000u32 + ((count - 1) << 2)).to_be_bytes();
+    let lists = FleetLists {
+        pools: vec![pool],
+        ..FleetLists::default()
+    };
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let l = layout.clone();
+    let started = Instant::now();
+    etcd(Box::new(move |rt, c| {
+        let audit = client::audit("bench", "bench", "publish", "lists", "", None, "bench");
+        let result = rt.block_on(async {
+            let (_, _, revision) = client::read_lists(c, &l).await?;
+            client::publish_lists(c, &l, &lists, revision, &audit).await
+        });
+        done_tx
+            .send(result.map(|_| ()).map_err(|e| e.to_string()))
+            .expect("bench");
+    }));
+    done_rx.recv()?.map_err(anyhow::Error::msg)?;
+    let publish = started.elapsed();
+    let mut pending: Vec<usize> = (0..dynamic.len()).collect();
+    let mut first = None;
+    while !pending.is_empty() {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(1800),
+            "the pool did not reach {} agents",
+            pending.len()
+        );
+        pending.retain(|&i| !dynamic[i].holds(30, last));
+        if first.is_none() && pending.len() < dynamic.len() {
+            first = Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rollout = started.elapsed();
+    // Grants again, with the big list in every agent's policy.
+    let with_pool = measure_grants(&etcd, &layout, &exempt, grants + 1, grants.min(4) + 1)?;
+    drop(tx);
+    let _ = etcd_thread.join();
+    drop(lab);
+    Ok(FleetReport {
+        agents,
+        grant_with_pool_p50_ms: percentile(&with_pool, 0.5),
+        grant_with_pool_p99_ms: percentile(&with_pool, 0.99),
+        grants: latencies.len() / agents.max(1),
+        grant_p50_ms: percentile(&latencies, 0.5),
+        grant_p99_ms: percentile(&latencies, 0.99),
+        grant_max_ms: latencies.last().copied().unwrap_or(0.0),
+        pool_prefixes: count as usize,
+        pool_publish_s: publish.as_secs_f64(),
+        pool_rollout_s: rollout.as_secs_f64(),
+        pool_first_agent_s: first.unwrap_or(rollout).as_secs_f64(),
+    })
+}
+
+/// The section as markdown.
+pub fn markdown(r: &FleetReport) -> String {
+    format!(
+        "### Fleet sync ({} agents, each in its own namespace, one etcd)\n\n\
+         | measurement | value | target |\n|---|---|---|\n\
+         | grant commit -> in every agent's maps, p50 ({} grants x {} agents) | {:.0} ms | |\n\
+         | grant commit -> in every agent's maps, p99 | {:.0} ms | < 1000 ms |\n\
+         | grant commit -> in every agent's maps, max | {:.0} ms | |\n\
+         | publish a {}-prefix pool list (chunks + manifest) | {:.1} s | |\n\
+         | ... until the first agent enforces it | {:.1} s | |\n\
+         | ... until every agent enforces it | {:.1} s | |\n\
+         | grant commit -> every agent, with that pool in place, p50 | {:.0} ms | |\n\
+         | grant commit -> every agent, with that pool in place, p99 | {:.0} ms | |\n",
+        r.agents,
+        r.grants,
+        r.agents,
+        r.grant_p50_ms,
+        r.grant_p99_ms,
+        r.grant_max_ms,
+        r.pool_prefixes,
+        r.pool_publish_s,
+        r.pool_first_agent_s,
+        r.pool_rollout_s,
+        r.grant_with_pool_p50_ms,
+        r.grant_with_pool_p99_ms
+    )
+}
