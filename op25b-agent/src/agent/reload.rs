@@ -29,8 +29,8 @@ impl Agent {
                     .exempt_subscribers
                     .next_expiry(self.expiry_checked_at),
             )
-            .any(|t| t <= now)
-            || self.fleet_changed(now);
+            .any(|t| t <= now);
+        let fleet_changed = self.fleet_changed(now);
         self.expiry_checked_at = now;
         let (grants_changed, grants_expired) = match &self.provisioning {
             Some(p) => {
@@ -41,23 +41,29 @@ impl Agent {
             None => (false, false),
         };
         let expired = lists_expired || grants_expired;
-        if !grants_changed && !expired {
+        if !grants_changed && !expired && !fleet_changed {
             return;
         }
         let provisioning = self.provisioning.clone();
         let provisioning = provisioning.as_deref();
+        let started = std::time::Instant::now();
         let (effective, fleet_merge) = effective_policy(
             &self.config,
             provisioning,
             self.radius.as_deref(),
             self.fleet.as_ref(),
         );
+        let merged = started.elapsed();
+        let applying = std::time::Instant::now();
         match self.control.apply(&effective) {
             Ok(stats) => {
                 info!(
                     added = stats.added,
                     removed = stats.removed,
                     expired,
+                    fleet = fleet_changed,
+                    merge_ms = merged.as_secs_f64() * 1000.0,
+                    maps_ms = applying.elapsed().as_secs_f64() * 1000.0,
                     "run-time grants, fleet changes and expiries applied"
                 );
                 super::fleet::applied(self.fleet.as_ref(), fleet_merge);

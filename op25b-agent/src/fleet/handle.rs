@@ -157,6 +157,15 @@ impl Fleet {
         for conflict in conflicts.iter().filter(|c| !inner.conflicts.contains(c)) {
             warn!("fleet policy vs local configuration: {conflict}");
         }
+        if revision > inner.applied_revision {
+            if let Some(accepted) = inner.accepted_at {
+                info!(
+                    revision,
+                    ms = accepted.elapsed().as_secs_f64() * 1000.0,
+                    "fleet: revision in the maps, counted from its arrival from etcd"
+                );
+            }
+        }
         inner.applied_revision = revision;
         inner.conflicts = conflicts;
         inner.apply_error = None;

@@ -46,6 +46,9 @@ pub(super) struct Inner {
     pub(super) apply_error: Option<String>,
     pub(super) applied_revision: i64,
     pub(super) interfaces: Vec<String>,
+    /// When the newest accepted policy arrived from etcd: the agent's
+    /// share of a change's latency is measured from here.
+    pub(super) accepted_at: Option<Instant>,
 }
 
 /// Shared between the fleet thread, the agent loop, the API and metrics.
@@ -124,6 +127,7 @@ impl FleetShared {
             }
             inner.policy = Arc::new(view.policy());
             inner.refusals = refusals;
+            inner.accepted_at = Some(Instant::now());
         }
         self.changed.store(true, Ordering::Relaxed);
         self.waker.wake(|r| r.fleet = true);
