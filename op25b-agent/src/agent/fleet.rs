@@ -61,13 +61,15 @@ pub(super) fn register_metrics(fleet: Option<&Fleet>, telemetry: &Telemetry) {
 
 /// `local` (configuration, grants, sessions as of now) with the fleet's
 /// accepted policy, and what to report once it is in the maps.
-pub(super) fn with_fleet(local: Policy, fleet: Option<&Fleet>) -> (Policy, FleetMerge) {
+/// Shared with the fleet's merge cache: drop it once applied, so the next
+/// grant changes it in place instead of copying it.
+pub(super) fn with_fleet(local: Policy, fleet: Option<&Fleet>) -> (Arc<Policy>, FleetMerge) {
     match fleet {
         Some(fleet) => {
             let (merged, revision, conflicts) = fleet.merge(&local, crate::clock::now_unix());
             (merged, Some((revision, conflicts)))
         }
-        None => (local, None),
+        None => (Arc::new(local), None),
     }
 }
 

@@ -165,7 +165,7 @@ pub(super) fn effective_policy(
     provisioning: Option<&Provisioning>,
     radius: Option<&Radius>,
     fleet: Option<&crate::fleet::Fleet>,
-) -> (Policy, FleetMerge) {
+) -> (std::sync::Arc<Policy>, FleetMerge) {
     let now = crate::clock::now_unix();
     let base = config.policy.active(now);
     let policy = match provisioning {

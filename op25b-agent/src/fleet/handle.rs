@@ -133,7 +133,7 @@ impl Fleet {
         &self,
         local: &crate::policy::Policy,
         now: u64,
-    ) -> (crate::policy::Policy, i64, Vec<String>) {
+    ) -> (Arc<crate::policy::Policy>, i64, Vec<String>) {
         let fleet_policy = self.policy();
         let mut cache = self.shared.merge_cache.lock().expect("not poisoned");
         let (merged, conflicts) = super::merge::merge_cached(

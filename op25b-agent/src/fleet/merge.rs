@@ -8,12 +8,15 @@
 //! default pool (drop): the fleet asked for enforcement, and a full pool
 //! table must not switch it off.
 
+use std::{collections::BTreeSet, sync::Arc};
+
 use op25b_common::abi::{PoolAction, MAX_POOLS};
 
 use super::{codec::FleetLists, view::FleetPolicy};
-use crate::{
-    policy::prefix::PrefixSet,
-    policy::{limits::PrefixLimits, Policy, Pool},
+use crate::policy::{
+    limits::PrefixLimits,
+    prefix::{Prefix, PrefixSet},
+    ListKind, Policy, Pool,
 };
 
 fn has(set: &PrefixSet, prefix: &crate::policy::prefix::Prefix) -> bool {
@@ -41,49 +44,74 @@ pub fn merge(
     (fleet.grants.effective(&merged, now, limits), conflicts)
 }
 
-/// The last merge of the fleet's lists: a grant changes only the grants,
-/// so a 1,000,000-prefix list is not merged again for each grant.
+/// The last merge of the fleet's lists, and the enforced policy built on
+/// it: a grant changes only the grants, so neither a 1,000,000-prefix list
+/// is merged again nor the merged policy copied for each grant.
 pub struct MergeCache {
-    lists: std::sync::Arc<FleetLists>,
+    lists: Arc<FleetLists>,
     base: Policy,
     valid_until: Option<u64>,
     merged: Policy,
     conflicts: Vec<String>,
+    /// `merged` plus the grants of the last call; shared with the caller,
+    /// and changed in place when the caller has let go of it.
+    enforced: Arc<Policy>,
+    /// The grant prefixes `enforced` holds beyond `merged` (the ones to
+    /// take out again when their grant goes).
+    granted: BTreeSet<(ListKind, Prefix)>,
 }
 
 /// [`merge`], reusing the lists' merge while the lists, the base and every
-/// expiry in the lists are unchanged.
+/// expiry in the lists are unchanged; then only the grants that changed
+/// since the last call are added or taken out (O(grants), not O(lists)).
 pub fn merge_cached(
     cache: &mut Option<MergeCache>,
     base: &Policy,
     fleet: &FleetPolicy,
     now: u64,
     limits: &PrefixLimits,
-) -> (Policy, Vec<String>) {
+) -> (Arc<Policy>, Vec<String>) {
     let hit = cache.as_ref().is_some_and(|c| {
-        std::sync::Arc::ptr_eq(&c.lists, &fleet.lists)
+        Arc::ptr_eq(&c.lists, &fleet.lists)
             && c.valid_until.is_none_or(|t| now < t)
             && c.base == *base
     });
     if !hit {
         let (merged, conflicts) = merge_lists(base, &fleet.lists, now);
         let probe = FleetPolicy {
-            lists: std::sync::Arc::clone(&fleet.lists),
+            lists: Arc::clone(&fleet.lists),
             ..FleetPolicy::default()
         };
         *cache = Some(MergeCache {
-            lists: std::sync::Arc::clone(&fleet.lists),
+            lists: Arc::clone(&fleet.lists),
             base: base.clone(),
             valid_until: probe.next_expiry(now),
+            enforced: Arc::new(merged.clone()),
             merged,
             conflicts,
+            granted: BTreeSet::new(),
         });
     }
-    let cached = cache.as_ref().expect("just filled");
-    (
-        fleet.grants.effective(&cached.merged, now, limits),
-        cached.conflicts.clone(),
-    )
+    let cached = cache.as_mut().expect("just filled");
+    let wanted: BTreeSet<(ListKind, Prefix)> = fleet
+        .grants
+        .enforced_prefixes(now, limits)
+        .filter(|(kind, prefix)| !cached.merged.list(*kind).contains_exactly(prefix))
+        .collect();
+    if wanted != cached.granted {
+        // Copies only if the caller still holds the last answer.
+        let enforced = Arc::make_mut(&mut cached.enforced);
+        for (kind, prefix) in cached.granted.difference(&wanted) {
+            let list = enforced.list_mut(*kind);
+            list.v4.remove(prefix);
+            list.v6.remove(prefix);
+        }
+        for (kind, prefix) in wanted.difference(&cached.granted) {
+            enforced.list_mut(*kind).insert(*prefix);
+        }
+        cached.granted = wanted;
+    }
+    (Arc::clone(&cached.enforced), cached.conflicts.clone())
 }
 
 fn merge_lists(base: &Policy, lists: &FleetLists, now: u64) -> (Policy, Vec<String>) {
@@ -152,7 +180,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::{fleet::codec::FleetPool, policy::grants::Grant, policy::prefix::Prefix};
+    use crate::{fleet::codec::FleetPool, policy::grants::Grant};
 
     fn p(s: &str) -> Prefix {
         s.parse().unwrap()
@@ -230,8 +258,34 @@ mod tests {
         );
     }
 
+    fn cached(
+        cache: &mut Option<MergeCache>,
+        base: &Policy,
+        fleet: &FleetPolicy,
+        now: u64,
+    ) -> (Policy, Vec<String>) {
+        let (policy, conflicts) = merge_cached(cache, base, fleet, now, &PrefixLimits::default());
+        ((*policy).clone(), conflicts)
+    }
+
+    fn grant(prefix: &str, expires_at: Option<u64>) -> Grant {
+        Grant {
+            prefix: prefix.into(),
+            expires_at,
+            reason: String::new(),
+            actor: "d".into(),
+            created_at: 0,
+        }
+    }
+
     #[test]
     fn the_cached_merge_equals_a_fresh_one_as_grants_lists_and_time_change() {
+        // (now, grants added with their expiry, grants revoked)
+        type Step = (
+            u64,
+            &'static [(&'static str, Option<u64>)],
+            &'static [&'static str],
+        );
         let mut base = Policy::default();
         base.dynamic.insert(p("100.64.0.0/10"));
         let mut lists = FleetLists::default();
@@ -243,39 +297,62 @@ mod tests {
             ..FleetPolicy::default()
         };
         let mut cache = None;
-        for (now, grant) in [
-            (10, None),
-            (20, Some("100.64.1.8/32")),
-            (100, Some("100.64.1.9/32")),
-        ] {
-            if let Some(g) = grant {
-                fleet.grants.exempt.insert(
-                    g.into(),
-                    Grant {
-                        prefix: g.into(),
-                        expires_at: None,
-                        reason: String::new(),
-                        actor: "d".into(),
-                        created_at: 0,
-                    },
-                );
+        // Grants come and go: one also in the lists (stays while the list
+        // has it), one expiring, one too broad for the bounds.
+        let steps: [Step; 6] = [
+            (10, &[], &[]),
+            (20, &[("100.64.1.8/32", None)], &[]),
+            (
+                30,
+                &[("100.64.1.7/32", None), ("100.64.1.11/32", Some(50))],
+                &[],
+            ),
+            (40, &[("0.0.0.0/0", None)], &["100.64.1.7/32"]),
+            (60, &[], &["100.64.1.8/32"]),
+            (100, &[("100.64.1.9/32", None)], &[]),
+        ];
+        let mut held = Vec::new();
+        for (now, added, revoked) in steps {
+            for (prefix, expires) in added {
+                fleet
+                    .grants
+                    .exempt
+                    .insert((*prefix).into(), grant(prefix, *expires));
             }
-            assert_eq!(
-                merge_cached(&mut cache, &base, &fleet, now, &PrefixLimits::default()),
-                merge(&base, &fleet, now, &PrefixLimits::default()),
-                "at {now}"
-            );
+            for prefix in revoked {
+                fleet.grants.exempt.remove(*prefix);
+            }
+            let fresh = merge(&base, &fleet, now, &PrefixLimits::default());
+            assert_eq!(cached(&mut cache, &base, &fleet, now), fresh, "at {now}");
+            // An answer still held is never changed under its holder.
+            let (answer, _) =
+                merge_cached(&mut cache, &base, &fleet, now, &PrefixLimits::default());
+            held.push((answer, fresh.0));
         }
+        for (answer, fresh) in &held {
+            assert_eq!(**answer, *fresh);
+        }
+        let exempt = |i: usize, addr: &str| held[i].0.exempt.contains(addr.parse().unwrap());
+        assert!(
+            exempt(3, "100.64.1.7"),
+            "revoked, but the list still has it"
+        );
+        assert!(
+            exempt(3, "100.64.1.11") && !exempt(3, "192.0.2.1"),
+            "0.0.0.0/0 enforced"
+        );
+        assert!(!exempt(4, "100.64.1.11") && !exempt(4, "100.64.1.8"));
+        assert!(!exempt(5, "100.64.1.7") && exempt(5, "100.64.1.9"));
         let mut other = (*fleet.lists).clone();
         other.allowed_destinations.insert(p("192.0.2.26/32"));
         fleet.lists = Arc::new(other);
         assert_eq!(
-            merge_cached(&mut cache, &base, &fleet, 100, &PrefixLimits::default()),
+            cached(&mut cache, &base, &fleet, 100),
             merge(&base, &fleet, 100, &PrefixLimits::default())
         );
         base.exempt.insert(p("100.64.1.10/32"));
         assert_eq!(
-            merge_cached(&mut cache, &base, &fleet, 100, &PrefixLimits::default()),
+            cached(&mut cache, &base, &fleet, 100),
             merge(&base, &fleet, 100, &PrefixLimits::default())
         );
     }
