@@ -322,45 +322,46 @@ impl Provisioning {
 }
 
 impl Provisioning {
-    /// Puts a grant into the local state, persisted before it counts.
-    fn save_grant(&self, list: GrantList, grant: &Grant) -> Result<(), Answer> {
+    /// Applies `change` to the grants and persists them before they count;
+    /// if they cannot be persisted the grants are put back as they were
+    /// (the answer says nothing changed). A refused change changes nothing.
+    pub(super) fn persist_change<T>(
+        &self,
+        change: impl FnOnce(&mut GrantState) -> Result<T, Answer>,
+    ) -> Result<T, Answer> {
         let mut state = self.state.lock().expect("not poisoned");
-        let previous = state
-            .list_mut(list)
-            .insert(grant.prefix.clone(), grant.clone());
+        let before = state.clone();
+        let done = change(&mut state)?;
         if let Err(e) = state.save(&self.config.state_file) {
-            let grants = state.list_mut(list);
-            match previous {
-                Some(p) => grants.insert(grant.prefix.clone(), p),
-                None => grants.remove(&grant.prefix),
-            };
+            *state = before;
             return Err(Answer::error(
                 500,
                 format!("not persisted, nothing changed: {e}"),
             ));
         }
         self.changed.store(true, Ordering::Relaxed);
-        Ok(())
+        Ok(done)
+    }
+
+    /// Puts a grant into the local state, persisted before it counts.
+    fn save_grant(&self, list: GrantList, grant: &Grant) -> Result<(), Answer> {
+        self.persist_change(|state| {
+            state
+                .list_mut(list)
+                .insert(grant.prefix.clone(), grant.clone());
+            Ok(())
+        })
     }
 
     /// Takes a grant out of the local state, persisted before it counts.
     fn remove_grant(&self, list: GrantList, key: &str) -> Result<(), Answer> {
-        let mut state = self.state.lock().expect("not poisoned");
-        let Some(old) = state.list_mut(list).remove(key) else {
-            return Err(Answer::error(
+        self.persist_change(|state| match state.list_mut(list).remove(key) {
+            Some(_) => Ok(()),
+            None => Err(Answer::error(
                 404,
                 format!("{key} is not granted in {}", list.name()),
-            ));
-        };
-        if let Err(e) = state.save(&self.config.state_file) {
-            state.list_mut(list).insert(key.to_owned(), old);
-            return Err(Answer::error(
-                500,
-                format!("not persisted, nothing changed: {e}"),
-            ));
-        }
-        self.changed.store(true, Ordering::Relaxed);
-        Ok(())
+            )),
+        })
     }
 }
 
@@ -446,3 +447,7 @@ mod subscriber_grants;
 #[cfg(test)]
 #[path = "provisioning_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "provisioning_store_tests.rs"]
+mod store_tests;

@@ -4,9 +4,9 @@ use std::os::unix::fs::PermissionsExt as _;
 
 use super::*;
 
-struct Fixture {
-    dir: PathBuf,
-    api: Provisioning,
+pub(super) struct Fixture {
+    pub(super) dir: PathBuf,
+    pub(super) api: Provisioning,
 }
 
 impl Drop for Fixture {
@@ -15,7 +15,7 @@ impl Drop for Fixture {
     }
 }
 
-fn fixture(name: &str) -> Fixture {
+pub(super) fn fixture(name: &str) -> Fixture {
     let dir = std::env::temp_dir().join(format!("op25b-prov-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
@@ -35,14 +35,20 @@ fn fixture(name: &str) -> Fixture {
     }
 }
 
-fn call(api: &Provisioning, method: Method, path: &str, token: &str, body: &str) -> Answer {
+pub(super) fn call(
+    api: &Provisioning,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> Answer {
     let mut head = RequestHead::new(method, path);
     head.authorization = Some(token.to_owned());
     api.admit(&head)
         .unwrap_or_else(|| api.answer(&head, body.as_bytes()))
 }
 
-fn text(answer: &Answer) -> String {
+pub(super) fn text(answer: &Answer) -> String {
     String::from_utf8_lossy(&answer.body).into_owned()
 }
 
@@ -355,91 +361,4 @@ fn subscriber_grants_refuse_bad_requests_and_change_nothing() {
     }
     assert!(!f.api.changed.load(Ordering::Relaxed));
     assert_eq!(f.api.state(), GrantState::default());
-}
-
-/// A store standing in for the fleet's etcd: records writes, or fails.
-#[derive(Default)]
-struct FakeStore {
-    puts: Mutex<Vec<(crate::policy::ListKind, String)>>,
-    down: bool,
-}
-
-impl GrantStore for Arc<FakeStore> {
-    fn put(
-        &self,
-        kind: crate::policy::ListKind,
-        grant: &Grant,
-    ) -> Result<(), grant_store::StoreError> {
-        if self.down {
-            return Err(grant_store::StoreError::Unavailable("etcd: gone".into()));
-        }
-        self.puts.lock().unwrap().push((kind, grant.prefix.clone()));
-        Ok(())
-    }
-    fn delete(
-        &self,
-        _: crate::policy::ListKind,
-        prefix: &Prefix,
-        _: &str,
-    ) -> Result<(), grant_store::StoreError> {
-        Err(grant_store::StoreError::NotFound(format!(
-            "{prefix} is not granted"
-        )))
-    }
-    fn list(&self, _: crate::policy::ListKind) -> Result<Vec<Grant>, grant_store::StoreError> {
-        Ok(Vec::new())
-    }
-}
-
-#[test]
-fn with_a_fleet_store_grants_go_to_the_store_not_the_state_file_and_bounds_still_hold() {
-    let f = fixture("store");
-    let store = Arc::new(FakeStore::default());
-    f.api.use_store(Box::new(Arc::clone(&store)));
-    let path = "/api/v1/exemptions";
-    let body = r#"{"prefix": "100.64.1.7/32", "reason": "T-1"}"#;
-    let answer = call(&f.api, Method::POST, path, "Bearer s3cret", body);
-    assert_eq!(answer.status, 201, "{}", text(&answer));
-    assert_eq!(
-        *store.puts.lock().unwrap(),
-        [(crate::policy::ListKind::Exempt, "100.64.1.7/32".to_owned())]
-    );
-    assert!(
-        !f.dir.join("state.json").exists(),
-        "a fleet grant must not land in the local state file"
-    );
-    assert!(!f.api.changed.load(Ordering::Relaxed));
-    assert!(fs::read_to_string(f.dir.join("audit.jsonl"))
-        .unwrap()
-        .contains("100.64.1.7/32"));
-    // The bound is checked before the store sees anything.
-    let everyone = r#"{"prefix": "0.0.0.0/0"}"#;
-    let answer = call(&f.api, Method::POST, path, "Bearer s3cret", everyone);
-    assert_eq!(answer.status, 400, "{}", text(&answer));
-    assert_eq!(store.puts.lock().unwrap().len(), 1);
-    // Grants by subscriber are not shared through the store: refused, nothing written.
-    let subscriber = r#"{"subscriber": "alice@example.jp"}"#;
-    let answer = call(&f.api, Method::POST, path, "Bearer s3cret", subscriber);
-    assert_eq!(answer.status, 400, "{}", text(&answer));
-    assert!(text(&answer).contains("[fleet]"), "{}", text(&answer));
-    assert_eq!(store.puts.lock().unwrap().len(), 1);
-    assert!(f.api.state().exempt_subscribers.is_empty());
-    // The store's answers come through: missing → 404.
-    let answer = call(
-        &f.api,
-        Method::DELETE,
-        &format!("{path}?prefix=100.64.9.9%2F32"),
-        "Bearer s3cret",
-        "",
-    );
-    assert_eq!(answer.status, 404, "{}", text(&answer));
-
-    let down = fixture("store-down");
-    down.api.use_store(Box::new(Arc::new(FakeStore {
-        down: true,
-        ..FakeStore::default()
-    })));
-    let answer = call(&down.api, Method::POST, path, "Bearer s3cret", body);
-    assert_eq!(answer.status, 503, "{}", text(&answer));
-    assert!(text(&answer).contains("not changed"), "{}", text(&answer));
 }
