@@ -83,22 +83,12 @@ impl Etcd {
             .open(self.data.path().join("etcd.log"))
             .unwrap();
         command
-            .args(["--name", "op25b-test", "--data-dir"])
-            .arg(self.data_dir())
-            .args([
-                "--listen-client-urls",
+            .args(single_node_args(
+                &self.data_dir(),
                 &self.listen,
-                "--advertise-client-urls",
                 &self.url,
-            ])
-            .args([
-                "--listen-peer-urls",
                 &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
-            .args(["--initial-cluster", &format!("op25b-test={peer}")])
-            .args(["--logger", "zap", "--log-level", "warn"])
+            ))
             .stdout(Stdio::null())
             .stderr(log);
         self.child = Some(
@@ -169,6 +159,40 @@ impl Etcd {
             None => std::thread::spawn(job).join().unwrap(),
         }
     }
+}
+
+/// The arguments of a one-member etcd (named `op25b-test`) on `data`,
+/// serving clients at `listen` (advertised as `url`), peers at `peer`.
+pub fn single_node_args(
+    data: &std::path::Path,
+    listen: &str,
+    url: &str,
+    peer: &str,
+) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = ["--name", "op25b-test", "--data-dir"]
+        .iter()
+        .map(Into::into)
+        .collect();
+    args.push(data.into());
+    for arg in [
+        "--listen-client-urls",
+        listen,
+        "--advertise-client-urls",
+        url,
+        "--listen-peer-urls",
+        peer,
+        "--initial-advertise-peer-urls",
+        peer,
+        "--initial-cluster",
+        &format!("op25b-test={peer}"),
+        "--logger",
+        "zap",
+        "--log-level",
+        "warn",
+    ] {
+        args.push(arg.into());
+    }
+    args
 }
 
 impl Drop for Etcd {

@@ -12,7 +12,7 @@ use std::{
 };
 
 use op25b_agent::config::fleet::{FleetConfig, RawFleet};
-use op25b_tests::{agent_bin, TempDir};
+use op25b_tests::{agent_bin, etcd::single_node_args, TempDir};
 
 const PASSWORD: &str = "correct horse";
 
@@ -29,54 +29,56 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// A CA (named `name`) and a certificate it signs for `cn` with `extension`.
-fn ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.crt"),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
+/// `openssl req` arguments making a new P-256 key, unencrypted, in `NAME.key`.
+fn new_key(name: &str) -> Vec<String> {
+    let fixed = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut args: Vec<String> = fixed.iter().map(ToString::to_string).collect();
+    args.extend(["-keyout".to_owned(), format!("{name}.key")]);
+    args
 }
 
+fn openssl_owned(dir: &Path, args: &[String]) {
+    openssl(dir, &args.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// A CA named `name` (`name.key`, `name.crt`).
+fn ca(dir: &Path, name: &str) {
+    let mut args = vec!["req".to_owned(), "-x509".to_owned()];
+    args.extend(new_key(name));
+    args.extend([
+        "-out".to_owned(),
+        format!("{name}.crt"),
+        "-days".to_owned(),
+        "2".to_owned(),
+        "-subj".to_owned(),
+        format!("/CN={name}"),
+        "-addext".to_owned(),
+        "basicConstraints=critical,CA:TRUE".to_owned(),
+        "-addext".to_owned(),
+        "keyUsage=critical,keyCertSign,cRLSign".to_owned(),
+    ]);
+    openssl_owned(dir, &args);
+}
+
+/// A certificate for `cn` with `extension`, signed by the CA `ca`.
 fn signed(dir: &Path, ca: &str, name: &str, cn: &str, extension: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={cn}"),
-            "-addext",
-            extension,
-        ],
-    );
+    let mut args = vec!["req".to_owned()];
+    args.extend(new_key(name));
+    args.extend([
+        "-out".to_owned(),
+        format!("{name}.csr"),
+        "-subj".to_owned(),
+        format!("/CN={cn}"),
+        "-addext".to_owned(),
+        extension.to_owned(),
+    ]);
+    openssl_owned(dir, &args);
     openssl(
         dir,
         &[
@@ -122,24 +124,9 @@ fn start_etcd(dir: &Path, client_port: u16) -> TlsEtcd {
     let peer = format!("http://127.0.0.1:{}", free_port());
     let log = fs::File::create(dir.join("etcd.log")).unwrap();
     let child = Command::new("etcd")
-        .args(["--name", "tls", "--data-dir"])
-        .arg(dir.join("data"))
-        .args([
-            "--listen-client-urls",
-            &url,
-            "--advertise-client-urls",
-            &url,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &peer,
-            "--initial-advertise-peer-urls",
-            &peer,
-        ])
-        .args(["--initial-cluster", &format!("tls={peer}")])
+        .args(single_node_args(&dir.join("data"), &url, &url, &peer))
         .args(["--cert-file", "server.crt", "--key-file", "server.key"])
         .args(["--trusted-ca-file", "ca.crt", "--client-cert-auth"])
-        .args(["--logger", "zap", "--log-level", "warn"])
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(log)
