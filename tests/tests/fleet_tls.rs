@@ -12,7 +12,11 @@ use std::{
 };
 
 use op25b_agent::config::fleet::{FleetConfig, RawFleet};
-use op25b_tests::{agent_bin, etcd::single_node_args, TempDir};
+use op25b_tests::{
+    agent_bin,
+    etcd::{free_port, single_node_args},
+    TempDir,
+};
 
 const PASSWORD: &str = "correct horse";
 
@@ -99,14 +103,6 @@ fn signed(dir: &Path, ca: &str, name: &str, cn: &str, extension: &str) {
             "copyall",
         ],
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// etcd over TLS with client certificates; killed on drop (also on panic).

@@ -159,6 +159,29 @@ fn unix_nanos() -> u128 {
 
 /// The ops every op25b write carries besides its change: the audit line and
 /// the touch of `P/policy/changed` that marks the policy's revision.
+/// `ops` and the bookkeeping writes, in one transaction, only if `condition` holds.
+fn with_bookkeeping(
+    layout: &Layout,
+    condition: Compare,
+    mut ops: Vec<TxnOp>,
+    audit: &AuditRecord,
+) -> Txn {
+    ops.extend(bookkeeping(layout, audit));
+    Txn::new().when([condition]).and_then(ops)
+}
+
+/// `op` and the bookkeeping, only if `key` is still at `revision` (no lost update).
+fn if_at_revision(
+    layout: &Layout,
+    key: &str,
+    revision: i64,
+    op: TxnOp,
+    audit: &AuditRecord,
+) -> Txn {
+    let unchanged = Compare::mod_revision(key.to_owned(), CompareOp::Equal, revision);
+    with_bookkeeping(layout, unchanged, vec![op], audit)
+}
+
 fn bookkeeping(layout: &Layout, audit: &AuditRecord) -> Vec<TxnOp> {
     let line = serde_json::to_string(audit).expect("audit serializes");
     vec![
@@ -203,15 +226,13 @@ pub async fn put_grant(
     let mut kv = client.kv_client();
     for _ in 0..WRITE_ATTEMPTS {
         let (old, revision) = current(client, &key).await?;
-        let mut ops = vec![TxnOp::put(key.clone(), value.clone(), None)];
-        ops.extend(bookkeeping(layout, audit));
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                key.clone(),
-                CompareOp::Equal,
-                revision,
-            )])
-            .and_then(ops);
+        let txn = if_at_revision(
+            layout,
+            &key,
+            revision,
+            TxnOp::put(key.clone(), value.clone(), None),
+            audit,
+        );
         let response = kv.txn(txn).await.map_err(etcd(format!("writing {key}")))?;
         if response.succeeded() {
             return Ok(
@@ -242,15 +263,13 @@ pub async fn delete_grant(
                 kind.name()
             )));
         }
-        let mut ops = vec![TxnOp::delete(key.clone(), None)];
-        ops.extend(bookkeeping(layout, audit));
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                key.clone(),
-                CompareOp::Equal,
-                revision,
-            )])
-            .and_then(ops);
+        let txn = if_at_revision(
+            layout,
+            &key,
+            revision,
+            TxnOp::delete(key.clone(), None),
+            audit,
+        );
         if kv
             .txn(txn)
             .await
@@ -274,11 +293,12 @@ pub async fn delete_if_unchanged(
     value: &[u8],
     audit: &AuditRecord,
 ) -> Result<bool, FleetError> {
-    let mut ops = vec![TxnOp::delete(key, None)];
-    ops.extend(bookkeeping(layout, audit));
-    let txn = Txn::new()
-        .when([Compare::value(key, CompareOp::Equal, value)])
-        .and_then(ops);
+    let txn = with_bookkeeping(
+        layout,
+        Compare::value(key, CompareOp::Equal, value),
+        vec![TxnOp::delete(key, None)],
+        audit,
+    );
     let response = client
         .kv_client()
         .txn(txn)
@@ -392,14 +412,9 @@ pub async fn publish_lists(
         ops.push(TxnOp::delete(key.clone(), None));
         published.chunks_deleted += 1;
     }
-    ops.extend(bookkeeping(layout, audit));
-    let txn = Txn::new()
-        .when([Compare::mod_revision(
-            layout.manifest_key(),
-            CompareOp::Equal,
-            expected_revision,
-        )])
-        .and_then(ops);
+    let manifest_unchanged =
+        Compare::mod_revision(layout.manifest_key(), CompareOp::Equal, expected_revision);
+    let txn = with_bookkeeping(layout, manifest_unchanged, ops, audit);
     let response = kv.txn(txn).await.map_err(etcd("publishing the manifest"))?;
     if !response.succeeded() {
         return Err(FleetError::Conflict(
