@@ -17,6 +17,7 @@ use super::{
     layout::Layout,
     registration::Registration,
 };
+use crate::policy::grants::table_line;
 use crate::{
     config::{fleet::FleetConfig, Config},
     policy::{grants::Grant, prefix::PrefixSet, ListKind},
@@ -381,14 +382,8 @@ pub fn grant(
                     writeln!(out, "{}", serde_json::json!({ kind.name(): grants }))?;
                 } else {
                     for g in &grants {
-                        let expires = g
-                            .expires_at
-                            .map_or_else(|| "never".to_owned(), crate::clock::rfc3339);
-                        writeln!(
-                            out,
-                            "{:<40} expires {:<22} by {:<16} {}",
-                            g.prefix, expires, g.actor, g.reason
-                        )?;
+                        let line = table_line(&g.prefix, g.expires_at, &g.actor, &g.reason);
+                        writeln!(out, "{line}")?;
                     }
                 }
                 for e in errors {

@@ -31,6 +31,12 @@ impl Grant {
     }
 }
 
+/// One grant as the CLI's tables show it: what, expiry, who, why.
+pub fn table_line(what: &str, expires_at: Option<u64>, actor: &str, reason: &str) -> String {
+    let expires = expires_at.map_or_else(|| "never".to_owned(), crate::clock::rfc3339);
+    format!("{what:<40} expires {expires:<22} by {actor:<16} {reason}")
+}
+
 /// What is persisted.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
