@@ -9,6 +9,7 @@
 //! session).
 //! Prints a markdown table, writes JSON. `--smoke` runs everything tiny.
 mod fleet;
+mod fleet_lab;
 mod lab;
 mod prefixes;
 mod radius;
