@@ -13,6 +13,8 @@ APT_PACKAGES=(
   freeradius-utils                                         # radclient: a real RADIUS client for tests
   systemd man-db dpkg-dev                                  # unit checks, man pages, packaging
   xdp-tools nftables ethtool                               # benchmark peers
+  etcd-server protobuf-compiler libprotobuf-dev            # fleet: a real etcd in tests; protoc + well-known protos for etcd-client
+  openssl                                                  # fleet TLS test: makes its CA and certificates
   time                                                     # peak RSS of a child (report benchmark)
   python3-jsonschema python3-pip                           # X-ARF reports against the published schemas
 )

@@ -8,6 +8,8 @@
 //! (accounting requests applied/s, Start -> exemption latency, bytes per
 //! session).
 //! Prints a markdown table, writes JSON. `--smoke` runs everything tiny.
+mod fleet;
+mod fleet_lab;
 mod lab;
 mod prefixes;
 mod radius;
@@ -27,6 +29,10 @@ use serde::Serialize;
 
 /// Benchmark op25b against its baselines (needs root).
 #[derive(Debug, Parser)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "command-line switches, each read once"
+)]
 struct Args {
     /// Tiny repeats and sizes: checks the benchmark works, measures nothing.
     #[arg(long)]
@@ -49,6 +55,18 @@ struct Args {
     /// Run only these sections (repeatable; default: all).
     #[arg(long, value_enum)]
     only: Vec<Section>,
+    /// Run only the fleet-sync section: real agents in namespaces following one etcd.
+    #[arg(long)]
+    fleet: bool,
+    /// Agents for --fleet.
+    #[arg(long, default_value_t = 20)]
+    agents: usize,
+    /// Grants measured for --fleet.
+    #[arg(long, default_value_t = 30)]
+    grants: usize,
+    /// Prefixes in the pool list rolled out by --fleet.
+    #[arg(long, default_value_t = 1_000_000)]
+    pool_prefixes: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -184,18 +202,41 @@ fn only_one(args: &Args, machine: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--fleet`: the fleet-sync section alone (its own agents and etcd), its own JSON.
+fn only_fleet(args: &Args) -> anyhow::Result<()> {
+    let report = if args.smoke {
+        fleet::run(2, 3, 1_000)?
+    } else {
+        fleet::run(args.agents, args.grants, args.pool_prefixes)?
+    };
+    println!("{}", fleet::markdown(&report));
+    if let Some(dir) = args.json.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
+    Ok(())
+}
+
+/// Prefixes per list in the scale section.
+fn list_sizes(smoke: bool) -> &'static [usize] {
+    if smoke {
+        &[10, 1_000]
+    } else {
+        &[10, 1_000, 100_000, 1_000_000]
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.fleet {
+        return only_fleet(&args);
+    }
     let (repeat, runs) = if args.smoke {
         (1_000, 1)
     } else {
         (args.repeat, args.runs.max(1))
     };
-    let sizes: &[usize] = if args.smoke {
-        &[10, 1_000]
-    } else {
-        &[10, 1_000, 100_000, 1_000_000]
-    };
+    let sizes = list_sizes(args.smoke);
     let machine = machine();
     if args.only_radius || args.only_reattach {
         return only_one(&args, &machine);

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dataplane;
+pub mod fleet;
 pub mod observe;
 pub mod policy;
 pub mod radius;

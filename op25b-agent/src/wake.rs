@@ -1,6 +1,7 @@
 //! Wakes the agent loop before its next tick: a link notification (an
-//! interface to attach) or a RADIUS request waiting for its change to reach
-//! the maps. One condition variable, whoever rings it.
+//! interface to attach), a RADIUS request waiting for its change to reach
+//! the maps, or a fleet policy accepted from etcd. One condition variable,
+//! whoever rings it.
 
 use std::{
     sync::{Condvar, Mutex},
@@ -12,6 +13,7 @@ use std::{
 pub struct Reasons {
     pub link: bool,
     pub radius: bool,
+    pub fleet: bool,
 }
 
 #[derive(Debug, Default)]

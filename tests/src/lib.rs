@@ -2,6 +2,7 @@
 //! verdict and through the kernel program alike), the standard test policy,
 //! and guards for privileged resources.
 
+pub mod etcd;
 pub mod fixtures;
 pub mod frame;
 pub mod fuzz;
@@ -105,6 +106,34 @@ pub fn agent_bin() -> std::path::PathBuf {
         path.display()
     );
     path
+}
+
+/// Runs the debug `op25b-bench` with `args` plus `--json FILE` in a
+/// scratch directory; asserts it succeeded and returns its table (stdout)
+/// and its JSON report.
+pub fn run_bench(tag: &str, args: &[&str]) -> (String, serde_json::Value) {
+    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/op25b-bench");
+    assert!(
+        bin.exists(),
+        "{} missing: scripts/test.sh builds it",
+        bin.display()
+    );
+    let dir = TempDir::new(tag);
+    let json = dir.path().join("report.json");
+    let out = std::process::Command::new(&bin)
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    (table, report)
 }
 
 /// A scratch directory removed on drop (also when the test panics).

@@ -1,30 +1,9 @@
 //! The benchmark's smoke mode runs every section with tiny repeats, so the
 //! benchmark cannot rot between real runs. Needs root, xdp-tools, nftables.
-use std::process::Command;
-
 #[test]
 fn benchmark_smoke_mode_runs_every_section() {
     op25b_tests::require_root();
-    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/op25b-bench");
-    assert!(
-        bin.exists(),
-        "{} missing: scripts/test.sh builds it",
-        bin.display()
-    );
-    let dir = op25b_tests::TempDir::new("bench");
-    let json = dir.path().join("bench.json");
-    let out = Command::new(&bin)
-        .arg("--smoke")
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{table}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (table, report) = op25b_tests::run_bench("bench", &["--smoke"]);
     for heading in [
         "| path | verdict | op25b ns",
         "| prefixes per list |",
@@ -38,8 +17,6 @@ fn benchmark_smoke_mode_runs_every_section() {
     ] {
         assert!(table.contains(heading), "missing {heading:?} in\n{table}");
     }
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["smoke"], true);
     let rows = report["per_packet"]["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 9);

@@ -64,6 +64,7 @@ impl Agent {
             })
             .collect();
         self.telemetry.set_interfaces(views);
+        self.report_interfaces_to_fleet();
         let missing: Vec<&str> = self
             .interfaces
             .values()

@@ -11,6 +11,7 @@
 //!   (`reload`, `crate::dataplane::diff`);
 //! - a configuration that fails validation changes nothing.
 
+mod fleet;
 mod interfaces;
 mod link_events;
 mod lock;
@@ -90,6 +91,8 @@ pub struct Agent {
     waker: Arc<crate::wake::Waker>,
     /// RADIUS sessions (accounting, CoA), when `[radius]` listens.
     radius: Option<Arc<crate::radius::Radius>>,
+    /// Fleet sync (`[fleet]`): the fleet's policy joins the local one.
+    fleet: Option<crate::fleet::Fleet>,
     /// Expiries up to this Unix second are already out of the maps.
     expiry_checked_at: u64,
     /// Holds the flock on the pin directory for the agent's lifetime.
@@ -111,9 +114,16 @@ impl Agent {
             .map(|api| start_provisioning(api.clone(), config.prefix_limits))
             .transpose()?;
         let radius = radius::open(&config)?;
-        let effective =
-            reload::effective_policy(&config, provisioning.as_deref(), radius.as_deref());
+        let waker: Arc<crate::wake::Waker> = radius.as_ref().map(|r| r.waker()).unwrap_or_default();
+        let fleet = fleet::start(&config, provisioning.as_deref(), &waker);
+        let (effective, fleet_merge) = reload::effective_policy(
+            &config,
+            provisioning.as_deref(),
+            radius.as_deref(),
+            fleet.as_ref(),
+        );
         let stats = control.apply(&effective)?;
+        fleet::applied(fleet.as_ref(), fleet_merge);
         info!(
             added = stats.added,
             removed = stats.removed,
@@ -128,6 +138,7 @@ impl Agent {
         telemetry.set_policy(&effective);
         telemetry.record_reload(true);
         radius::serve(radius.as_ref(), &telemetry)?;
+        fleet::register_metrics(fleet.as_ref(), &telemetry);
         if !config.metrics.listen_address.is_empty() {
             let routes = AdminRoutes {
                 telemetry: Arc::clone(&telemetry),
@@ -153,8 +164,9 @@ impl Agent {
             readiness,
             events,
             provisioning,
-            waker: radius.as_ref().map(|r| r.waker()).unwrap_or_default(),
+            waker,
             radius,
+            fleet,
             expiry_checked_at: crate::clock::now_unix(),
             lock,
         };
@@ -213,8 +225,8 @@ impl Agent {
                 self.reconcile_interfaces("poll");
                 last_interface_check = Instant::now();
             }
-            // Sleeps until the next tick, an interface change, or a
-            // RADIUS request waiting for the maps.
+            // Sleeps until the next tick, an interface change, a RADIUS
+            // request waiting for the maps, or a new fleet policy.
             if self.waker.wait(WATCH_INTERVAL).link {
                 self.reconcile_interfaces("link notification");
                 last_interface_check = Instant::now();

@@ -95,9 +95,14 @@ impl Agent {
         };
         let subscribers = exempt_subscribers(&self.config, self.provisioning.as_deref());
         radius.sync(&subscribers, || {
-            let effective =
-                effective_policy(&self.config, self.provisioning.as_deref(), Some(&radius));
+            let (effective, fleet_merge) = effective_policy(
+                &self.config,
+                self.provisioning.as_deref(),
+                Some(&radius),
+                self.fleet.as_ref(),
+            );
             let stats = self.control.apply(&effective).map_err(|e| e.to_string())?;
+            super::fleet::applied(self.fleet.as_ref(), fleet_merge);
             info!(
                 added = stats.added,
                 removed = stats.removed,

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use tracing::{error, info, warn};
 
-use super::Agent;
+use super::{fleet::FleetMerge, Agent};
 use crate::{
     api::provisioning::Provisioning,
     config::{watch::WatchedFiles, Config},
@@ -30,6 +30,7 @@ impl Agent {
                     .next_expiry(self.expiry_checked_at),
             )
             .any(|t| t <= now);
+        let fleet_changed = self.fleet_changed(now);
         self.expiry_checked_at = now;
         let (grants_changed, grants_expired) = match &self.provisioning {
             Some(p) => {
@@ -40,27 +41,40 @@ impl Agent {
             None => (false, false),
         };
         let expired = lists_expired || grants_expired;
-        if !grants_changed && !expired {
+        if !grants_changed && !expired && !fleet_changed {
             return;
         }
         let provisioning = self.provisioning.clone();
         let provisioning = provisioning.as_deref();
-        let effective = effective_policy(&self.config, provisioning, self.radius.as_deref());
+        let started = std::time::Instant::now();
+        let (effective, fleet_merge) = effective_policy(
+            &self.config,
+            provisioning,
+            self.radius.as_deref(),
+            self.fleet.as_ref(),
+        );
+        let merged = started.elapsed();
+        let applying = std::time::Instant::now();
         match self.control.apply(&effective) {
             Ok(stats) => {
                 info!(
                     added = stats.added,
                     removed = stats.removed,
                     expired,
-                    "run-time grants and expiries applied"
+                    fleet = fleet_changed,
+                    merge_ms = merged.as_secs_f64() * 1000.0,
+                    maps_ms = applying.elapsed().as_secs_f64() * 1000.0,
+                    "run-time grants, fleet changes and expiries applied"
                 );
+                super::fleet::applied(self.fleet.as_ref(), fleet_merge);
                 self.telemetry.set_policy(&effective);
             }
             Err(e) => {
-                error!("applying run-time grants and expiries: {e}; retrying");
+                error!("applying run-time grants, fleet changes and expiries: {e}; retrying");
                 if let Some(p) = provisioning {
                     p.changed.store(true, Ordering::Relaxed);
                 }
+                self.fleet_apply_failed(&e.to_string());
             }
         }
     }
@@ -99,8 +113,15 @@ impl Agent {
                 self.config.pin_path.display()
             );
         }
-        let effective =
-            effective_policy(&new, self.provisioning.as_deref(), self.radius.as_deref());
+        if new.fleet != self.config.fleet {
+            warn!("[fleet] changed: that takes a restart; keeping the running fleet settings");
+        }
+        let (effective, fleet_merge) = effective_policy(
+            &new,
+            self.provisioning.as_deref(),
+            self.radius.as_deref(),
+            self.fleet.as_ref(),
+        );
         match self.control.apply(&effective) {
             Ok(stats) => info!(
                 trigger,
@@ -119,11 +140,16 @@ impl Agent {
         if let (Some(radius), Some(wanted)) = (&self.radius, &new.radius) {
             radius.reconfigure(wanted);
         }
-        let pin_path = self.config.pin_path.clone();
+        super::fleet::applied(self.fleet.as_ref(), fleet_merge);
+        let (pin_path, fleet) = (self.config.pin_path.clone(), self.config.fleet.clone());
         if let Some(p) = &self.provisioning {
             p.set_prefix_limits(new.prefix_limits);
         }
-        self.config = Config { pin_path, ..new };
+        self.config = Config {
+            pin_path,
+            fleet,
+            ..new
+        };
         self.set_interfaces(&self.config.interfaces.clone());
         self.telemetry.set_policy(&effective);
         self.telemetry.record_reload(true);
@@ -132,19 +158,22 @@ impl Agent {
 
 /// The configuration's policy as of now (expired entries out) plus the
 /// grants active now (those within the configuration's prefix limits)
-/// plus the addresses of exempt RADIUS sessions.
+/// plus the addresses of exempt RADIUS sessions, merged with the fleet's
+/// policy (and what to tell the fleet once it is in the maps).
 pub(super) fn effective_policy(
     config: &Config,
     provisioning: Option<&Provisioning>,
     radius: Option<&Radius>,
-) -> Policy {
+    fleet: Option<&crate::fleet::Fleet>,
+) -> (std::sync::Arc<Policy>, FleetMerge) {
     let now = crate::clock::now_unix();
     let base = config.policy.active(now);
     let policy = match provisioning {
         Some(p) => p.state().effective(&base, now, &config.prefix_limits),
         None => base,
     };
-    super::radius::with_sessions(policy, config, provisioning, radius)
+    let local = super::radius::with_sessions(policy, config, provisioning, radius);
+    super::fleet::with_fleet(local, fleet)
 }
 
 /// What the configuration accepts but an operator should know, at every load.

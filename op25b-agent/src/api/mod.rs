@@ -1,10 +1,11 @@
 //! HTTP at the agent's edge: `server` (one hardened transport for every
 //! listener), `admin` (metrics, health, readiness, top sources),
-//! `provisioning` (run-time grants), `types` (the JSON both sides speak)
+//! `provisioning` (run-time grants; `grant_store` when a fleet keeps them), `types` (the JSON both sides speak)
 //! and `client` (the one client the CLI uses).
 
 pub mod admin;
 pub mod client;
+pub mod grant_store;
 pub mod provisioning;
 pub mod server;
 pub mod types;

@@ -14,7 +14,7 @@ use std::{
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex, RwLock,
+        Arc, Mutex, OnceLock, RwLock,
     },
 };
 
@@ -22,6 +22,7 @@ use hyper::Method;
 use serde::Serialize;
 
 use super::{
+    grant_store::{self, GrantStore},
     server::{self, Answer, Limits, Listener, RequestHead, Routes},
     types::{GrantListAnswer, GrantRequest, GrantTarget, RevokeAnswer, RevokeRequest},
 };
@@ -67,6 +68,8 @@ pub struct Provisioning {
     prefix_limits: RwLock<PrefixLimits>,
     /// Set when grants changed: the agent loop reapplies the policy.
     pub changed: AtomicBool,
+    /// With `[fleet]`: grants go to the fleet's store, not the state file.
+    store: OnceLock<Box<dyn GrantStore>>,
 }
 
 #[derive(Serialize)]
@@ -123,7 +126,13 @@ impl Provisioning {
             state: Mutex::new(state),
             prefix_limits: RwLock::new(prefix_limits),
             changed: AtomicBool::new(false),
+            store: OnceLock::new(),
         })
+    }
+
+    /// From now on grants are written to (and listed from) `store`.
+    pub fn use_store(&self, store: Box<dyn GrantStore>) {
+        let _ = self.store.set(store);
     }
 
     /// The configuration's limits changed (a reload).
@@ -177,6 +186,20 @@ impl Provisioning {
 
     /// `GET /api/v1/{list}`.
     pub fn list(&self, list: GrantList) -> Answer {
+        if let Some(store) = self.store.get() {
+            return match store.list(list.list_kind()) {
+                // Grants by subscriber are refused with [fleet] on: none to list.
+                Ok(grants) => Answer::json(
+                    200,
+                    &GrantListAnswer {
+                        list,
+                        grants,
+                        subscribers: Vec::new(),
+                    },
+                ),
+                Err(e) => grant_store::answer(&e),
+            };
+        }
         let state = self.state.lock().expect("not poisoned");
         Answer::json(
             200,
@@ -225,20 +248,15 @@ impl Provisioning {
             actor: actor_or_api(request.actor),
             created_at: now,
         };
-        let mut state = self.state.lock().expect("not poisoned");
-        let previous = state
-            .list_mut(list)
-            .insert(grant.prefix.clone(), grant.clone());
-        if let Err(e) = state.save(&self.config.state_file) {
-            let grants = state.list_mut(list);
-            match previous {
-                Some(p) => grants.insert(grant.prefix.clone(), p),
-                None => grants.remove(&grant.prefix),
-            };
-            return Answer::error(500, format!("not persisted, nothing changed: {e}"));
+        let stored = match self.store.get() {
+            Some(store) => store
+                .put(list.list_kind(), &grant)
+                .map_err(|e| grant_store::answer(&e)),
+            None => self.save_grant(list, &grant),
+        };
+        if let Err(answer) = stored {
+            return answer;
         }
-        self.changed.store(true, Ordering::Relaxed);
-        drop(state);
         self.audit(&AuditLine {
             time: rfc3339(now),
             actor: &grant.actor,
@@ -279,19 +297,19 @@ impl Provisioning {
             return Answer::error(400, "reason (1024) or actor (256) too long");
         }
         let key = parsed.to_string();
-        let mut state = self.state.lock().expect("not poisoned");
-        let Some(old) = state.list_mut(list).remove(&key) else {
-            return Answer::error(404, format!("{key} is not granted in {}", list.name()));
+        let actor = actor_or_api(request.actor);
+        let removed = match self.store.get() {
+            Some(store) => store
+                .delete(list.list_kind(), &parsed, &actor)
+                .map_err(|e| grant_store::answer(&e)),
+            None => self.remove_grant(list, &key),
         };
-        if let Err(e) = state.save(&self.config.state_file) {
-            state.list_mut(list).insert(key, old);
-            return Answer::error(500, format!("not persisted, nothing changed: {e}"));
+        if let Err(answer) = removed {
+            return answer;
         }
-        self.changed.store(true, Ordering::Relaxed);
-        drop(state);
         self.audit(&AuditLine {
             time: rfc3339(now_unix()),
-            actor: &actor_or_api(request.actor),
+            actor: &actor,
             action: "delete",
             list: list.name(),
             prefix: &key,
@@ -300,6 +318,50 @@ impl Provisioning {
             reason: &request.reason,
         });
         Answer::json(200, &RevokeAnswer { deleted: key })
+    }
+}
+
+impl Provisioning {
+    /// Applies `change` to the grants and persists them before they count;
+    /// if they cannot be persisted the grants are put back as they were
+    /// (the answer says nothing changed). A refused change changes nothing.
+    pub(super) fn persist_change<T>(
+        &self,
+        change: impl FnOnce(&mut GrantState) -> Result<T, Answer>,
+    ) -> Result<T, Answer> {
+        let mut state = self.state.lock().expect("not poisoned");
+        let before = state.clone();
+        let done = change(&mut state)?;
+        if let Err(e) = state.save(&self.config.state_file) {
+            *state = before;
+            return Err(Answer::error(
+                500,
+                format!("not persisted, nothing changed: {e}"),
+            ));
+        }
+        self.changed.store(true, Ordering::Relaxed);
+        Ok(done)
+    }
+
+    /// Puts a grant into the local state, persisted before it counts.
+    fn save_grant(&self, list: GrantList, grant: &Grant) -> Result<(), Answer> {
+        self.persist_change(|state| {
+            state
+                .list_mut(list)
+                .insert(grant.prefix.clone(), grant.clone());
+            Ok(())
+        })
+    }
+
+    /// Takes a grant out of the local state, persisted before it counts.
+    fn remove_grant(&self, list: GrantList, key: &str) -> Result<(), Answer> {
+        self.persist_change(|state| match state.list_mut(list).remove(key) {
+            Some(_) => Ok(()),
+            None => Err(Answer::error(
+                404,
+                format!("{key} is not granted in {}", list.name()),
+            )),
+        })
     }
 }
 
@@ -385,3 +447,7 @@ mod subscriber_grants;
 #[cfg(test)]
 #[path = "provisioning_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "provisioning_store_tests.rs"]
+mod store_tests;

@@ -4,9 +4,9 @@ use std::os::unix::fs::PermissionsExt as _;
 
 use super::*;
 
-struct Fixture {
-    dir: PathBuf,
-    api: Provisioning,
+pub(super) struct Fixture {
+    pub(super) dir: PathBuf,
+    pub(super) api: Provisioning,
 }
 
 impl Drop for Fixture {
@@ -15,7 +15,7 @@ impl Drop for Fixture {
     }
 }
 
-fn fixture(name: &str) -> Fixture {
+pub(super) fn fixture(name: &str) -> Fixture {
     let dir = std::env::temp_dir().join(format!("op25b-prov-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
@@ -35,14 +35,20 @@ fn fixture(name: &str) -> Fixture {
     }
 }
 
-fn call(api: &Provisioning, method: Method, path: &str, token: &str, body: &str) -> Answer {
+pub(super) fn call(
+    api: &Provisioning,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> Answer {
     let mut head = RequestHead::new(method, path);
     head.authorization = Some(token.to_owned());
     api.admit(&head)
         .unwrap_or_else(|| api.answer(&head, body.as_bytes()))
 }
 
-fn text(answer: &Answer) -> String {
+pub(super) fn text(answer: &Answer) -> String {
     String::from_utf8_lossy(&answer.body).into_owned()
 }
 

@@ -3,7 +3,7 @@
 //! grants; the agent unions the active ones with `[policy]
 //! exempt_subscribers` so they follow the subscriber's RADIUS sessions.
 
-use std::{collections::HashSet, sync::atomic::Ordering};
+use std::collections::HashSet;
 
 use super::{actor_or_api, AuditLine, Provisioning};
 use crate::{
@@ -17,6 +17,12 @@ use crate::{
 
 const EXEMPTIONS_ONLY: &str =
     "subscriber: only exemptions follow a subscriber; allowed destinations are prefixes";
+
+/// With `[fleet]` on, a grant kept on this box alone would silently differ
+/// from every other box, so it is refused rather than half-shared.
+const NOT_IN_FLEET: &str = "subscriber: grants by subscriber are not shared through the fleet's \
+     etcd; with [fleet] on, list the subscriber in [policy] exempt_subscribers, or grant its \
+     prefix";
 
 impl Provisioning {
     /// The subscribers granted an exemption and active at `now`.
@@ -35,6 +41,9 @@ impl Provisioning {
         if list != GrantList::Exemptions {
             return Answer::error(400, EXEMPTIONS_ONLY);
         }
+        if self.store.get().is_some() {
+            return Answer::error(400, NOT_IN_FLEET);
+        }
         if let Err(e) = subscriber_grants::check_name(&name) {
             return Answer::error(400, e);
         }
@@ -49,19 +58,15 @@ impl Provisioning {
             actor: actor_or_api(request.actor),
             created_at: now,
         };
-        let mut state = self.state.lock().expect("not poisoned");
-        let previous = state
-            .exempt_subscribers
-            .insert(grant.subscriber.clone(), grant.clone());
-        if let Err(e) = state.save(&self.config.state_file) {
-            match previous {
-                Some(p) => state.exempt_subscribers.insert(grant.subscriber.clone(), p),
-                None => state.exempt_subscribers.remove(&grant.subscriber),
-            };
-            return Answer::error(500, format!("not persisted, nothing changed: {e}"));
+        let saved = self.persist_change(|state| {
+            state
+                .exempt_subscribers
+                .insert(grant.subscriber.clone(), grant.clone());
+            Ok(())
+        });
+        if let Err(answer) = saved {
+            return answer;
         }
-        self.changed.store(true, Ordering::Relaxed);
-        drop(state);
         self.audit(&AuditLine {
             time: rfc3339(now),
             actor: &grant.actor,
@@ -75,7 +80,8 @@ impl Provisioning {
         Answer::json(201, &grant)
     }
 
-    /// `DELETE /api/v1/exemptions?subscriber=..`.
+    /// `DELETE /api/v1/exemptions?subscriber=..`: also with `[fleet]` on, so
+    /// a grant made on this box before the fleet can still be taken back.
     pub(super) fn revoke_subscriber(
         &self,
         list: GrantList,
@@ -88,19 +94,16 @@ impl Provisioning {
         if request.reason.len() > 1024 || request.actor.len() > 256 {
             return Answer::error(400, "reason (1024) or actor (256) too long");
         }
-        let mut state = self.state.lock().expect("not poisoned");
-        let Some(old) = state.exempt_subscribers.remove(name) else {
-            return Answer::error(
+        let removed = self.persist_change(|state| match state.exempt_subscribers.remove(name) {
+            Some(_) => Ok(()),
+            None => Err(Answer::error(
                 404,
                 format!("subscriber {name:?} is not granted in exemptions"),
-            );
-        };
-        if let Err(e) = state.save(&self.config.state_file) {
-            state.exempt_subscribers.insert(name.to_owned(), old);
-            return Answer::error(500, format!("not persisted, nothing changed: {e}"));
+            )),
+        });
+        if let Err(answer) = removed {
+            return answer;
         }
-        self.changed.store(true, Ordering::Relaxed);
-        drop(state);
         self.audit(&AuditLine {
             time: rfc3339(now_unix()),
             actor: &actor_or_api(request.actor.clone()),

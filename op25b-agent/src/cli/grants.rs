@@ -11,6 +11,7 @@ use clap::Subcommand;
 use hyper::Method;
 
 use super::CommandError;
+use crate::policy::grants::table_line;
 use crate::{
     api::{
         client::{self, Endpoint, Reply},
@@ -183,26 +184,15 @@ fn print_list(
     let answer: GrantListAnswer = serde_json::from_slice(&reply.body)
         .map_err(|e| CommandError::Usage(format!("bad answer from {endpoint}: {e}")))?;
     for g in &answer.grants {
-        let expires = g
-            .expires_at
-            .map_or_else(|| "never".to_owned(), crate::clock::rfc3339);
-        writeln!(
-            out,
-            "{:<40} expires {:<22} by {:<16} {}",
-            g.prefix, expires, g.actor, g.reason
-        )?;
+        let line = table_line(&g.prefix, g.expires_at, &g.actor, &g.reason);
+        writeln!(out, "{line}")?;
     }
     for g in &answer.subscribers {
-        let expires = g
-            .expires_at
-            .map_or_else(|| "never".to_owned(), crate::clock::rfc3339);
+        let what = format!("subscriber {}", g.subscriber);
         writeln!(
             out,
-            "{:<40} expires {:<22} by {:<16} {}",
-            format!("subscriber {}", g.subscriber),
-            expires,
-            g.actor,
-            g.reason
+            "{}",
+            table_line(&what, g.expires_at, &g.actor, &g.reason)
         )?;
     }
     Ok(())

@@ -5,6 +5,7 @@
 
 mod check_config;
 mod explain;
+pub mod fleet;
 mod grants;
 mod hidden;
 mod judging;
@@ -59,6 +60,7 @@ pub enum Command {
     Status(status::StatusArgs),
     Explain(explain::ExplainArgs),
     Top(top::TopArgs),
+    Fleet(fleet::FleetArgs),
     Report(report::ReportArgs),
     Sessions(sessions::SessionsArgs),
     /// Grant, revoke and list exemptions over the running agent's
@@ -85,6 +87,7 @@ impl Command {
             Self::Status(args) => status::execute(args),
             Self::Explain(args) => explain::execute(args),
             Self::Top(args) => top::execute(args),
+            Self::Fleet(args) => fleet::execute(args),
             Self::Report(args) => report::execute(args),
             Self::Sessions(args) => sessions::execute(args),
             Self::Exempt(args) => grants::execute(GrantList::Exemptions, args),
@@ -197,6 +200,8 @@ pub enum CommandError {
     Usage(String),
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::commands::FleetCommandError),
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
 }

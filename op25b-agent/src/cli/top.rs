@@ -33,11 +33,26 @@ pub struct TopArgs {
     /// The agent's HTTP address, overriding the config.
     #[arg(long)]
     address: Option<String>,
+    /// Ask every agent registered in the fleet (--config names [fleet])
+    /// and merge their answers.
+    #[arg(long)]
+    fleet: bool,
     #[command(flatten)]
     output: JsonOption,
 }
 
 pub fn execute(args: &TopArgs) -> Result<ExitCode, CommandError> {
+    if args.fleet {
+        let path = args.config.config.as_deref().ok_or_else(|| {
+            CommandError::Usage("top --fleet: give --config FILE with a [fleet] section".into())
+        })?;
+        return Ok(crate::fleet::top::top(
+            path,
+            args.window,
+            usize::from(args.limit),
+            args.output.json,
+        )?);
+    }
     let config = args.config.load()?;
     let address = args.address.clone().unwrap_or_else(|| {
         config.map_or_else(

@@ -79,12 +79,7 @@ impl Checker<'_> {
         for (i, pool) in pools.iter().enumerate() {
             let name = pool.name.get_ref();
             let key = format!("policy.pools[{i}].name");
-            let valid = !name.is_empty()
-                && name.len() <= 32
-                && name.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
-                });
-            if !valid {
+            if !crate::policy::valid_pool_name(name) {
                 self.at(
                     &pool.name.span(),
                     key,

@@ -5,6 +5,7 @@
 
 mod check;
 mod check_policy;
+pub mod fleet;
 mod problem;
 pub mod radius;
 #[cfg(test)]
@@ -137,6 +138,8 @@ pub struct Config {
     pub radius: Option<radius::RadiusConfig>,
     /// `[policy] exempt_subscribers` and `exempt_subscribers_files`.
     pub exempt_subscribers: SubscriberList,
+    /// `[fleet]`: fleet sync on etcd, when configured.
+    pub fleet: Option<fleet::FleetConfig>,
     /// `[reports]`: who abuse reports come from, when configured.
     pub reports: Option<crate::report::ReportsConfig>,
 }
@@ -265,6 +268,7 @@ impl Config {
         }
         let api = raw.api.as_ref().map(|a| check.api(a));
         let (radius, exempt_subscribers) = check.radius_and_subscribers(&raw, &mut list_files);
+        let fleet = raw.fleet.as_ref().and_then(|f| check.fleet(f));
         let reports = raw.reports.as_ref().and_then(|r| check.reports(r));
         let pin_path = check.pin_path(raw.pin_path.as_ref());
         check.interfaces(&raw.interfaces);
@@ -289,6 +293,7 @@ impl Config {
             warnings,
             radius,
             exempt_subscribers,
+            fleet,
             reports,
         })
     }

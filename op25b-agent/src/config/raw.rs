@@ -25,6 +25,8 @@ pub struct RawConfig {
     pub api: Option<RawApi>,
     #[serde(default)]
     pub radius: Option<RawRadius>,
+    #[serde(default)]
+    pub fleet: Option<super::fleet::RawFleet>,
     /// `[reports]`: its keys and checks live with the reports (`crate::report::config`).
     #[serde(default)]
     pub reports: Option<Spanned<crate::report::config::RawReports>>,

@@ -161,6 +161,11 @@ impl Telemetry {
         }
     }
 
+    /// Adds series computed at scrape time by another part (the fleet thread).
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        self.registry.register(collector).expect("unique metric");
+    }
+
     pub fn set_policy(&self, policy: &Policy) {
         self.pool_packets.reset();
         self.pools

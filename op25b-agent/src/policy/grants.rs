@@ -31,6 +31,12 @@ impl Grant {
     }
 }
 
+/// One grant as the CLI's tables show it: what, expiry, who, why.
+pub fn table_line(what: &str, expires_at: Option<u64>, actor: &str, reason: &str) -> String {
+    let expires = expires_at.map_or_else(|| "never".to_owned(), crate::clock::rfc3339);
+    format!("{what:<40} expires {expires:<22} by {actor:<16} {reason}")
+}
+
 /// What is persisted.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -100,23 +106,41 @@ impl GrantState {
     /// `limits` (made before the limits were raised) is left out, loudly.
     pub fn effective(&self, base: &Policy, now: u64, limits: &PrefixLimits) -> Policy {
         let mut policy = base.clone();
-        for list in GrantList::ALL {
-            for grant in self.list(list).values().filter(|g| g.is_active(now)) {
-                let Ok(prefix) = grant.prefix.parse::<Prefix>() else {
-                    tracing::error!(
-                        "grant {:?} in {} is not a prefix: not enforced",
-                        grant.prefix,
-                        list.name()
-                    );
-                    continue;
-                };
-                match limits.check(list.list_kind(), &prefix) {
-                    Ok(()) => policy.list_mut(list.list_kind()).insert(prefix),
-                    Err(e) => tracing::error!("grant in {}: {e}: not enforced", list.name()),
-                }
-            }
+        for (kind, prefix) in self.enforced_prefixes(now, limits) {
+            policy.list_mut(kind).insert(prefix);
         }
         policy
+    }
+
+    /// The prefixes grants put into the maps at `now`: active and within
+    /// `limits` (a grant that is not a prefix or too broad is logged, not enforced).
+    pub fn enforced_prefixes<'a>(
+        &'a self,
+        now: u64,
+        limits: &'a PrefixLimits,
+    ) -> impl Iterator<Item = (ListKind, Prefix)> + 'a {
+        GrantList::ALL.into_iter().flat_map(move |list| {
+            self.list(list)
+                .values()
+                .filter(move |g| g.is_active(now))
+                .filter_map(move |grant| {
+                    let Ok(prefix) = grant.prefix.parse::<Prefix>() else {
+                        tracing::error!(
+                            "grant {:?} in {} is not a prefix: not enforced",
+                            grant.prefix,
+                            list.name()
+                        );
+                        return None;
+                    };
+                    match limits.check(list.list_kind(), &prefix) {
+                        Ok(()) => Some((list.list_kind(), prefix)),
+                        Err(e) => {
+                            tracing::error!("grant in {}: {e}: not enforced", list.name());
+                            None
+                        }
+                    }
+                })
+        })
     }
 
     /// The next expiry after `now`, when the policy must be recomputed.

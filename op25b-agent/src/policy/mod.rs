@@ -167,3 +167,12 @@ impl PolicyLookup for Policy {
         self.allowed_destinations.contains(ip_addr(dst))
     }
 }
+
+/// A pool name: 1-32 of a-z, 0-9, '-', '_' (it becomes a metric label).
+pub fn valid_pool_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}

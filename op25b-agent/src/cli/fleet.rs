@@ -1,0 +1,91 @@
+//! `fleet push|status|exempt|allow-destination`: fleet sync on etcd from
+//! any box or an operator's laptop (the work is in `crate::fleet::commands`).
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::Subcommand;
+
+use super::CommandError;
+use crate::{fleet::commands as fleet_commands, policy::ListKind};
+
+/// Fleet sync on etcd: publish lists to every box, grant for every box,
+/// and see every agent's state.
+#[derive(Debug, clap::Args)]
+pub struct FleetArgs {
+    /// A configuration with [fleet] (where etcd is and how to log in);
+    /// for `push` also the lists and pools to publish.
+    #[arg(long, env = "OP25B_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    action: FleetAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetAction {
+    /// Publish the lists and pools of --config to etcd, validated first
+    /// exactly as check-config does; prints the diff against what is
+    /// published. Blocked ports and interfaces stay per box.
+    Push {
+        /// Show the diff, publish nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List every agent of the fleet: applied revision, interfaces, last
+    /// error; flags agents behind the latest revision or gone (exit 4).
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Grant, revoke and list exemptions for every box (in etcd, audited).
+    Exempt {
+        #[command(subcommand)]
+        action: FleetGrantAction,
+    },
+    /// Grant, revoke and list allowed destinations for every box.
+    AllowDestination {
+        #[command(subcommand)]
+        action: FleetGrantAction,
+    },
+}
+
+/// A grant written straight to etcd (no running agent needed).
+#[derive(Debug, Subcommand)]
+pub enum FleetGrantAction {
+    /// Grant PREFIX (a bare address means one host).
+    Add {
+        prefix: String,
+        /// Expire after this long: 7d, 12h, 3600s. Default: never.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Why: a ticket reference or free text (audited).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Who asks (audited); default "cli:$USER".
+        #[arg(long)]
+        actor: Option<String>,
+    },
+    /// Revoke PREFIX.
+    Del { prefix: String },
+    /// List the grants.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn execute(args: &FleetArgs) -> Result<ExitCode, CommandError> {
+    let config = args
+        .config
+        .as_deref()
+        .ok_or_else(|| CommandError::Usage("give --config FILE with a [fleet] section".into()))?;
+    Ok(match &args.action {
+        FleetAction::Push { dry_run } => fleet_commands::push(config, *dry_run)?,
+        FleetAction::Status { json } => fleet_commands::status(config, *json)?,
+        FleetAction::Exempt { action } => fleet_commands::grant(config, ListKind::Exempt, action)?,
+        FleetAction::AllowDestination { action } => {
+            fleet_commands::grant(config, ListKind::AllowedDestinations, action)?
+        }
+    })
+}

@@ -1,0 +1,54 @@
+//! A grant's value under `P/policy/grants/<list>/<prefix>`, decoded and
+//! checked against its key and this box's prefix bounds.
+
+use super::codec::KeyError;
+use crate::policy::{grants::Grant, limits::PrefixLimits, prefix::Prefix, ListKind};
+
+/// A grant's JSON: a few hundred bytes; anything near this is not a grant.
+pub const MAX_GRANT_BYTES: usize = 4096;
+/// Decodes a grant under `key`, whose name carries `prefix_text`.
+pub fn decode_grant(
+    key: &str,
+    prefix_text: &str,
+    value: &[u8],
+    kind: ListKind,
+    limits: &PrefixLimits,
+) -> Result<Grant, KeyError> {
+    if value.len() > MAX_GRANT_BYTES {
+        return Err(KeyError::new(
+            key,
+            format!(
+                "{} bytes, over the {MAX_GRANT_BYTES}-byte limit of a grant",
+                value.len()
+            ),
+        ));
+    }
+    let named: Prefix = prefix_text
+        .parse()
+        .map_err(|e| KeyError::new(key, format!("the key does not end in a prefix: {e}")))?;
+    if named.to_string() != prefix_text {
+        return Err(KeyError::new(
+            key,
+            format!("the key's prefix is not written canonically (as {named})"),
+        ));
+    }
+    let grant: Grant = serde_json::from_slice(value)
+        .map_err(|e| KeyError::new(key, format!("not a grant: {e}")))?;
+    let prefix: Prefix = grant
+        .prefix
+        .parse()
+        .map_err(|e| KeyError::new(key, format!("prefix: {e}")))?;
+    if prefix != named {
+        return Err(KeyError::new(
+            key,
+            format!("prefix {prefix} differs from the key's {named}"),
+        ));
+    }
+    limits
+        .check(kind, &prefix)
+        .map_err(|e| KeyError::new(key, e.to_string()))?;
+    if grant.reason.len() > 1024 || grant.actor.len() > 256 {
+        return Err(KeyError::new(key, "reason (1024) or actor (256) too long"));
+    }
+    Ok(grant)
+}
