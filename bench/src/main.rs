@@ -8,6 +8,7 @@
 //! (accounting requests applied/s, Start -> exemption latency, bytes per
 //! session).
 //! Prints a markdown table, writes JSON. `--smoke` runs everything tiny.
+mod afpacket;
 mod lab;
 mod prefixes;
 mod radius;
@@ -15,6 +16,7 @@ mod reattach;
 mod report;
 mod sections;
 mod testrun;
+mod throughput;
 
 use std::path::PathBuf;
 
@@ -78,7 +80,7 @@ struct Report {
     per_packet: sections::PerPacket,
     scale: Vec<sections::ScaleRow>,
     ipv4_list: sections::Ipv4List,
-    throughput: sections::Throughput,
+    throughput: throughput::Throughput,
     reload_under_traffic: sections::ReloadUnderTraffic,
     #[serde(skip_serializing_if = "Option::is_none")]
     abuse_reports: Option<report::ReportBench>,
@@ -223,10 +225,11 @@ fn main() -> anyhow::Result<()> {
         eprintln!("IPv4 list ...");
         ipv4_list = sections::ipv4_list(if args.smoke { 1_000 } else { 1_000_000 })?;
     }
-    let mut throughput = sections::Throughput::default();
+    let mut throughput = throughput::Throughput::default();
     if wanted(Section::Throughput) {
         eprintln!("throughput ...");
-        throughput = sections::throughput_or_why(&net, if args.smoke { 20_000 } else { 5_000_000 });
+        throughput =
+            throughput::throughput_or_why(&net, if args.smoke { 20_000 } else { 5_000_000 });
     }
     let mut reload = sections::ReloadUnderTraffic::default();
     if wanted(Section::Reload) {
