@@ -69,6 +69,9 @@ pub struct Throughput {
     /// Why the kernel's live-frame generator was not used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live_frames_refused: Option<String>,
+    /// The rx end's NAPI ran in its own kernel thread (AF_PACKET only), so
+    /// the receivers did not run on the sending CPU.
+    pub receiver_napi_threaded: bool,
     /// Every receiver kept up: the rates measure the generator, and ratios
     /// between receivers say nothing.
     pub generator_bound: bool,
@@ -163,6 +166,19 @@ fn nft_counter() -> u64 {
         .unwrap_or(0)
 }
 
+/// Moves the rx end's NAPI into its own kernel thread, so the receivers run
+/// beside the AF_PACKET sender rather than inside its system calls. GRO on
+/// the rx end and no TSO on the tx end send every frame through that NAPI,
+/// with or without XDP attached.
+fn thread_rx_napi(net: &BenchNet) -> anyhow::Result<()> {
+    sh("ethtool", &["-K", &net.rx, "gro", "on"])?;
+    sh("ethtool", &["-K", &net.tx, "tso", "off", "gso", "off"])?;
+    // `ip netns exec` mounts the namespace's own sysfs.
+    let knob = format!("echo 1 > /sys/class/net/{}/threaded", net.rx);
+    sh("ip", &["netns", "exec", &net.ns, "sh", "-c", &knob])?;
+    Ok(())
+}
+
 fn mac_of(dev: &str) -> anyhow::Result<[u8; 6]> {
     let out = sh("ip", &["-j", "link", "show", "dev", dev])?;
     let v: serde_json::Value = serde_json::from_str(&out)?;
@@ -203,6 +219,10 @@ pub fn throughput(net: &BenchNet, frames: u32) -> anyhow::Result<Throughput> {
         eprintln!("throughput: live frames refused ({why}); generating with AF_PACKET");
     }
     let generator = source.kind();
+    let receiver_napi_threaded = generator == Generator::AfPacket
+        && thread_rx_napi(net)
+            .inspect_err(|e| eprintln!("throughput: rx NAPI stays on the sending CPU: {e:#}"))
+            .is_ok();
     let mut rows = Vec::new();
 
     let mut run = |receiver: &'static str, count: &dyn Fn() -> u64| -> anyhow::Result<()> {
@@ -282,6 +302,7 @@ pub fn throughput(net: &BenchNet, frames: u32) -> anyhow::Result<Throughput> {
         generator_offered_mpps,
         generator: Some(generator),
         live_frames_refused,
+        receiver_napi_threaded,
         generator_bound: rows.iter().all(|r| r.kept_up),
         rows,
         not_measured: None,
@@ -338,8 +359,13 @@ fn describe(t: &Throughput) -> String {
             "generator: BPF_PROG_TEST_RUN live frames, XDP_TX on the tx end; generator and receiver share the bench CPU".into()
         }
         (Some(Generator::AfPacket), why) => format!(
-            "generator: AF_PACKET sendmmsg on the tx end, qdisc bypassed, because the kernel refused live frames ({}); veth runs the rx end's NAPI on the sending CPU, so generator and receiver share it",
-            why.as_deref().unwrap_or("?")
+            "generator: AF_PACKET sendmmsg on the tx end, qdisc bypassed, because the kernel refused live frames ({}); {}",
+            why.as_deref().unwrap_or("?"),
+            if t.receiver_napi_threaded {
+                "the rx end's NAPI (where the receivers run) in its own kernel thread beside the sender; offered counts frames the full ring refused"
+            } else {
+                "veth runs the rx end's NAPI on the sending CPU, so generator and receiver share it"
+            }
         ),
         (None, _) => "no generator".into(),
     }
