@@ -359,7 +359,7 @@ fn describe(t: &Throughput) -> String {
             "generator: BPF_PROG_TEST_RUN live frames, XDP_TX on the tx end; generator and receiver share the bench CPU".into()
         }
         (Some(Generator::AfPacket), why) => format!(
-            "generator: AF_PACKET sendmmsg on the tx end, qdisc bypassed, because the kernel refused live frames ({}); {}",
+            "generator: AF_PACKET sendmmsg on the tx end, qdisc bypassed, because the kernel refused live frames ({}); {}; frames reach rx as socket buffers, which veth copies into XDP buffers for the XDP receivers while nftables and the stack take them as they are, so XDP-vs-nftables ratios understate a NIC driver's",
             why.as_deref().unwrap_or("?"),
             if t.receiver_napi_threaded {
                 "the rx end's NAPI (where the receivers run) in its own kernel thread beside the sender; offered counts frames the full ring refused"
