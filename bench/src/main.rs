@@ -3,7 +3,8 @@
 //! Sections: per-packet cost (BPF_PROG_TEST_RUN, against a bare XDP_PASS
 //! floor and xdp-filter), scale (list sizes 10 .. 1,000,000: blocked-path
 //! cost, kernel memory, load and 1% reload times), throughput through a
-//! veth pair (live-frame generator; op25b vs xdp-filter vs nftables vs no
+//! veth pair (live-frame generator, or AF_PACKET where the kernel refuses
+//! live frames; op25b vs xdp-filter vs nftables vs no
 //! filter), mis-verdicts while a 1,000,000-entry list reloads, and RADIUS
 //! (accounting requests applied/s, Start -> exemption latency, bytes per
 //! session).
