@@ -3,11 +3,13 @@
 //! Sections: per-packet cost (BPF_PROG_TEST_RUN, against a bare XDP_PASS
 //! floor and xdp-filter), scale (list sizes 10 .. 1,000,000: blocked-path
 //! cost, kernel memory, load and 1% reload times), throughput through a
-//! veth pair (live-frame generator; op25b vs xdp-filter vs nftables vs no
-//! filter), mis-verdicts while a 1,000,000-entry list reloads, and RADIUS
+//! veth pair (live-frame generator, or AF_PACKET where the kernel refuses
+//! live frames; op25b vs xdp-filter vs nftables vs no
+//! filter), mis-verdicts while a 1,000,000-entry list reloads, RADIUS
 //! (accounting requests applied/s, Start -> exemption latency, bytes per
-//! session).
+//! session), and on its own (`--fleet`) fleet sync through etcd.
 //! Prints a markdown table, writes JSON. `--smoke` runs everything tiny.
+mod afpacket;
 mod fleet;
 mod fleet_lab;
 mod lab;
@@ -17,6 +19,7 @@ mod reattach;
 mod report;
 mod sections;
 mod testrun;
+mod throughput;
 
 use std::path::PathBuf;
 
@@ -96,7 +99,7 @@ struct Report {
     per_packet: sections::PerPacket,
     scale: Vec<sections::ScaleRow>,
     ipv4_list: sections::Ipv4List,
-    throughput: sections::Throughput,
+    throughput: throughput::Throughput,
     reload_under_traffic: sections::ReloadUnderTraffic,
     #[serde(skip_serializing_if = "Option::is_none")]
     abuse_reports: Option<report::ReportBench>,
@@ -264,10 +267,11 @@ fn main() -> anyhow::Result<()> {
         eprintln!("IPv4 list ...");
         ipv4_list = sections::ipv4_list(if args.smoke { 1_000 } else { 1_000_000 })?;
     }
-    let mut throughput = sections::Throughput::default();
+    let mut throughput = throughput::Throughput::default();
     if wanted(Section::Throughput) {
         eprintln!("throughput ...");
-        throughput = sections::throughput_or_why(&net, if args.smoke { 20_000 } else { 5_000_000 });
+        throughput =
+            throughput::throughput_or_why(&net, if args.smoke { 20_000 } else { 5_000_000 });
     }
     let mut reload = sections::ReloadUnderTraffic::default();
     if wanted(Section::Reload) {

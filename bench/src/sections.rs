@@ -14,7 +14,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use aya::programs::{Xdp, XdpMode};
+use aya::programs::Xdp;
 use op25b_agent::{
     dataplane::{Dataplane, Maps, BENCH_PROGRAMS_OBJECT},
     policy::{prefix::PrefixSet, Policy},
@@ -29,10 +29,10 @@ use crate::{
     prefixes, testrun, Target,
 };
 
-const DYN4: &str = "100.64.1.2";
-const MX4: &str = "198.51.100.25";
+pub(crate) const DYN4: &str = "100.64.1.2";
+pub(crate) const MX4: &str = "198.51.100.25";
 
-fn ip(s: &str) -> IpAddr {
+pub(crate) fn ip(s: &str) -> IpAddr {
     s.parse().expect("bench address")
 }
 
@@ -43,7 +43,7 @@ fn set(items: &[&str]) -> PrefixSet {
         .collect()
 }
 
-fn small_policy() -> Policy {
+pub(crate) fn small_policy() -> Policy {
     Policy {
         dynamic: set(&["100.64.0.0/10", "2001:db8:1000::/36"]),
         exempt: set(&["100.64.1.7/32"]),
@@ -122,7 +122,10 @@ struct Baselines {
     _ebpf: aya::Ebpf,
 }
 
-fn bench_program<'a>(ebpf: &'a mut aya::Ebpf, name: &str) -> anyhow::Result<&'a mut Xdp> {
+pub(crate) fn bench_program<'a>(
+    ebpf: &'a mut aya::Ebpf,
+    name: &str,
+) -> anyhow::Result<&'a mut Xdp> {
     let prog: &mut Xdp = ebpf
         .program_mut(name)
         .context("bench program")?
@@ -152,10 +155,10 @@ pub struct PerPacket {
 }
 
 /// xdp-filter (Debian xdp-tools) on the bench's rx veth, dropping TCP dport 25.
-struct XdpFilter<'a>(&'a str);
+pub(crate) struct XdpFilter<'a>(&'a str);
 
 impl<'a> XdpFilter<'a> {
-    fn load(dev: &'a str) -> anyhow::Result<Self> {
+    pub(crate) fn load(dev: &'a str) -> anyhow::Result<Self> {
         sh(
             "xdp-filter",
             &["load", "-m", "native", "-f", "tcp,ipv4,ipv6", dev],
@@ -231,7 +234,7 @@ pub struct ScaleRow {
     pub reload_1pct_ms: f64,
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -355,175 +358,6 @@ pub fn ipv4_list(n: usize) -> anyhow::Result<Ipv4List> {
     })
 }
 
-#[derive(Debug, Serialize)]
-pub struct ThroughputRow {
-    pub receiver: &'static str,
-    /// What the generator pushed per second in this run.
-    pub offered_mpps: f64,
-    pub processed: u64,
-    pub elapsed_ms: f64,
-    pub mpps: f64,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct Throughput {
-    pub frames_offered: u32,
-    pub generator_offered_mpps: f64,
-    pub rows: Vec<ThroughputRow>,
-    /// Why the section measured nothing (the kernel refused the live-frame
-    /// generator, say); the other sections still run.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub not_measured: Option<String>,
-}
-
-fn ethtool_stat(dev: &str, name: &str) -> u64 {
-    sh("ethtool", &["-S", dev])
-        .ok()
-        .and_then(|out| {
-            out.lines().find_map(|l| {
-                l.trim()
-                    .strip_prefix(&format!("{name}:"))?
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-        })
-        .unwrap_or(0)
-}
-
-fn nft_counter() -> u64 {
-    sh("nft", &["list", "chain", "netdev", "o5bench", "in"])
-        .ok()
-        .and_then(|out| {
-            out.split("packets ")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
-
-/// [`throughput`], or why it measured nothing (the other sections still run).
-pub fn throughput_or_why(net: &BenchNet, frames: u32) -> Throughput {
-    throughput(net, frames).unwrap_or_else(|e| {
-        eprintln!("throughput not measured: {e:#}");
-        Throughput {
-            not_measured: Some(format!("{e:#}")),
-            ..Throughput::default()
-        }
-    })
-}
-
-pub fn throughput(net: &BenchNet, frames: u32) -> anyhow::Result<Throughput> {
-    let mut rng = StdRng::seed_from_u64(7);
-    let mut dynamic = prefixes::list(&mut rng, 1_000, true);
-    dynamic.insert("100.64.0.0/10".parse()?);
-    let policy = Policy {
-        dynamic: dynamic.clone(),
-        ..small_policy()
-    };
-    let rx_mac = {
-        let out = sh("ip", &["-j", "link", "show", "dev", &net.rx])?;
-        let v: serde_json::Value = serde_json::from_str(&out)?;
-        let mac: Vec<u8> = v[0]["address"]
-            .as_str()
-            .context("mac")?
-            .split(':')
-            .map(|h| u8::from_str_radix(h, 16))
-            .collect::<Result<_, _>>()?;
-        <[u8; 6]>::try_from(mac).map_err(|_| anyhow::anyhow!("mac"))?
-    };
-    let mut spec = FrameSpec::tcp_syn(ip(DYN4), ip(MX4), 25);
-    spec.dst_mac = rx_mac;
-    let frame = spec.build();
-    let mut generator = aya::Ebpf::load(BENCH_PROGRAMS_OBJECT)?;
-    let tx_index = BenchNet::ifindex(&net.tx);
-    let rx_index = BenchNet::ifindex(&net.rx);
-    let mut offered = 0.0;
-    let mut rows = Vec::new();
-
-    let mut run = |receiver: &'static str, count: &dyn Fn() -> u64| -> anyhow::Result<()> {
-        let gen = bench_program(&mut generator, "xdp_tx_generator")?;
-        let before = count();
-        let t = Instant::now();
-        testrun::live(gen.fd()?.as_fd(), &frame, tx_index, frames, 64)?;
-        let elapsed = t.elapsed();
-        std::thread::sleep(Duration::from_millis(200));
-        let processed = count() - before;
-        let offered_mpps = f64::from(frames) / elapsed.as_secs_f64() / 1e6;
-        if receiver.starts_with("XDP_DROP") {
-            offered = offered_mpps;
-        }
-        rows.push(ThroughputRow {
-            receiver,
-            offered_mpps,
-            processed,
-            elapsed_ms: ms(elapsed),
-            mpps: processed as f64 / elapsed.as_secs_f64() / 1e6,
-        });
-        Ok(())
-    };
-
-    // A receiver that only drops: the ceiling of generator + veth.
-    let mut baselines = aya::Ebpf::load(BENCH_PROGRAMS_OBJECT)?;
-    let drop_all = bench_program(&mut baselines, "xdp_drop_all")?;
-    let link = drop_all.attach_to_if_index(rx_index, XdpMode::Driver)?;
-    run("XDP_DROP only (ceiling)", &|| {
-        ethtool_stat(&net.rx, "rx_queue_0_xdp_packets")
-    })?;
-    drop_all.detach(link)?;
-
-    let mut dp = Dataplane::load(&Maps::Private, 0)?;
-    dp.apply(&policy)?;
-    let link = dp
-        .program_mut()
-        .attach_to_if_index(rx_index, XdpMode::Driver)?;
-    let counted = |dp: &Dataplane| {
-        dp.counters(0).map_or(0, |c| {
-            c.iter()
-                .find(|(r, _)| *r == Reason::Blocked)
-                .map_or(0, |(_, c)| c.packets)
-        })
-    };
-    run("op25b", &|| counted(&dp))?;
-    dp.program_mut().detach(link)?;
-
-    if let Ok(filter) = XdpFilter::load(&net.rx) {
-        run("xdp-filter (tcp dport 25)", &|| {
-            ethtool_stat(&net.rx, "rx_queue_0_xdp_packets")
-        })?;
-        drop(filter);
-    }
-
-    // Without XDP on rx, veth needs NAPI (GRO) to take XDP_TX frames.
-    sh("ethtool", &["-K", &net.rx, "gro", "on"])?;
-    let elements: Vec<String> = dynamic.v4.iter().map(ToString::to_string).collect();
-    let script = format!(
-        "table netdev o5bench {{\n set dyn {{ type ipv4_addr; flags interval; auto-merge; elements = {{ {} }} }}\n chain in {{ type filter hook ingress device {} priority -500;\n  ip saddr @dyn tcp dport 25 counter drop\n }}\n}}\n",
-        elements.join(", "),
-        net.rx
-    );
-    let path = std::env::temp_dir().join(format!("op25b-bench-{}.nft", std::process::id()));
-    std::fs::write(&path, script)?;
-    sh("nft", &["-f", path.to_str().context("path")?])?;
-    let _ = std::fs::remove_file(&path);
-    run("nftables netdev ingress, interval set", &nft_counter)?;
-    sh("nft", &["delete", "table", "netdev", "o5bench"])?;
-    // veth counts frames taken through its NAPI (GRO) path as xdp_packets.
-    run("no filter (stack, no XDP)", &|| {
-        ethtool_stat(&net.rx, "rx_queue_0_xdp_packets")
-    })?;
-
-    Ok(Throughput {
-        frames_offered: frames,
-        generator_offered_mpps: offered,
-        rows,
-        not_measured: None,
-    })
-}
-
 #[derive(Debug, Default, Serialize)]
 pub struct ReloadUnderTraffic {
     pub prefixes: usize,
@@ -618,7 +452,7 @@ pub fn targets(
     per_packet: &PerPacket,
     scale: &[ScaleRow],
     ipv4: &Ipv4List,
-    throughput: &Throughput,
+    throughput: &crate::throughput::Throughput,
     reload: &ReloadUnderTraffic,
 ) -> Vec<Target> {
     let mut targets = Vec::new();
@@ -658,36 +492,7 @@ pub fn targets(
             met: ipv4.reload_1pct_ms < 20.0,
         });
     }
-    let rate = |name: &str| {
-        throughput
-            .rows
-            .iter()
-            .find(|r| r.receiver.starts_with(name))
-            .map(|r| r.mpps)
-    };
-    if let (Some(op), Some(xf)) = (rate("op25b"), rate("xdp-filter")) {
-        targets.push(Target {
-            name: "drop rate vs xdp-filter".into(),
-            measured: format!("{:.2}×", op / xf),
-            limit: "≥ 1×".into(),
-            met: op >= xf,
-        });
-    } else if throughput.not_measured.is_some() {
-        targets.push(Target {
-            name: "drop rate vs xdp-filter".into(),
-            measured: "not measured".into(),
-            limit: "≥ 1×".into(),
-            met: false,
-        });
-    }
-    if let (Some(op), Some(nf)) = (rate("op25b"), rate("nftables")) {
-        targets.push(Target {
-            name: "drop rate vs nftables".into(),
-            measured: format!("{:.2}×", op / nf),
-            limit: "≥ 5×".into(),
-            met: op >= 5.0 * nf,
-        });
-    }
+    targets.extend(crate::throughput::targets(throughput));
     targets.push(Target {
         name: format!(
             "mis-verdicts while a {}-prefix list reloads",
@@ -706,7 +511,7 @@ pub fn markdown(
     per_packet: &PerPacket,
     scale: &[ScaleRow],
     ipv4: &Ipv4List,
-    throughput: &Throughput,
+    throughput: &crate::throughput::Throughput,
     reload: &ReloadUnderTraffic,
     targets: &[Target],
 ) -> String {
@@ -766,26 +571,7 @@ pub fn markdown(
         ipv4.class_blocks,
         ipv4.reload_1pct_ms
     );
-    let _ = writeln!(
-        md,
-        "\nThroughput through a veth pair ({} blocked SYNs from a BPF_PROG_TEST_RUN live-frame generator, generator alone into an XDP_DROP receiver: {:.2} Mpps; generator and receiver share the bench CPU)\n",
-        throughput.frames_offered, throughput.generator_offered_mpps
-    );
-    let _ = writeln!(
-        md,
-        "| receiver | offered Mpps | processed | processed Mpps |"
-    );
-    let _ = writeln!(md, "|---|---:|---:|---:|");
-    if let Some(why) = &throughput.not_measured {
-        let _ = writeln!(md, "| not measured: {why} | | | |");
-    }
-    for r in &throughput.rows {
-        let _ = writeln!(
-            md,
-            "| {} | {:.2} | {} | {:.2} |",
-            r.receiver, r.offered_mpps, r.processed, r.mpps
-        );
-    }
+    md.push_str(&crate::throughput::markdown(throughput));
     let _ = writeln!(
         md,
         "\nReload under traffic: {} prefixes per list, {} reloads ({} ms), {} frames judged meanwhile, {} mis-verdicts\n",

@@ -27,13 +27,7 @@ fn benchmark_smoke_mode_runs_every_section() {
         rows.iter().all(|r| r["xdp_filter_ns"].as_f64().is_some()),
         "xdp-filter was not measured"
     );
-    let receivers: Vec<&str> = report["throughput"]["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["receiver"].as_str().unwrap())
-        .collect();
-    assert_eq!(receivers.len(), 5, "{receivers:?}");
+    assert_throughput(&report["throughput"]);
     assert_eq!(report["reload_under_traffic"]["misverdicts"], 0);
     let ipv4 = &report["ipv4_list"];
     assert!(ipv4["prefixes"].as_u64().unwrap() > 0);
@@ -68,5 +62,29 @@ fn benchmark_smoke_mode_runs_every_section() {
         "bytes_per_session",
     ] {
         assert!(radius[key].as_f64().unwrap() > 0.0, "{key}: {radius}");
+    }
+}
+
+/// Five receiver rows from a named generator; the XDP_DROP ceiling and op25b
+/// processed frames (either generator: live frames or AF_PACKET).
+fn assert_throughput(throughput: &serde_json::Value) {
+    let generator = throughput["generator"].as_str().unwrap_or_default();
+    assert!(
+        ["xdp_live_frames", "af_packet"].contains(&generator),
+        "throughput generator not named: {throughput}"
+    );
+    let rows = throughput["rows"].as_array().unwrap();
+    let receivers: Vec<&str> = rows
+        .iter()
+        .map(|r| r["receiver"].as_str().unwrap())
+        .collect();
+    assert_eq!(receivers.len(), 5, "{receivers:?}");
+    for prefix in ["XDP_DROP", "op25b"] {
+        let row = rows
+            .iter()
+            .find(|r| r["receiver"].as_str().unwrap().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} row in {receivers:?}"));
+        assert!(row["processed"].as_u64().unwrap() > 0, "{row}");
+        assert!(row["offered_mpps"].as_f64().unwrap() > 0.0, "{row}");
     }
 }
