@@ -50,9 +50,8 @@ pub enum Parsed {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpSegment {
-    /// Where the addresses sit; read only once the port is blocked, so
-    /// the pass path never copies them.
-    pub addresses: AddressesAt,
+    pub src: IpAddrBytes,
+    pub dst: IpAddrBytes,
     /// False when the ports lie beyond what this frame (a first fragment)
     /// carries or beyond the parsing limits: the packet is undecidable.
     /// (A flag beside plain integers, not `Option<u16>`: LLVM fills a
@@ -93,36 +92,6 @@ impl TcpSegment {
     /// The destination port, if the frame holds it.
     pub fn known_dst_port(&self) -> Option<u16> {
         self.ports_readable.then_some(self.dst_port)
-    }
-}
-
-/// The offset of a network header whose addresses the parser has already
-/// proved to lie inside the frame, and its family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AddressesAt {
-    pub l3_offset: usize,
-    pub ipv6: bool,
-}
-
-impl AddressesAt {
-    /// The source address. `None` only if `pkt` is not the frame parsed.
-    #[inline(always)]
-    pub fn src<P: PacketBytes + ?Sized>(self, pkt: &P) -> Option<IpAddrBytes> {
-        if self.ipv6 {
-            pkt.read::<16>(self.l3_offset + 8).map(IpAddrBytes::V6)
-        } else {
-            pkt.read::<4>(self.l3_offset + 12).map(IpAddrBytes::V4)
-        }
-    }
-
-    /// The destination address, as [`Self::src`].
-    #[inline(always)]
-    pub fn dst<P: PacketBytes + ?Sized>(self, pkt: &P) -> Option<IpAddrBytes> {
-        if self.ipv6 {
-            pkt.read::<16>(self.l3_offset + 24).map(IpAddrBytes::V6)
-        } else {
-            pkt.read::<4>(self.l3_offset + 16).map(IpAddrBytes::V4)
-        }
     }
 }
 
@@ -239,15 +208,13 @@ fn parse_ipv4<P: PacketBytes + ?Sized>(pkt: &P, off: usize, encap: Encap) -> Par
         return Parsed::Decided(Reason::Fragment);
     }
     let is_first_fragment = fragment & IPV4_MORE_FRAGMENTS != 0;
-    let addresses = AddressesAt {
-        l3_offset: off,
-        ipv6: false,
-    };
+    let src = IpAddrBytes::V4([h[12], h[13], h[14], h[15]]);
+    let dst = IpAddrBytes::V4([h[16], h[17], h[18], h[19]]);
     let plain = header_len == IPV4_MIN_HEADER_LEN && !is_first_fragment;
     tcp_ports(
         pkt,
         off + header_len,
-        addresses,
+        (src, dst),
         (is_first_fragment, plain),
         encap,
     )
@@ -259,13 +226,13 @@ fn parse_ipv4<P: PacketBytes + ?Sized>(pkt: &P, off: usize, encap: Encap) -> Par
 fn tcp_ports<P: PacketBytes + ?Sized>(
     pkt: &P,
     off: usize,
-    addresses: AddressesAt,
+    (src, dst): (IpAddrBytes, IpAddrBytes),
     (is_first_fragment, plain_l3): (bool, bool),
     encap: Encap,
 ) -> Parsed {
     let Some(ports) = pkt.read::<4>(off) else {
         return if is_first_fragment {
-            unreadable(addresses, encap)
+            unreadable(src, dst, encap)
         } else {
             Parsed::Decided(Reason::Malformed)
         };
@@ -282,7 +249,8 @@ fn tcp_ports<P: PacketBytes + ?Sized>(
     let resettable =
         syn_only && plain_l3 && !encap.compressed_ppp_protocol && has_byte(pkt, off + 19);
     Parsed::Tcp(TcpSegment {
-        addresses,
+        src,
+        dst,
         ports_readable: true,
         dst_port: be16([ports[2], ports[3]]),
         src_port: be16([ports[0], ports[1]]),
@@ -294,9 +262,10 @@ fn tcp_ports<P: PacketBytes + ?Sized>(
 
 /// A TCP segment whose ports are out of reach: undecidable.
 #[inline(always)]
-fn unreadable(addresses: AddressesAt, encap: Encap) -> Parsed {
+fn unreadable(src: IpAddrBytes, dst: IpAddrBytes, encap: Encap) -> Parsed {
     Parsed::Tcp(TcpSegment {
-        addresses,
+        src,
+        dst,
         ports_readable: false,
         dst_port: 0,
         src_port: 0,
@@ -322,10 +291,11 @@ fn parse_ipv6<P: PacketBytes + ?Sized>(pkt: &P, off: usize, encap: Encap) -> Par
     if h[0] >> 4 != 6 {
         return Parsed::Decided(Reason::Malformed);
     }
-    let addresses = AddressesAt {
-        l3_offset: off,
-        ipv6: true,
-    };
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src.copy_from_slice(&h[8..24]);
+    dst.copy_from_slice(&h[24..40]);
+    let (src, dst) = (IpAddrBytes::V6(src), IpAddrBytes::V6(dst));
 
     let mut next = h[6];
     let mut off = off + IPV6_HEADER_LEN;
@@ -333,7 +303,13 @@ fn parse_ipv6<P: PacketBytes + ?Sized>(pkt: &P, off: usize, encap: Encap) -> Par
     // One more pass than the limit: the last may only find the upper layer.
     for walked in 0..=MAX_IPV6_EXT_HEADERS {
         if next == IPPROTO_TCP {
-            return tcp_ports(pkt, off, addresses, (is_first_fragment, walked == 0), encap);
+            return tcp_ports(
+                pkt,
+                off,
+                (src, dst),
+                (is_first_fragment, walked == 0),
+                encap,
+            );
         }
         if !is_ipv6_extension(next) {
             return Parsed::Decided(Reason::NotTcp);
@@ -343,7 +319,7 @@ fn parse_ipv6<P: PacketBytes + ?Sized>(pkt: &P, off: usize, encap: Encap) -> Par
         }
         // Every extension header starts with (next header, length).
         let Some(ext) = pkt.read::<4>(off) else {
-            return truncated_ipv6(addresses, is_first_fragment, encap);
+            return truncated_ipv6(src, dst, is_first_fragment, encap);
         };
         let header_len = match next {
             IPPROTO_FRAGMENT => {
@@ -366,21 +342,26 @@ fn parse_ipv6<P: PacketBytes + ?Sized>(pkt: &P, off: usize, encap: Encap) -> Par
         };
         // The whole header must be in the frame, as the kernel requires.
         if !has_byte(pkt, off + header_len - 1) {
-            return truncated_ipv6(addresses, is_first_fragment, encap);
+            return truncated_ipv6(src, dst, is_first_fragment, encap);
         }
         next = ext[0];
         off += header_len;
     }
     // More extension headers than we walk: fail closed, for dynamic sources only.
-    unreadable(addresses, encap)
+    unreadable(src, dst, encap)
 }
 
 /// An extension header chain cut short: broken in a whole packet, but in a
 /// first fragment the upper layer may simply be in the next one.
 #[inline(always)]
-fn truncated_ipv6(addresses: AddressesAt, is_first_fragment: bool, encap: Encap) -> Parsed {
+fn truncated_ipv6(
+    src: IpAddrBytes,
+    dst: IpAddrBytes,
+    is_first_fragment: bool,
+    encap: Encap,
+) -> Parsed {
     if is_first_fragment {
-        unreadable(addresses, encap)
+        unreadable(src, dst, encap)
     } else {
         Parsed::Decided(Reason::Malformed)
     }

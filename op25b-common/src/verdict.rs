@@ -180,13 +180,12 @@ where
         Parsed::Decided(reason) => return (reason.into(), None, NO_POOL),
         Parsed::Tcp(segment) => segment,
     };
-    let (reason, pool) = decide_segment(pkt, &segment, rules, policy);
+    let (reason, pool) = decide_segment(&segment, rules, policy);
     (reason.into(), Some(segment), pool)
 }
 
 #[inline(always)]
-fn decide_segment<P: PacketBytes + ?Sized, R: Rules + ?Sized, L: PolicyLookup>(
-    pkt: &P,
+fn decide_segment<R: Rules + ?Sized, L: PolicyLookup>(
     segment: &TcpSegment,
     rules: &R,
     policy: &L,
@@ -194,20 +193,12 @@ fn decide_segment<P: PacketBytes + ?Sized, R: Rules + ?Sized, L: PolicyLookup>(
     if segment.ports_readable && !rules.is_blocked_port(segment.dst_port) {
         return (Reason::NotSmtp, NO_POOL);
     }
-    // The parser proved both addresses inside the frame, so `None` cannot
-    // happen on the frame it parsed; if it did, the frame is broken.
-    let Some(src) = segment.addresses.src(pkt) else {
-        return (Reason::Malformed, NO_POOL);
-    };
-    let class = policy.source_class(&src);
+    let class = policy.source_class(&segment.src);
     if !class.is_dynamic() {
         return (Reason::SrcNotDynamic, NO_POOL);
     }
     let pool = class.pool();
-    let Some(dst) = segment.addresses.dst(pkt) else {
-        return (Reason::Malformed, NO_POOL);
-    };
-    if policy.is_allowed_destination(&dst) {
+    if policy.is_allowed_destination(&segment.dst) {
         return (Reason::DstAllowed, pool);
     }
     if class.is_exempt() {

@@ -276,13 +276,13 @@ fn handle<F: PacketBytes>(ctx: &XdpContext, frame: &F, bytes: u64) -> u32 {
     };
     if segment.connection_attempt {
         count(slot, COUNTER_ATTEMPTS, 1, bytes);
-        // Read only now: the pass path never needs the addresses.
-        let (Some(src), Some(dst)) = (segment.addresses.src(frame), segment.addresses.dst(frame))
-        else {
-            return verdict.action as u32;
-        };
-        let addresses = [mapped_v6(&src), mapped_v6(&dst)];
-        report(ctx, slot, verdict.reason.index(), &segment, &addresses);
+        report(
+            ctx,
+            slot,
+            verdict.reason.index(),
+            &segment,
+            event_interval_ns(),
+        );
     }
     if verdict.action == Action::Tx {
         return if reset::answer_with_reset(ctx) {
@@ -310,16 +310,8 @@ fn count_pool(pool: u32, reason: u32, bytes: u64) {
 /// than `interval_ns` ago; suppressed attempts ride along in the next one.
 // A BPF subprogram of its own: the event it builds stays off the parser's stack.
 #[inline(never)]
-fn report(
-    ctx: &XdpContext,
-    slot: u32,
-    reason: u32,
-    segment: &TcpSegment,
-    [src, dst]: &[[u8; 16]; 2],
-) {
-    // (Read here: a sixth argument would not fit the BPF calling convention.)
-    let interval_ns = event_interval_ns();
-    let src = *src;
+fn report(ctx: &XdpContext, slot: u32, reason: u32, segment: &TcpSegment, interval_ns: u64) {
+    let src = mapped_v6(&segment.src);
     let Some(state) = EVENT_LIMITER.get_ptr_mut(limiter_slot(&src)) else {
         return;
     };
@@ -367,7 +359,7 @@ fn report(
         (*e).reason = reason;
         (*e).vlan_count = u32::from(encap.vlan_count);
         (*e).src = src;
-        (*e).dst = *dst;
+        (*e).dst = mapped_v6(&segment.dst);
         (*e).src_port = segment.src_port;
         (*e).dst_port = segment.dst_port;
         (*e).vlan_ids = encap.vlan_ids;

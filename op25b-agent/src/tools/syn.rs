@@ -84,13 +84,10 @@ mod tests {
                     assert_eq!(seg.known_dst_port(), Some(25), "{src}");
                     assert!(seg.connection_attempt && seg.resettable, "{src}");
                     assert_eq!(
+                        (seg.src, seg.dst),
                         (
-                            seg.addresses.src(frame.as_slice()),
-                            seg.addresses.dst(frame.as_slice())
-                        ),
-                        (
-                            Some(crate::policy::prefix::ip_bytes(src.parse().unwrap())),
-                            Some(crate::policy::prefix::ip_bytes(dst.parse().unwrap()))
+                            crate::policy::prefix::ip_bytes(src.parse().unwrap()),
+                            crate::policy::prefix::ip_bytes(dst.parse().unwrap())
                         )
                     );
                 }
