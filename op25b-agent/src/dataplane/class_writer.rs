@@ -354,12 +354,12 @@ pub(super) fn record_entries(policy: &Policy) -> (Vec<u64>, ListLengths) {
         IpAddr::V4(a) => u32::from(a),
         IpAddr::V6(_) => unreachable!("the v4 half"),
     };
-    for prefix in &policy.dynamic.v4 {
+    for (prefix, pool) in policy.with_pools(&policy.dynamic.v4) {
         #[expect(
             clippy::cast_possible_truncation,
             reason = "pool ids are below MAX_POOLS"
         )]
-        let pool = policy.pool_id(prefix) as u8;
+        let pool = pool as u8;
         lengths[0] |= 1 << prefix.len();
         entries.push(record_entry(RECORD_DYNAMIC, v4(prefix), prefix.len(), pool));
     }

@@ -141,10 +141,7 @@ pub fn classify_policy(policy: &Policy, v4: bool) -> impl Iterator<Item = Classi
     } else {
         (&policy.dynamic.v6, &policy.exempt.v6)
     };
-    classify(
-        dynamic.iter().map(|p| (p, policy.pool_id(p))),
-        exempt.iter(),
-    )
+    classify(policy.with_pools(dynamic), exempt.iter())
 }
 
 /// Builds the IPv4 class table of `policy` from scratch (the region of
