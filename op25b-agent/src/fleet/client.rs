@@ -206,10 +206,64 @@ async fn current(client: &Client, key: &str) -> Result<(Option<Vec<u8>>, i64), F
     }))
 }
 
-/// Writes `grant` and its audit line in one transaction, conditional on
-/// the key being as read: a concurrent writer of the same prefix is never
-/// overwritten unseen (the loser re-reads and audits what it replaced).
-/// Returns the grant it replaced, if any.
+/// Writes `value` under `key` and its audit line in one transaction,
+/// conditional on the key being as read: a concurrent writer of the same
+/// grant is never overwritten unseen (the loser re-reads and audits what it
+/// replaced). Returns the value it replaced, if any.
+pub(super) async fn put_unless_changed(
+    client: &Client,
+    layout: &Layout,
+    key: &str,
+    value: String,
+    audit: &AuditRecord,
+) -> Result<Option<Vec<u8>>, FleetError> {
+    let mut kv = client.kv_client();
+    for _ in 0..WRITE_ATTEMPTS {
+        let (old, revision) = current(client, key).await?;
+        let op = TxnOp::put(key.to_owned(), value.clone(), None);
+        let txn = if_at_revision(layout, key, revision, op, audit);
+        let response = kv.txn(txn).await.map_err(etcd(format!("writing {key}")))?;
+        if response.succeeded() {
+            return Ok(old);
+        }
+    }
+    Err(FleetError::Conflict(format!(
+        "{key}: changed by others {WRITE_ATTEMPTS} times while writing; try again"
+    )))
+}
+
+/// Deletes `key` (conditional on it being as read) with its audit line;
+/// `NotFound(absent)` when there is nothing to delete.
+pub(super) async fn delete_existing(
+    client: &Client,
+    layout: &Layout,
+    key: &str,
+    absent: String,
+    audit: &AuditRecord,
+) -> Result<(), FleetError> {
+    let mut kv = client.kv_client();
+    for _ in 0..WRITE_ATTEMPTS {
+        let (old, revision) = current(client, key).await?;
+        if old.is_none() {
+            return Err(FleetError::NotFound(absent));
+        }
+        let txn = if_at_revision(layout, key, revision, TxnOp::delete(key, None), audit);
+        if kv
+            .txn(txn)
+            .await
+            .map_err(etcd(format!("deleting {key}")))?
+            .succeeded()
+        {
+            return Ok(());
+        }
+    }
+    Err(FleetError::Conflict(format!(
+        "{key}: changed by others {WRITE_ATTEMPTS} times while deleting; try again"
+    )))
+}
+
+/// Writes `grant` and its audit line in one transaction (see
+/// [`put_unless_changed`]). Returns the grant it replaced, if any.
 pub async fn put_grant(
     client: &Client,
     layout: &Layout,
@@ -223,26 +277,8 @@ pub async fn put_grant(
         .map_err(|e| KeyError::new("prefix", format!("{e}")))?;
     let key = layout.grant_key(kind, &prefix);
     let value = serde_json::to_string(grant).expect("grant serializes");
-    let mut kv = client.kv_client();
-    for _ in 0..WRITE_ATTEMPTS {
-        let (old, revision) = current(client, &key).await?;
-        let txn = if_at_revision(
-            layout,
-            &key,
-            revision,
-            TxnOp::put(key.clone(), value.clone(), None),
-            audit,
-        );
-        let response = kv.txn(txn).await.map_err(etcd(format!("writing {key}")))?;
-        if response.succeeded() {
-            return Ok(
-                old.and_then(|v| decode_grant(&key, &grant.prefix, &v, kind, layout.limits()).ok())
-            );
-        }
-    }
-    Err(FleetError::Conflict(format!(
-        "{key}: changed by others {WRITE_ATTEMPTS} times while writing; try again"
-    )))
+    let old = put_unless_changed(client, layout, &key, value, audit).await?;
+    Ok(old.and_then(|v| decode_grant(&key, &grant.prefix, &v, kind, layout.limits()).ok()))
 }
 
 /// Deletes a grant (conditional on it being as read) with its audit line.
@@ -254,34 +290,8 @@ pub async fn delete_grant(
     audit: &AuditRecord,
 ) -> Result<(), FleetError> {
     let key = layout.grant_key(kind, prefix);
-    let mut kv = client.kv_client();
-    for _ in 0..WRITE_ATTEMPTS {
-        let (old, revision) = current(client, &key).await?;
-        if old.is_none() {
-            return Err(FleetError::NotFound(format!(
-                "{prefix} is not granted in the fleet's {}",
-                kind.name()
-            )));
-        }
-        let txn = if_at_revision(
-            layout,
-            &key,
-            revision,
-            TxnOp::delete(key.clone(), None),
-            audit,
-        );
-        if kv
-            .txn(txn)
-            .await
-            .map_err(etcd(format!("deleting {key}")))?
-            .succeeded()
-        {
-            return Ok(());
-        }
-    }
-    Err(FleetError::Conflict(format!(
-        "{key}: changed by others {WRITE_ATTEMPTS} times while deleting; try again"
-    )))
+    let absent = format!("{prefix} is not granted in the fleet's {}", kind.name());
+    delete_existing(client, layout, &key, absent, audit).await
 }
 
 /// Deletes a grant only if it still holds `value` (expiry clean-up: never

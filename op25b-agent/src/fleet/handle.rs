@@ -18,13 +18,14 @@ use super::{
     client::{self, FleetError},
     layout::Layout,
     registration::keep_registered,
+    subscriber_client,
     sync::{follow, load_snapshot, FleetShared, Inner},
     view::{FleetPolicy, FleetView},
 };
 use crate::{
     api::grant_store::{GrantStore, StoreError},
     config::fleet::FleetConfig,
-    policy::{grants::Grant, prefix::Prefix, ListKind},
+    policy::{grants::Grant, prefix::Prefix, subscriber_grants::SubscriberGrant, ListKind},
 };
 
 enum Request {
@@ -43,6 +44,32 @@ enum Request {
         kind: ListKind,
         reply: std::sync::mpsc::Sender<Result<Vec<Grant>, StoreError>>,
     },
+    Subscriber(SubscriberRequest),
+}
+
+/// Grants by subscriber (`P/policy/grants/exempt_subscribers/`).
+enum SubscriberRequest {
+    Put {
+        grant: SubscriberGrant,
+        reply: std::sync::mpsc::Sender<Result<(), StoreError>>,
+    },
+    Delete {
+        name: String,
+        actor: String,
+        reply: std::sync::mpsc::Sender<Result<(), StoreError>>,
+    },
+    List {
+        reply: std::sync::mpsc::Sender<Result<Vec<SubscriberGrant>, StoreError>>,
+    },
+}
+
+impl SubscriberRequest {
+    fn refuse(self, e: StoreError) {
+        match self {
+            Self::Put { reply, .. } | Self::Delete { reply, .. } => drop(reply.send(Err(e))),
+            Self::List { reply } => drop(reply.send(Err(e))),
+        }
+    }
 }
 
 /// The agent's handle on the fleet thread.
@@ -244,6 +271,20 @@ impl GrantStore for EtcdGrants {
     fn list(&self, kind: ListKind) -> Result<Vec<Grant>, StoreError> {
         self.ask(|reply| Request::List { kind, reply })
     }
+
+    fn put_subscriber(&self, grant: &SubscriberGrant) -> Result<(), StoreError> {
+        let grant = grant.clone();
+        self.ask(|reply| Request::Subscriber(SubscriberRequest::Put { grant, reply }))
+    }
+
+    fn delete_subscriber(&self, name: &str, actor: &str) -> Result<(), StoreError> {
+        let (name, actor) = (name.to_owned(), actor.to_owned());
+        self.ask(|reply| Request::Subscriber(SubscriberRequest::Delete { name, actor, reply }))
+    }
+
+    fn list_subscribers(&self) -> Result<Vec<SubscriberGrant>, StoreError> {
+        self.ask(|reply| Request::Subscriber(SubscriberRequest::List { reply }))
+    }
 }
 
 fn unavailable(e: &FleetError) -> StoreError {
@@ -267,6 +308,7 @@ async fn serve_requests(shared: Arc<FleetShared>, mut requests: mpsc::UnboundedR
                     drop(reply.send(Err(e)));
                 }
                 Request::List { reply, .. } => drop(reply.send(Err(e))),
+                Request::Subscriber(request) => request.refuse(e),
             }
             continue;
         };
@@ -318,9 +360,55 @@ async fn serve_requests(shared: Arc<FleetShared>, mut requests: mpsc::UnboundedR
                 );
                 failed
             }
+            Request::Subscriber(request) => {
+                serve_subscriber(etcd_client, node, layout, request).await
+            }
         };
         if failed {
             connection = None;
+        }
+    }
+}
+
+/// Carries out a grant-by-subscriber request; true if etcd failed (the
+/// connection is then made anew).
+async fn serve_subscriber(
+    etcd_client: &Client,
+    node: &str,
+    layout: &Layout,
+    request: SubscriberRequest,
+) -> bool {
+    match request {
+        SubscriberRequest::Put { grant, reply } => {
+            let audit = subscriber_client::audit(
+                node,
+                &grant.actor,
+                "add",
+                &grant.subscriber,
+                grant.expires_at,
+                &grant.reason,
+            );
+            let result = subscriber_client::put(etcd_client, layout, &grant, &audit).await;
+            let failed = matches!(result, Err(FleetError::Etcd { .. }));
+            let _ = reply.send(result.map(|_| ()).map_err(|e| unavailable(&e)));
+            failed
+        }
+        SubscriberRequest::Delete { name, actor, reply } => {
+            let audit = subscriber_client::audit(node, &actor, "delete", &name, None, "");
+            let result = subscriber_client::delete(etcd_client, layout, &name, &audit).await;
+            let failed = matches!(result, Err(FleetError::Etcd { .. }));
+            let _ = reply.send(result.map_err(|e| unavailable(&e)));
+            failed
+        }
+        SubscriberRequest::List { reply } => {
+            let result = subscriber_client::list(etcd_client, layout).await;
+            let failed = result.is_err();
+            let _ = reply.send(
+                result
+                    .map(|(grants, _)| grants)
+                    .map_err(|e| unavailable(&e)),
+            );
+            failed
         }
     }
 }
