@@ -14,8 +14,8 @@ use etcd_client::Client;
 use super::{
     client,
     commands::{actor, fleet_of, runtime, FleetCommandError},
+    grant_client,
     layout::Layout,
-    subscriber_client,
 };
 use crate::{
     cli::fleet::FleetGrantAction as GrantAction,
@@ -69,9 +69,15 @@ pub fn grant(
                 subscriber: Some(name),
                 ..
             } => {
-                let audit =
-                    subscriber_client::audit(&fleet.node_name, &actor(), "delete", name, None, "");
-                subscriber_client::delete(&etcd, &layout, name, &audit).await?;
+                let audit = grant_client::subscriber_audit(
+                    &fleet.node_name,
+                    &actor(),
+                    "delete",
+                    name,
+                    None,
+                    "",
+                );
+                grant_client::delete_subscriber(&etcd, &layout, name, &audit).await?;
                 writeln!(out, "{}", serde_json::json!({ "deleted": name }))?;
             }
             GrantAction::Add {
@@ -137,7 +143,7 @@ async fn list(
 ) -> Result<(), FleetCommandError> {
     let (grants, mut errors) = client::list_grants(etcd, layout, kind).await?;
     let subscribers = if kind == ListKind::Exempt {
-        let (subscribers, refused) = subscriber_client::list(etcd, layout).await?;
+        let (subscribers, refused) = grant_client::list_subscribers(etcd, layout).await?;
         errors.extend(refused);
         subscribers
     } else {
@@ -191,7 +197,7 @@ async fn add_subscriber(
         actor: who,
         created_at: now,
     };
-    let audit = subscriber_client::audit(
+    let audit = grant_client::subscriber_audit(
         &fleet.node_name,
         &grant.actor,
         "add",
@@ -199,7 +205,7 @@ async fn add_subscriber(
         grant.expires_at,
         &grant.reason,
     );
-    subscriber_client::put(etcd, layout, &grant, &audit).await?;
+    grant_client::put_subscriber(etcd, layout, &grant, &audit).await?;
     Ok(grant)
 }
 

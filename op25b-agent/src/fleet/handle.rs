@@ -16,9 +16,9 @@ use tracing::{error, info, warn};
 
 use super::{
     client::{self, FleetError},
+    grant_client,
     layout::Layout,
     registration::keep_registered,
-    subscriber_client,
     sync::{follow, load_snapshot, FleetShared, Inner},
     view::{FleetPolicy, FleetView},
 };
@@ -380,7 +380,7 @@ async fn serve_subscriber(
 ) -> bool {
     match request {
         SubscriberRequest::Put { grant, reply } => {
-            let audit = subscriber_client::audit(
+            let audit = grant_client::subscriber_audit(
                 node,
                 &grant.actor,
                 "add",
@@ -388,20 +388,20 @@ async fn serve_subscriber(
                 grant.expires_at,
                 &grant.reason,
             );
-            let result = subscriber_client::put(etcd_client, layout, &grant, &audit).await;
+            let result = grant_client::put_subscriber(etcd_client, layout, &grant, &audit).await;
             let failed = matches!(result, Err(FleetError::Etcd { .. }));
             let _ = reply.send(result.map(|_| ()).map_err(|e| unavailable(&e)));
             failed
         }
         SubscriberRequest::Delete { name, actor, reply } => {
-            let audit = subscriber_client::audit(node, &actor, "delete", &name, None, "");
-            let result = subscriber_client::delete(etcd_client, layout, &name, &audit).await;
+            let audit = grant_client::subscriber_audit(node, &actor, "delete", &name, None, "");
+            let result = grant_client::delete_subscriber(etcd_client, layout, &name, &audit).await;
             let failed = matches!(result, Err(FleetError::Etcd { .. }));
             let _ = reply.send(result.map_err(|e| unavailable(&e)));
             failed
         }
         SubscriberRequest::List { reply } => {
-            let result = subscriber_client::list(etcd_client, layout).await;
+            let result = grant_client::list_subscribers(etcd_client, layout).await;
             let failed = result.is_err();
             let _ = reply.send(
                 result

@@ -10,7 +10,7 @@
 //!   `P/agents/<node>` on a lease; [`handle`]: the agent's [`Fleet`] handle
 //!   and the API's grant store;
 //! - [`client`]: etcd operations shared with the `fleet` commands
-//!   ([`subscriber_client`]: grants by subscriber);
+//!   ([`grant_client`]: grants by prefix and by subscriber);
 //! - [`commands`]: `fleet push|status`; [`grant_commands`]:
 //!   `fleet exempt|allow-destination` (by prefix or `--subscriber`); [`top`]: `top --fleet`;
 //! - [`metrics`]: Prometheus series of the fleet thread.
@@ -18,6 +18,7 @@ pub mod chunks;
 pub mod client;
 pub mod codec;
 pub mod commands;
+pub mod grant_client;
 pub mod grant_commands;
 pub mod grant_value;
 pub mod handle;
@@ -25,7 +26,6 @@ pub mod layout;
 pub mod merge;
 pub mod metrics;
 pub mod registration;
-pub mod subscriber_client;
 pub mod sync;
 pub mod top;
 pub mod view;
