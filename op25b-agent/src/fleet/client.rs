@@ -15,7 +15,10 @@ use super::{
     codec::{decode_lists, encode_lists, FleetLists, KeyError, Manifest},
     layout::Layout,
 };
-use crate::config::fleet::FleetConfig;
+use crate::{
+    config::fleet::FleetConfig,
+    policy::{grants::Grant, ListKind},
+};
 
 /// Big enough for a full read of a fleet with several million-prefix lists.
 pub const MAX_RESPONSE_BYTES: usize = 1 << 30;
@@ -327,6 +330,20 @@ pub async fn publish_lists(
         .header()
         .map_or(0, etcd_client::ResponseHeader::revision);
     Ok(published)
+}
+
+/// The audit record of `grant` added to `kind`.
+pub fn grant_added(node: &str, kind: ListKind, grant: &Grant) -> AuditRecord {
+    let (prefix, expires_at) = (&grant.prefix, grant.expires_at);
+    audit(
+        node,
+        &grant.actor,
+        "add",
+        kind.name(),
+        prefix,
+        expires_at,
+        &grant.reason,
+    )
 }
 
 /// An audit record stamped now.

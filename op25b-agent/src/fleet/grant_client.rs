@@ -159,6 +159,12 @@ pub fn subscriber_audit(
     )
 }
 
+/// The audit record of `grant` added.
+pub fn subscriber_added(node: &str, grant: &SubscriberGrant) -> AuditRecord {
+    let (name, expires_at) = (&grant.subscriber, grant.expires_at);
+    subscriber_audit(node, &grant.actor, "add", name, expires_at, &grant.reason)
+}
+
 /// Writes `grant` with its audit line; returns the grant it replaced, if any.
 pub async fn put_subscriber(
     client: &Client,

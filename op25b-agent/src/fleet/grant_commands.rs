@@ -21,7 +21,7 @@ use crate::{
     cli::fleet::FleetGrantAction as GrantAction,
     config::{fleet::FleetConfig, Config},
     policy::{
-        grants::{table_line, Grant},
+        grants::{write_table, Grant},
         prefix::Prefix,
         subscriber_grants::{check_name, SubscriberGrant},
         ListKind,
@@ -96,15 +96,7 @@ pub fn grant(
                     actor: who.clone().unwrap_or_else(actor),
                     created_at: now,
                 };
-                let audit = client::audit(
-                    &fleet.node_name,
-                    &grant.actor,
-                    "add",
-                    kind.name(),
-                    &grant.prefix,
-                    grant.expires_at,
-                    &grant.reason,
-                );
+                let audit = client::grant_added(&fleet.node_name, kind, &grant);
                 client::put_grant(&etcd, &layout, kind, &grant, &audit).await?;
                 writeln!(
                     out,
@@ -156,21 +148,7 @@ async fn list(
         }
         writeln!(out, "{answer}")?;
     } else {
-        for g in &grants {
-            writeln!(
-                out,
-                "{}",
-                table_line(&g.prefix, g.expires_at, &g.actor, &g.reason)
-            )?;
-        }
-        for g in &subscribers {
-            let what = format!("subscriber {}", g.subscriber);
-            writeln!(
-                out,
-                "{}",
-                table_line(&what, g.expires_at, &g.actor, &g.reason)
-            )?;
-        }
+        write_table(out, &grants, &subscribers)?;
     }
     for e in errors {
         eprintln!("refused value: {e}");
@@ -197,14 +175,7 @@ async fn add_subscriber(
         actor: who,
         created_at: now,
     };
-    let audit = grant_client::subscriber_audit(
-        &fleet.node_name,
-        &grant.actor,
-        "add",
-        &grant.subscriber,
-        grant.expires_at,
-        &grant.reason,
-    );
+    let audit = grant_client::subscriber_added(&fleet.node_name, &grant);
     grant_client::put_subscriber(etcd, layout, &grant, &audit).await?;
     Ok(grant)
 }

@@ -316,15 +316,7 @@ async fn serve_requests(shared: Arc<FleetShared>, mut requests: mpsc::UnboundedR
         let layout = &shared.layout;
         let failed = match request {
             Request::Put { kind, grant, reply } => {
-                let audit = client::audit(
-                    node,
-                    &grant.actor,
-                    "add",
-                    kind.name(),
-                    &grant.prefix,
-                    grant.expires_at,
-                    &grant.reason,
-                );
+                let audit = client::grant_added(node, kind, &grant);
                 let result = client::put_grant(etcd_client, layout, kind, &grant, &audit).await;
                 let failed = matches!(result, Err(FleetError::Etcd { .. }));
                 let _ = reply.send(result.map(|_| ()).map_err(|e| unavailable(&e)));
@@ -351,14 +343,7 @@ async fn serve_requests(shared: Arc<FleetShared>, mut requests: mpsc::UnboundedR
                 failed
             }
             Request::List { kind, reply } => {
-                let result = client::list_grants(etcd_client, layout, kind).await;
-                let failed = result.is_err();
-                let _ = reply.send(
-                    result
-                        .map(|(grants, _)| grants)
-                        .map_err(|e| unavailable(&e)),
-                );
-                failed
+                send_listed(&reply, client::list_grants(etcd_client, layout, kind).await)
             }
             Request::Subscriber(request) => {
                 serve_subscriber(etcd_client, node, layout, request).await
@@ -380,14 +365,7 @@ async fn serve_subscriber(
 ) -> bool {
     match request {
         SubscriberRequest::Put { grant, reply } => {
-            let audit = grant_client::subscriber_audit(
-                node,
-                &grant.actor,
-                "add",
-                &grant.subscriber,
-                grant.expires_at,
-                &grant.reason,
-            );
+            let audit = grant_client::subscriber_added(node, &grant);
             let result = grant_client::put_subscriber(etcd_client, layout, &grant, &audit).await;
             let failed = matches!(result, Err(FleetError::Etcd { .. }));
             let _ = reply.send(result.map(|_| ()).map_err(|e| unavailable(&e)));
@@ -400,15 +378,24 @@ async fn serve_subscriber(
             let _ = reply.send(result.map_err(|e| unavailable(&e)));
             failed
         }
-        SubscriberRequest::List { reply } => {
-            let result = grant_client::list_subscribers(etcd_client, layout).await;
-            let failed = result.is_err();
-            let _ = reply.send(
-                result
-                    .map(|(grants, _)| grants)
-                    .map_err(|e| unavailable(&e)),
-            );
-            failed
-        }
+        SubscriberRequest::List { reply } => send_listed(
+            &reply,
+            grant_client::list_subscribers(etcd_client, layout).await,
+        ),
     }
+}
+
+/// Answers a list request with the grants read (the refused values are the
+/// view's to report); true if etcd failed.
+fn send_listed<T>(
+    reply: &std::sync::mpsc::Sender<Result<Vec<T>, StoreError>>,
+    result: Result<(Vec<T>, Vec<super::codec::KeyError>), FleetError>,
+) -> bool {
+    let failed = result.is_err();
+    let _ = reply.send(
+        result
+            .map(|(grants, _)| grants)
+            .map_err(|e| unavailable(&e)),
+    );
+    failed
 }
