@@ -9,6 +9,7 @@ pub mod fuzz;
 pub mod lab;
 pub mod leftovers;
 pub mod netns;
+pub mod radclient;
 
 use op25b_agent::{
     dataplane::{Dataplane, Maps},

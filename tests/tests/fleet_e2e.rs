@@ -4,7 +4,9 @@
 //! both keep enforcing, B restarted -> enforces from its snapshot; etcd
 //! back -> a new grant converges; a compaction while B is cut off -> B
 //! resyncs; a malformed value -> refused with the key named, the last good
-//! policy stays, metrics and fleet status say so. Needs root and etcd.
+//! policy stays, metrics and fleet status say so; a grant by subscriber
+//! through A's API exempts that subscriber's RADIUS session on B. Needs
+//! root, etcd and radclient.
 use std::{fs, time::Duration};
 
 use op25b_tests::{
@@ -18,12 +20,15 @@ const DYN6: &str = "2001:db8:1000::2";
 const MX4: &str = "198.51.100.25";
 const MX6: &str = "2001:db8:5100::25";
 const TOKEN: &str = "fleet-e2e-token";
+const NAS_SECRET: &str = "fleet-e2e-nas";
+/// B's RADIUS accounting listener (inside B's router namespace).
+const RADIUS_TOML: &str = "[radius]\naccounting_listen = \"127.0.0.1:1813\"\nsession_state_file = \"sessions.json\"\n[[radius.clients]]\naddress = \"127.0.0.1/32\"\nsecret_file = \"nas.secret\"\n";
 
-fn router_lab(index: usize, node: &str) -> Lab {
+fn router_lab(index: usize, node: &str, extra_toml: &str) -> Lab {
     let lab = Lab::up_with(
         &[],
         &format!(
-            "[api]\nsocket = \"api.sock\"\ntoken_file = \"api.token\"\nstate_file = \"state.json\"\naudit_log = \"audit.jsonl\"\n\
+            "{extra_toml}[api]\nsocket = \"api.sock\"\ntoken_file = \"api.token\"\nstate_file = \"state.json\"\naudit_log = \"audit.jsonl\"\n\
              [fleet]\netcd_endpoints = [\"http://[2001:db8:e7c{index}::1]:2379\"]\nprefix = \"/e2e\"\nnode_name = \"{node}\"\nsnapshot_file = \"fleet-snapshot.json\"\n"
         ),
     );
@@ -31,7 +36,27 @@ fn router_lab(index: usize, node: &str) -> Lab {
     fs::write(&token, TOKEN).unwrap();
     // The agent refuses a token others can read.
     fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let secret = lab.dir.path().join("nas.secret");
+    fs::write(&secret, NAS_SECRET).unwrap();
+    fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     lab
+}
+
+/// The values under an etcd key prefix.
+fn etcd_values(etcd: &Etcd, prefix: &'static str) -> Vec<String> {
+    etcd.with_client(move |c| {
+        Box::pin(async move {
+            let r = c
+                .kv_client()
+                .get(prefix, Some(etcd_client::GetOptions::new().with_prefix()))
+                .await
+                .unwrap();
+            r.kvs()
+                .iter()
+                .map(|kv| kv.value_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        })
+    })
 }
 
 fn cli(lab: &Lab, args: &[&str]) -> String {
@@ -78,8 +103,8 @@ const NOTICE: Duration = Duration::from_secs(20);
     reason = "one story, step by step, as the issue tells it"
 )]
 fn two_routers_one_policy_fail_static_snapshot_resync_and_refusal() {
-    let mut a = router_lab(0, "edge-a");
-    let mut b = router_lab(1, "edge-b");
+    let mut a = router_lab(0, "edge-a", "");
+    let mut b = router_lab(1, "edge-b", RADIUS_TOML);
     let (net, _) = EtcdNet::new(&[&a.ns('r'), &b.ns('r')]);
     let mut etcd = Etcd::start_in(&net.ns);
     a.start_agent();
@@ -106,22 +131,7 @@ fn two_routers_one_policy_fail_static_snapshot_resync_and_refusal() {
         !a.dir.path().join("state.json").exists(),
         "with [fleet] the grant belongs in etcd, not in A's state file"
     );
-    let audit = etcd.with_client(|c| {
-        Box::pin(async move {
-            let r = c
-                .kv_client()
-                .get(
-                    "/e2e/audit/",
-                    Some(etcd_client::GetOptions::new().with_prefix()),
-                )
-                .await
-                .unwrap();
-            r.kvs()
-                .iter()
-                .map(|kv| kv.value_str().unwrap().to_owned())
-                .collect::<Vec<_>>()
-        })
-    });
+    let audit = etcd_values(&etcd, "/e2e/audit/");
     assert!(
         audit
             .iter()
@@ -293,6 +303,7 @@ fn two_routers_one_policy_fail_static_snapshot_resync_and_refusal() {
             "a fleet 0.0.0.0/0 exemption opened port 25"
         );
     }
+    a_subscriber_granted_through_a_is_exempt_in_her_session_on_b(&a, &b, &etcd);
     // Every fleet series the alert rules use is exported by a fleet agent.
     let text = a.http_get("/metrics").unwrap();
     let rules = fs::read_to_string(concat!(
@@ -312,4 +323,75 @@ fn two_routers_one_policy_fail_static_snapshot_resync_and_refusal() {
         );
     }
     drop(net);
+}
+
+/// Alice has a RADIUS session on B only (DYN4, blocked). A grant by
+/// subscriber through A's API goes to etcd and exempts her session on B;
+/// A, where she has no session, keeps blocking DYN4. Revoked from the
+/// fleet CLI, B blocks her again.
+fn a_subscriber_granted_through_a_is_exempt_in_her_session_on_b(a: &Lab, b: &Lab, etcd: &Etcd) {
+    let (answered, out) = op25b_tests::radclient::send(
+        &b.ns('r'),
+        1813,
+        "acct",
+        NAS_SECRET,
+        &format!(
+            "Acct-Status-Type = Start\nAcct-Session-Id = \"s-1\"\nUser-Name = \"alice@example.jp\"\nFramed-IP-Address = {DYN4}\nNAS-Identifier = \"bng1\"\n"
+        ),
+    );
+    assert!(answered, "no Accounting-Response: {out}\n{}", b.log());
+    assert!(
+        !b.connects(DYN4, MX4, 25, 0.5),
+        "alice exempt before any grant"
+    );
+
+    cli(
+        a,
+        &[
+            "exempt",
+            "add",
+            "--subscriber",
+            "alice@example.jp",
+            "--reason",
+            "ticket 9",
+        ],
+    );
+    b.wait_for(
+        CONVERGE,
+        "A's subscriber grant to exempt alice's session on B",
+        |l| l.connects(DYN4, MX4, 25, 0.3),
+    );
+    assert!(
+        !a.connects(DYN4, MX4, 25, 0.5),
+        "A has no session of alice: DYN4 must stay blocked there"
+    );
+    let grant = etcd_values(
+        etcd,
+        "/e2e/policy/grants/exempt_subscribers/alice@example.jp",
+    );
+    assert!(
+        grant.len() == 1 && grant[0].contains("ticket 9"),
+        "{grant:?}"
+    );
+    let audit = etcd_values(etcd, "/e2e/audit/");
+    assert!(
+        audit
+            .iter()
+            .any(|l| l.contains("subscriber alice@example.jp") && l.contains("edge-a")),
+        "{audit:?}"
+    );
+    assert!(!a.dir.path().join("state.json").exists());
+    assert!(cli(a, &["exempt", "list"]).contains("subscriber alice@example.jp"));
+    b.wait_for(CONVERGE, "the grant in B's snapshot", |l| {
+        fs::read_to_string(l.dir.path().join("fleet-snapshot.json"))
+            .is_ok_and(|s| s.contains("exempt_subscribers/alice@example.jp"))
+    });
+
+    cli(
+        a,
+        &["fleet", "exempt", "del", "--subscriber", "alice@example.jp"],
+    );
+    b.wait_for(CONVERGE, "the revoked subscriber grant leaving B", |l| {
+        !l.connects(DYN4, MX4, 25, 0.3)
+    });
 }

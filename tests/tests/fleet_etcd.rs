@@ -1,7 +1,7 @@
 //! Fleet commands against a real etcd (Debian's etcd-server on 127.0.0.1
 //! with a temporary data dir): push with dry-run and diff, a million-prefix
-//! pool list in chunks, grants with their audit lines, lost-update
-//! protection, refused values named by key. No BPF, no namespaces.
+//! pool list in chunks, grants (by prefix and by subscriber) with their
+//! audit lines, lost-update protection, refused values named by key. No BPF, no namespaces.
 use std::{fmt::Write as _, fs, process::Command};
 
 use op25b_agent::fleet::{client, codec::FleetLists, layout::Layout};
@@ -210,4 +210,106 @@ fn grants_from_a_laptop_are_audited_and_bad_values_are_named() {
     drop(etcd);
     let (success, _, err) = cli(&["fleet", "exempt", "list", "--config", &cfg]);
     assert!(!success && err.contains("etcd"), "{err}");
+}
+
+#[test]
+fn grants_by_subscriber_from_a_laptop_are_audited_and_bad_values_are_named() {
+    let etcd = Etcd::start_local();
+    let dir = TempDir::new("fleet-subscriber-grants");
+    let cfg = config(&dir, &etcd, "");
+    // Grants by subscriber: their own key, audited, listed after the
+    // prefix grants; a bad value is named by its key; relays take none.
+    ok(&[
+        "fleet",
+        "exempt",
+        "add",
+        "--subscriber",
+        "alice@example.jp",
+        "--ttl",
+        "1d",
+        "--reason",
+        "ticket 43",
+        "--config",
+        &cfg,
+    ]);
+    let alice = get(
+        &etcd,
+        "/t/policy/grants/exempt_subscribers/alice@example.jp",
+    );
+    assert!(
+        alice.len() == 1
+            && alice[0].1.contains("\"expires_at\"")
+            && alice[0].1.contains("ticket 43"),
+        "{alice:?}"
+    );
+    assert!(
+        get(&etcd, "/t/audit/")
+            .iter()
+            .any(|(_, v)| v.contains("subscriber alice@example.jp") && v.contains("ticket 43")),
+        "no audit line for the subscriber grant"
+    );
+    etcd.with_client(|mut c| {
+        Box::pin(async move {
+            c.put(
+                "/t/policy/grants/exempt_subscribers/bob",
+                "{\"subscriber\":\"mallory\",\"created_at\":1}",
+                None,
+            )
+            .await
+            .unwrap();
+        })
+    });
+    let (success, out, err) = cli(&["fleet", "exempt", "list", "--config", &cfg]);
+    assert!(
+        success && out.contains("subscriber alice@example.jp") && !out.contains("mallory"),
+        "{out}{err}"
+    );
+    assert!(
+        err.contains("/t/policy/grants/exempt_subscribers/bob: subscriber \"mallory\" differs"),
+        "{err}"
+    );
+    let (success, _, err) = cli(&[
+        "fleet",
+        "allow-destination",
+        "add",
+        "--subscriber",
+        "alice@example.jp",
+        "--config",
+        &cfg,
+    ]);
+    assert!(!success && err.contains("only exemptions"), "{err}");
+    let (success, _, err) = cli(&[
+        "fleet",
+        "exempt",
+        "add",
+        "--subscriber",
+        "alice smith",
+        "--config",
+        &cfg,
+    ]);
+    assert!(!success && err.contains("spaces"), "{err}");
+    ok(&[
+        "fleet",
+        "exempt",
+        "del",
+        "--subscriber",
+        "alice@example.jp",
+        "--config",
+        &cfg,
+    ]);
+    assert!(get(
+        &etcd,
+        "/t/policy/grants/exempt_subscribers/alice@example.jp"
+    )
+    .is_empty());
+    let (success, _, err) = cli(&[
+        "fleet",
+        "exempt",
+        "del",
+        "--subscriber",
+        "alice@example.jp",
+        "--config",
+        &cfg,
+    ]);
+    assert!(!success && err.contains("is not granted"), "{err}");
 }

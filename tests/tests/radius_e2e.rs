@@ -4,7 +4,7 @@
 //!
 //! An answer from the agent means the change is in the maps, so each
 //! connection check right after radclient returns needs no waiting.
-use std::{fs, os::unix::fs::PermissionsExt as _, process::Command, time::Duration};
+use std::{fs, os::unix::fs::PermissionsExt as _, time::Duration};
 
 use op25b_tests::{lab::Lab, netns::run};
 
@@ -48,33 +48,7 @@ fn radius_lab_with(extra_toml: &str) -> Lab {
 
 /// Runs radclient in the router namespace; returns (answered, output).
 fn radclient(lab: &Lab, port: u16, kind: &str, secret: &str, attributes: &str) -> (bool, String) {
-    let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.ns('r'),
-            "radclient",
-            "-r",
-            "1",
-            "-t",
-            "3",
-            "-x",
-        ])
-        .arg(format!("127.0.0.1:{port}"))
-        .args([kind, secret])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("radclient (apt install freeradius-utils; scripts/setup-toolchain.sh does)");
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), attributes.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    op25b_tests::radclient::send(&lab.ns('r'), port, kind, secret, attributes)
 }
 
 fn accounting(

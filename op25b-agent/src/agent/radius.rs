@@ -10,8 +10,9 @@ use super::{reload::effective_policy, Agent};
 use crate::{
     api::provisioning::Provisioning,
     config::Config,
+    fleet::Fleet,
     observe::{metrics::Telemetry, sessions::SessionLookup},
-    policy::{limits::PrefixLimits, prefix::Prefix, ListKind, Policy},
+    policy::{limits::PrefixLimits, prefix::Prefix, subscriber_grants, ListKind, Policy},
     radius::{Radius, RadiusError},
 };
 
@@ -40,16 +41,24 @@ pub(super) fn session_lookup(radius: Option<&Arc<Radius>>) -> Option<Arc<dyn Ses
     radius.map(|r| Arc::clone(r) as Arc<dyn SessionLookup>)
 }
 
-/// Subscribers exempt by name now: `[policy] exempt_subscribers(_files)`
-/// and the subscribers granted over the API.
+/// Subscribers exempt by name now: `[policy] exempt_subscribers(_files)`,
+/// the subscribers granted over the API on this box, and (with `[fleet]`)
+/// those granted in the fleet's etcd.
 pub(super) fn exempt_subscribers(
     config: &Config,
     provisioning: Option<&Provisioning>,
+    fleet: Option<&Fleet>,
 ) -> HashSet<String> {
     let now = crate::clock::now_unix();
     let mut subscribers = config.exempt_subscribers.active(now);
     if let Some(provisioning) = provisioning {
         subscribers.extend(provisioning.exempt_subscribers(now));
+    }
+    if let Some(fleet) = fleet {
+        subscribers.extend(subscriber_grants::active(
+            &fleet.policy().grants.exempt_subscribers,
+            now,
+        ));
     }
     subscribers
 }
@@ -61,9 +70,10 @@ pub(super) fn with_sessions(
     config: &Config,
     provisioning: Option<&Provisioning>,
     radius: Option<&Radius>,
+    fleet: Option<&Fleet>,
 ) -> Policy {
     if let Some(radius) = radius {
-        let prefixes = radius.exempt_prefixes(&exempt_subscribers(config, provisioning));
+        let prefixes = radius.exempt_prefixes(&exempt_subscribers(config, provisioning, fleet));
         for prefix in within_bounds(prefixes, config.prefix_limits) {
             policy.exempt.insert(prefix);
         }
@@ -93,7 +103,11 @@ impl Agent {
         let Some(radius) = self.radius.clone() else {
             return;
         };
-        let subscribers = exempt_subscribers(&self.config, self.provisioning.as_deref());
+        let subscribers = exempt_subscribers(
+            &self.config,
+            self.provisioning.as_deref(),
+            self.fleet.as_ref(),
+        );
         radius.sync(&subscribers, || {
             let (effective, fleet_merge) = effective_policy(
                 &self.config,

@@ -172,7 +172,7 @@ pub(super) fn effective_policy(
         Some(p) => p.state().effective(&base, now, &config.prefix_limits),
         None => base,
     };
-    let local = super::radius::with_sessions(policy, config, provisioning, radius);
+    let local = super::radius::with_sessions(policy, config, provisioning, radius, fleet);
     super::fleet::with_fleet(local, fleet)
 }
 

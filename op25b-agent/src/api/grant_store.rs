@@ -4,7 +4,7 @@
 //! enforces it once the fleet's watch brings it back.
 
 use super::server::Answer;
-use crate::policy::{grants::Grant, prefix::Prefix, ListKind};
+use crate::policy::{grants::Grant, prefix::Prefix, subscriber_grants::SubscriberGrant, ListKind};
 
 /// Why a shared grant store did not do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,6 +19,10 @@ pub trait GrantStore: Send + Sync {
     fn put(&self, kind: ListKind, grant: &Grant) -> Result<(), StoreError>;
     fn delete(&self, kind: ListKind, prefix: &Prefix, actor: &str) -> Result<(), StoreError>;
     fn list(&self, kind: ListKind) -> Result<Vec<Grant>, StoreError>;
+    /// Exemptions by subscriber (they follow the subscriber's RADIUS sessions).
+    fn put_subscriber(&self, grant: &SubscriberGrant) -> Result<(), StoreError>;
+    fn delete_subscriber(&self, name: &str, actor: &str) -> Result<(), StoreError>;
+    fn list_subscribers(&self) -> Result<Vec<SubscriberGrant>, StoreError>;
 }
 
 /// The API's answer to a store that failed: nothing changed either way.

@@ -187,16 +187,18 @@ impl Provisioning {
     /// `GET /api/v1/{list}`.
     pub fn list(&self, list: GrantList) -> Answer {
         if let Some(store) = self.store.get() {
-            return match store.list(list.list_kind()) {
-                // Grants by subscriber are refused with [fleet] on: none to list.
-                Ok(grants) => Answer::json(
-                    200,
-                    &GrantListAnswer {
-                        list,
-                        grants,
-                        subscribers: Vec::new(),
-                    },
-                ),
+            let subscribers = match list {
+                GrantList::Exemptions => store.list_subscribers(),
+                GrantList::AllowedDestinations => Ok(Vec::new()),
+            };
+            return match store.list(list.list_kind()).and_then(|grants| {
+                subscribers.map(|subscribers| GrantListAnswer {
+                    list,
+                    grants,
+                    subscribers,
+                })
+            }) {
+                Ok(answer) => Answer::json(200, &answer),
                 Err(e) => grant_store::answer(&e),
             };
         }

@@ -7,11 +7,13 @@ use super::{
     tests::{call, fixture, text},
     *,
 };
+use crate::policy::subscriber_grants::SubscriberGrant;
 
 /// A store standing in for the fleet's etcd: records writes, or fails.
 #[derive(Default)]
 struct FakeStore {
     puts: Mutex<Vec<(crate::policy::ListKind, String)>>,
+    subscribers: Mutex<Vec<String>>,
     down: bool,
 }
 
@@ -39,6 +41,39 @@ impl GrantStore for Arc<FakeStore> {
     }
     fn list(&self, _: crate::policy::ListKind) -> Result<Vec<Grant>, grant_store::StoreError> {
         Ok(Vec::new())
+    }
+    fn put_subscriber(&self, grant: &SubscriberGrant) -> Result<(), grant_store::StoreError> {
+        self.subscribers
+            .lock()
+            .unwrap()
+            .push(grant.subscriber.clone());
+        Ok(())
+    }
+    fn delete_subscriber(&self, name: &str, _: &str) -> Result<(), grant_store::StoreError> {
+        let mut subscribers = self.subscribers.lock().unwrap();
+        let before = subscribers.len();
+        subscribers.retain(|s| s != name);
+        if subscribers.len() == before {
+            return Err(grant_store::StoreError::NotFound(format!(
+                "{name} is not granted"
+            )));
+        }
+        Ok(())
+    }
+    fn list_subscribers(&self) -> Result<Vec<SubscriberGrant>, grant_store::StoreError> {
+        Ok(self
+            .subscribers
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|name| SubscriberGrant {
+                subscriber: name.clone(),
+                expires_at: None,
+                reason: String::new(),
+                actor: "fake".into(),
+                created_at: 0,
+            })
+            .collect())
     }
 }
 
@@ -68,13 +103,37 @@ fn with_a_fleet_store_grants_go_to_the_store_not_the_state_file_and_bounds_still
     let answer = call(&f.api, Method::POST, path, "Bearer s3cret", everyone);
     assert_eq!(answer.status, 400, "{}", text(&answer));
     assert_eq!(store.puts.lock().unwrap().len(), 1);
-    // Grants by subscriber are not shared through the store: refused, nothing written.
-    let subscriber = r#"{"subscriber": "alice@example.jp"}"#;
+    // Grants by subscriber go to the store too, not to this box's state.
+    let subscriber = r#"{"subscriber": "alice@example.jp", "reason": "T-2"}"#;
     let answer = call(&f.api, Method::POST, path, "Bearer s3cret", subscriber);
-    assert_eq!(answer.status, 400, "{}", text(&answer));
-    assert!(text(&answer).contains("[fleet]"), "{}", text(&answer));
-    assert_eq!(store.puts.lock().unwrap().len(), 1);
+    assert_eq!(answer.status, 201, "{}", text(&answer));
+    assert_eq!(*store.subscribers.lock().unwrap(), ["alice@example.jp"]);
     assert!(f.api.state().exempt_subscribers.is_empty());
+    assert!(!f.dir.join("state.json").exists());
+    assert!(fs::read_to_string(f.dir.join("audit.jsonl"))
+        .unwrap()
+        .contains("alice@example.jp"));
+    let listed = call(&f.api, Method::GET, path, "Bearer s3cret", "");
+    assert!(
+        text(&listed).contains("alice@example.jp"),
+        "{}",
+        text(&listed)
+    );
+    let relay = call(
+        &f.api,
+        Method::POST,
+        "/api/v1/allowed_destinations",
+        "Bearer s3cret",
+        subscriber,
+    );
+    assert_eq!(relay.status, 400, "{}", text(&relay));
+    let revoke = format!("{path}?subscriber=alice%40example.jp");
+    let answer = call(&f.api, Method::DELETE, &revoke, "Bearer s3cret", "");
+    assert_eq!(answer.status, 200, "{}", text(&answer));
+    assert!(store.subscribers.lock().unwrap().is_empty());
+    // Neither in the store nor on this box: 404.
+    let answer = call(&f.api, Method::DELETE, &revoke, "Bearer s3cret", "");
+    assert_eq!(answer.status, 404, "{}", text(&answer));
     // The store's answers come through: missing → 404.
     let answer = call(
         &f.api,

@@ -2,12 +2,15 @@
 //! `/api/v1/exemptions`): persisted, audited and expiring like prefix
 //! grants; the agent unions the active ones with `[policy]
 //! exempt_subscribers` so they follow the subscriber's RADIUS sessions.
+//! With `[fleet]` on they go to the fleet's etcd like prefix grants and
+//! reach every box.
 
 use std::collections::HashSet;
 
 use super::{actor_or_api, AuditLine, Provisioning};
 use crate::{
     api::{
+        grant_store::{self, StoreError},
         server::Answer,
         types::{GrantRequest, RevokeAnswer, RevokeRequest},
     },
@@ -17,12 +20,6 @@ use crate::{
 
 const EXEMPTIONS_ONLY: &str =
     "subscriber: only exemptions follow a subscriber; allowed destinations are prefixes";
-
-/// With `[fleet]` on, a grant kept on this box alone would silently differ
-/// from every other box, so it is refused rather than half-shared.
-const NOT_IN_FLEET: &str = "subscriber: grants by subscriber are not shared through the fleet's \
-     etcd; with [fleet] on, list the subscriber in [policy] exempt_subscribers, or grant its \
-     prefix";
 
 impl Provisioning {
     /// The subscribers granted an exemption and active at `now`.
@@ -41,9 +38,6 @@ impl Provisioning {
         if list != GrantList::Exemptions {
             return Answer::error(400, EXEMPTIONS_ONLY);
         }
-        if self.store.get().is_some() {
-            return Answer::error(400, NOT_IN_FLEET);
-        }
         if let Err(e) = subscriber_grants::check_name(&name) {
             return Answer::error(400, e);
         }
@@ -58,12 +52,17 @@ impl Provisioning {
             actor: actor_or_api(request.actor),
             created_at: now,
         };
-        let saved = self.persist_change(|state| {
-            state
-                .exempt_subscribers
-                .insert(grant.subscriber.clone(), grant.clone());
-            Ok(())
-        });
+        let saved = match self.store.get() {
+            Some(store) => store
+                .put_subscriber(&grant)
+                .map_err(|e| grant_store::answer(&e)),
+            None => self.persist_change(|state| {
+                state
+                    .exempt_subscribers
+                    .insert(grant.subscriber.clone(), grant.clone());
+                Ok(())
+            }),
+        };
         if let Err(answer) = saved {
             return answer;
         }
@@ -80,8 +79,9 @@ impl Provisioning {
         Answer::json(201, &grant)
     }
 
-    /// `DELETE /api/v1/exemptions?subscriber=..`: also with `[fleet]` on, so
-    /// a grant made on this box before the fleet can still be taken back.
+    /// `DELETE /api/v1/exemptions?subscriber=..`: with `[fleet]` on from
+    /// etcd, or, when etcd has none, from this box (a grant made here
+    /// before the fleet can still be taken back).
     pub(super) fn revoke_subscriber(
         &self,
         list: GrantList,
@@ -94,19 +94,28 @@ impl Provisioning {
         if request.reason.len() > 1024 || request.actor.len() > 256 {
             return Answer::error(400, "reason (1024) or actor (256) too long");
         }
-        let removed = self.persist_change(|state| match state.exempt_subscribers.remove(name) {
-            Some(_) => Ok(()),
-            None => Err(Answer::error(
-                404,
-                format!("subscriber {name:?} is not granted in exemptions"),
-            )),
-        });
+        let actor = actor_or_api(request.actor.clone());
+        let in_store = self
+            .store
+            .get()
+            .map(|store| store.delete_subscriber(name, &actor));
+        let removed = match in_store {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) if !matches!(e, StoreError::NotFound(_)) => Err(grant_store::answer(&e)),
+            _ => self.persist_change(|state| match state.exempt_subscribers.remove(name) {
+                Some(_) => Ok(()),
+                None => Err(Answer::error(
+                    404,
+                    format!("subscriber {name:?} is not granted in exemptions"),
+                )),
+            }),
+        };
         if let Err(answer) = removed {
             return answer;
         }
         self.audit(&AuditLine {
             time: rfc3339(now_unix()),
-            actor: &actor_or_api(request.actor.clone()),
+            actor: &actor,
             action: "delete",
             list: list.name(),
             prefix: "",

@@ -6,7 +6,10 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::Subcommand;
 
 use super::CommandError;
-use crate::{fleet::commands as fleet_commands, policy::ListKind};
+use crate::{
+    fleet::{commands as fleet_commands, grant_commands},
+    policy::ListKind,
+};
 
 /// Fleet sync on etcd: publish lists to every box, grant for every box,
 /// and see every agent's state.
@@ -52,9 +55,15 @@ enum FleetAction {
 /// A grant written straight to etcd (no running agent needed).
 #[derive(Debug, Subcommand)]
 pub enum FleetGrantAction {
-    /// Grant PREFIX (a bare address means one host).
+    /// Grant PREFIX (a bare address means one host), or exempt a
+    /// subscriber by name (`fleet exempt add --subscriber alice@example.jp`).
     Add {
-        prefix: String,
+        #[arg(required_unless_present = "subscriber")]
+        prefix: Option<String>,
+        /// A RADIUS User-Name instead of a prefix: the exemption follows
+        /// the subscriber's sessions on every box (exemptions only).
+        #[arg(long, conflicts_with = "prefix")]
+        subscriber: Option<String>,
         /// Expire after this long: 7d, 12h, 3600s. Default: never.
         #[arg(long)]
         ttl: Option<String>,
@@ -65,8 +74,13 @@ pub enum FleetGrantAction {
         #[arg(long)]
         actor: Option<String>,
     },
-    /// Revoke PREFIX.
-    Del { prefix: String },
+    /// Revoke PREFIX, or the grant of `--subscriber NAME`.
+    Del {
+        #[arg(required_unless_present = "subscriber")]
+        prefix: Option<String>,
+        #[arg(long, conflicts_with = "prefix")]
+        subscriber: Option<String>,
+    },
     /// List the grants.
     List {
         /// Print JSON.
@@ -83,9 +97,9 @@ pub fn execute(args: &FleetArgs) -> Result<ExitCode, CommandError> {
     Ok(match &args.action {
         FleetAction::Push { dry_run } => fleet_commands::push(config, *dry_run)?,
         FleetAction::Status { json } => fleet_commands::status(config, *json)?,
-        FleetAction::Exempt { action } => fleet_commands::grant(config, ListKind::Exempt, action)?,
+        FleetAction::Exempt { action } => grant_commands::grant(config, ListKind::Exempt, action)?,
         FleetAction::AllowDestination { action } => {
-            fleet_commands::grant(config, ListKind::AllowedDestinations, action)?
+            grant_commands::grant(config, ListKind::AllowedDestinations, action)?
         }
     })
 }

@@ -11,7 +11,7 @@ use clap::Subcommand;
 use hyper::Method;
 
 use super::CommandError;
-use crate::policy::grants::table_line;
+use crate::policy::grants::write_table;
 use crate::{
     api::{
         client::{self, Endpoint, Reply},
@@ -183,17 +183,6 @@ fn print_list(
 ) -> Result<(), CommandError> {
     let answer: GrantListAnswer = serde_json::from_slice(&reply.body)
         .map_err(|e| CommandError::Usage(format!("bad answer from {endpoint}: {e}")))?;
-    for g in &answer.grants {
-        let line = table_line(&g.prefix, g.expires_at, &g.actor, &g.reason);
-        writeln!(out, "{line}")?;
-    }
-    for g in &answer.subscribers {
-        let what = format!("subscriber {}", g.subscriber);
-        writeln!(
-            out,
-            "{}",
-            table_line(&what, g.expires_at, &g.actor, &g.reason)
-        )?;
-    }
+    write_table(out, &answer.grants, &answer.subscribers)?;
     Ok(())
 }

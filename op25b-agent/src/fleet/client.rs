@@ -10,19 +10,20 @@ use etcd_client::{
 };
 use serde::Serialize;
 
+pub use super::grant_client::{delete_grant, list_grants, put_grant, read_decoded};
 use super::{
-    codec::{decode_grant, decode_lists, encode_lists, FleetLists, KeyError, Manifest},
+    codec::{decode_lists, encode_lists, FleetLists, KeyError, Manifest},
     layout::Layout,
 };
 use crate::{
     config::fleet::FleetConfig,
-    policy::{grants::Grant, prefix::Prefix, ListKind},
+    policy::{grants::Grant, ListKind},
 };
 
 /// Big enough for a full read of a fleet with several million-prefix lists.
 pub const MAX_RESPONSE_BYTES: usize = 1 << 30;
 /// How often a write retries when another writer changed the same key in between.
-const WRITE_ATTEMPTS: usize = 5;
+pub(super) const WRITE_ATTEMPTS: usize = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
@@ -171,7 +172,7 @@ fn with_bookkeeping(
 }
 
 /// `op` and the bookkeeping, only if `key` is still at `revision` (no lost update).
-fn if_at_revision(
+pub(super) fn if_at_revision(
     layout: &Layout,
     key: &str,
     revision: i64,
@@ -195,7 +196,10 @@ fn bookkeeping(layout: &Layout, audit: &AuditRecord) -> Vec<TxnOp> {
 }
 
 /// The grant's current value and mod revision (0 when absent).
-async fn current(client: &Client, key: &str) -> Result<(Option<Vec<u8>>, i64), FleetError> {
+pub(super) async fn current(
+    client: &Client,
+    key: &str,
+) -> Result<(Option<Vec<u8>>, i64), FleetError> {
     let mut kv = client.kv_client();
     let response = kv
         .get(key, None)
@@ -204,84 +208,6 @@ async fn current(client: &Client, key: &str) -> Result<(Option<Vec<u8>>, i64), F
     Ok(response.kvs().first().map_or((None, 0), |kv| {
         (Some(kv.value().to_vec()), kv.mod_revision())
     }))
-}
-
-/// Writes `grant` and its audit line in one transaction, conditional on
-/// the key being as read: a concurrent writer of the same prefix is never
-/// overwritten unseen (the loser re-reads and audits what it replaced).
-/// Returns the grant it replaced, if any.
-pub async fn put_grant(
-    client: &Client,
-    layout: &Layout,
-    kind: ListKind,
-    grant: &Grant,
-    audit: &AuditRecord,
-) -> Result<Option<Grant>, FleetError> {
-    let prefix: Prefix = grant
-        .prefix
-        .parse()
-        .map_err(|e| KeyError::new("prefix", format!("{e}")))?;
-    let key = layout.grant_key(kind, &prefix);
-    let value = serde_json::to_string(grant).expect("grant serializes");
-    let mut kv = client.kv_client();
-    for _ in 0..WRITE_ATTEMPTS {
-        let (old, revision) = current(client, &key).await?;
-        let txn = if_at_revision(
-            layout,
-            &key,
-            revision,
-            TxnOp::put(key.clone(), value.clone(), None),
-            audit,
-        );
-        let response = kv.txn(txn).await.map_err(etcd(format!("writing {key}")))?;
-        if response.succeeded() {
-            return Ok(
-                old.and_then(|v| decode_grant(&key, &grant.prefix, &v, kind, layout.limits()).ok())
-            );
-        }
-    }
-    Err(FleetError::Conflict(format!(
-        "{key}: changed by others {WRITE_ATTEMPTS} times while writing; try again"
-    )))
-}
-
-/// Deletes a grant (conditional on it being as read) with its audit line.
-pub async fn delete_grant(
-    client: &Client,
-    layout: &Layout,
-    kind: ListKind,
-    prefix: &Prefix,
-    audit: &AuditRecord,
-) -> Result<(), FleetError> {
-    let key = layout.grant_key(kind, prefix);
-    let mut kv = client.kv_client();
-    for _ in 0..WRITE_ATTEMPTS {
-        let (old, revision) = current(client, &key).await?;
-        if old.is_none() {
-            return Err(FleetError::NotFound(format!(
-                "{prefix} is not granted in the fleet's {}",
-                kind.name()
-            )));
-        }
-        let txn = if_at_revision(
-            layout,
-            &key,
-            revision,
-            TxnOp::delete(key.clone(), None),
-            audit,
-        );
-        if kv
-            .txn(txn)
-            .await
-            .map_err(etcd(format!("deleting {key}")))?
-            .succeeded()
-        {
-            return Ok(());
-        }
-    }
-    Err(FleetError::Conflict(format!(
-        "{key}: changed by others {WRITE_ATTEMPTS} times while deleting; try again"
-    )))
 }
 
 /// Deletes a grant only if it still holds `value` (expiry clean-up: never
@@ -305,27 +231,6 @@ pub async fn delete_if_unchanged(
         .await
         .map_err(etcd(format!("expiring {key}")))?;
     Ok(response.succeeded())
-}
-
-/// The grants of one list in etcd; values that fail validation come back
-/// as errors naming their key.
-pub async fn list_grants(
-    client: &Client,
-    layout: &Layout,
-    kind: ListKind,
-) -> Result<(Vec<Grant>, Vec<KeyError>), FleetError> {
-    let dir = layout.grants_dir(kind);
-    let kvs = read_dir(client, &dir, 0).await?.kvs;
-    let mut grants = Vec::new();
-    let mut errors = Vec::new();
-    for (key, value) in kvs {
-        let prefix = key.strip_prefix(&dir).unwrap_or_default();
-        match decode_grant(&key, prefix, &value, kind, layout.limits()) {
-            Ok(g) => grants.push(g),
-            Err(e) => errors.push(e),
-        }
-    }
-    Ok((grants, errors))
 }
 
 /// The published lists, decoded, and the manifest's mod revision (0: none published).
@@ -425,6 +330,20 @@ pub async fn publish_lists(
         .header()
         .map_or(0, etcd_client::ResponseHeader::revision);
     Ok(published)
+}
+
+/// The audit record of `grant` added to `kind`.
+pub fn grant_added(node: &str, kind: ListKind, grant: &Grant) -> AuditRecord {
+    let (prefix, expires_at) = (&grant.prefix, grant.expires_at);
+    audit(
+        node,
+        &grant.actor,
+        "add",
+        kind.name(),
+        prefix,
+        expires_at,
+        &grant.reason,
+    )
 }
 
 /// An audit record stamped now.

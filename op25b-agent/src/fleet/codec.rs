@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub use super::{
     chunks::{chunk_list, decode_chunk, sha256_hex, MAX_CHUNK_BYTES},
-    grant_value::{decode_grant, MAX_GRANT_BYTES},
+    grant_value::{decode_grant, decode_subscriber_grant, MAX_GRANT_BYTES},
 };
 use crate::policy::{
     limits::PrefixLimits,

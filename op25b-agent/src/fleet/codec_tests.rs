@@ -184,3 +184,37 @@ fn grants_decode_strictly() {
         assert!(e.message.contains(needle), "{prefix}: {e}");
     }
 }
+
+#[test]
+fn subscriber_grants_decode_only_with_a_matching_valid_name() {
+    use crate::fleet::codec::decode_subscriber_grant;
+    let key = "/f/policy/grants/exempt_subscribers/alice@example.jp";
+    let value = br#"{"subscriber":"alice@example.jp","expires_at":9,"actor":"d","created_at":1}"#;
+    let grant = decode_subscriber_grant(key, "alice@example.jp", value).unwrap();
+    assert_eq!(
+        (grant.subscriber.as_str(), grant.expires_at),
+        ("alice@example.jp", Some(9))
+    );
+    for (name, value, needle) in [
+        (
+            "alice@example.jp",
+            &b"{garbage"[..],
+            "not a grant by subscriber",
+        ),
+        ("bob", &value[..], "differs"),
+        (
+            "a\u{7}",
+            br#"{"subscriber":"a\u0007","created_at":1}"#,
+            "control",
+        ),
+        (
+            "alice@example.jp",
+            br#"{"subscriber":"alice@example.jp","created_at":1,"extra":1}"#,
+            "unknown field",
+        ),
+    ] {
+        let error = decode_subscriber_grant(key, name, value).unwrap_err();
+        assert_eq!(error.key, key);
+        assert!(error.message.contains(needle), "{name}: {}", error.message);
+    }
+}

@@ -17,10 +17,9 @@ use super::{
     layout::Layout,
     registration::Registration,
 };
-use crate::policy::grants::table_line;
 use crate::{
     config::{fleet::FleetConfig, Config},
-    policy::{grants::Grant, prefix::PrefixSet, ListKind},
+    policy::prefix::PrefixSet,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +50,7 @@ pub(super) fn fleet_of(config: &Config) -> Result<FleetConfig, FleetCommandError
         .ok_or_else(|| FleetCommandError::NoFleet(config.path.clone()))
 }
 
-fn actor() -> String {
+pub(super) fn actor() -> String {
     format!(
         "cli:{}",
         std::env::var("USER").unwrap_or_else(|_| "root".into())
@@ -300,98 +299,6 @@ pub fn status(path: &Path, json: bool) -> Result<ExitCode, FleetCommandError> {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(4)
-    })
-}
-
-/// `fleet exempt|allow-destination add|del|list`: grants written straight
-/// to etcd (one transaction with the audit line), for every box.
-pub fn grant(
-    path: &Path,
-    kind: ListKind,
-    action: &crate::cli::fleet::FleetGrantAction,
-) -> Result<ExitCode, FleetCommandError> {
-    use crate::cli::fleet::FleetGrantAction as GrantAction;
-    let config = Config::load(path)?;
-    let fleet = fleet_of(&config)?;
-    let layout = Layout::new(&fleet.prefix).with_limits(config.prefix_limits);
-    let mut out = io::stdout().lock();
-    runtime().block_on(async {
-        let etcd = client::connect(&fleet).await?;
-        match action {
-            GrantAction::Add {
-                prefix,
-                ttl,
-                reason,
-                actor: who,
-            } => {
-                let prefix: crate::policy::prefix::Prefix = prefix
-                    .trim()
-                    .parse()
-                    .map_err(|e| FleetCommandError::Usage(format!("{prefix}: {e}")))?;
-                let ttl = ttl
-                    .as_deref()
-                    .map(|t| {
-                        humantime::parse_duration(t)
-                            .map_err(|e| FleetCommandError::Usage(format!("--ttl {t}: {e}")))
-                    })
-                    .transpose()?;
-                let now = crate::clock::now_unix();
-                let grant = Grant {
-                    prefix: prefix.to_string(),
-                    expires_at: ttl.map(|t| now + t.as_secs().max(1)),
-                    reason: reason.clone(),
-                    actor: who.clone().unwrap_or_else(actor),
-                    created_at: now,
-                };
-                let audit = client::audit(
-                    &fleet.node_name,
-                    &grant.actor,
-                    "add",
-                    kind.name(),
-                    &grant.prefix,
-                    grant.expires_at,
-                    &grant.reason,
-                );
-                client::put_grant(&etcd, &layout, kind, &grant, &audit).await?;
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string(&grant).expect("serializes")
-                )?;
-            }
-            GrantAction::Del { prefix } => {
-                let prefix: crate::policy::prefix::Prefix = prefix
-                    .trim()
-                    .parse()
-                    .map_err(|e| FleetCommandError::Usage(format!("{prefix}: {e}")))?;
-                let audit = client::audit(
-                    &fleet.node_name,
-                    &actor(),
-                    "delete",
-                    kind.name(),
-                    &prefix.to_string(),
-                    None,
-                    "",
-                );
-                client::delete_grant(&etcd, &layout, kind, &prefix, &audit).await?;
-                writeln!(out, "{{\"deleted\":\"{prefix}\"}}")?;
-            }
-            GrantAction::List { json } => {
-                let (grants, errors) = client::list_grants(&etcd, &layout, kind).await?;
-                if *json {
-                    writeln!(out, "{}", serde_json::json!({ kind.name(): grants }))?;
-                } else {
-                    for g in &grants {
-                        let line = table_line(&g.prefix, g.expires_at, &g.actor, &g.reason);
-                        writeln!(out, "{line}")?;
-                    }
-                }
-                for e in errors {
-                    eprintln!("refused value: {e}");
-                }
-            }
-        }
-        Ok(ExitCode::SUCCESS)
     })
 }
 

@@ -16,6 +16,7 @@ use tracing::{error, info, warn};
 
 use super::{
     client::{self, FleetError},
+    grant_client,
     layout::Layout,
     registration::keep_registered,
     sync::{follow, load_snapshot, FleetShared, Inner},
@@ -24,7 +25,7 @@ use super::{
 use crate::{
     api::grant_store::{GrantStore, StoreError},
     config::fleet::FleetConfig,
-    policy::{grants::Grant, prefix::Prefix, ListKind},
+    policy::{grants::Grant, prefix::Prefix, subscriber_grants::SubscriberGrant, ListKind},
 };
 
 enum Request {
@@ -43,6 +44,32 @@ enum Request {
         kind: ListKind,
         reply: std::sync::mpsc::Sender<Result<Vec<Grant>, StoreError>>,
     },
+    Subscriber(SubscriberRequest),
+}
+
+/// Grants by subscriber (`P/policy/grants/exempt_subscribers/`).
+enum SubscriberRequest {
+    Put {
+        grant: SubscriberGrant,
+        reply: std::sync::mpsc::Sender<Result<(), StoreError>>,
+    },
+    Delete {
+        name: String,
+        actor: String,
+        reply: std::sync::mpsc::Sender<Result<(), StoreError>>,
+    },
+    List {
+        reply: std::sync::mpsc::Sender<Result<Vec<SubscriberGrant>, StoreError>>,
+    },
+}
+
+impl SubscriberRequest {
+    fn refuse(self, e: StoreError) {
+        match self {
+            Self::Put { reply, .. } | Self::Delete { reply, .. } => drop(reply.send(Err(e))),
+            Self::List { reply } => drop(reply.send(Err(e))),
+        }
+    }
 }
 
 /// The agent's handle on the fleet thread.
@@ -244,6 +271,20 @@ impl GrantStore for EtcdGrants {
     fn list(&self, kind: ListKind) -> Result<Vec<Grant>, StoreError> {
         self.ask(|reply| Request::List { kind, reply })
     }
+
+    fn put_subscriber(&self, grant: &SubscriberGrant) -> Result<(), StoreError> {
+        let grant = grant.clone();
+        self.ask(|reply| Request::Subscriber(SubscriberRequest::Put { grant, reply }))
+    }
+
+    fn delete_subscriber(&self, name: &str, actor: &str) -> Result<(), StoreError> {
+        let (name, actor) = (name.to_owned(), actor.to_owned());
+        self.ask(|reply| Request::Subscriber(SubscriberRequest::Delete { name, actor, reply }))
+    }
+
+    fn list_subscribers(&self) -> Result<Vec<SubscriberGrant>, StoreError> {
+        self.ask(|reply| Request::Subscriber(SubscriberRequest::List { reply }))
+    }
 }
 
 fn unavailable(e: &FleetError) -> StoreError {
@@ -267,6 +308,7 @@ async fn serve_requests(shared: Arc<FleetShared>, mut requests: mpsc::UnboundedR
                     drop(reply.send(Err(e)));
                 }
                 Request::List { reply, .. } => drop(reply.send(Err(e))),
+                Request::Subscriber(request) => request.refuse(e),
             }
             continue;
         };
@@ -274,15 +316,7 @@ async fn serve_requests(shared: Arc<FleetShared>, mut requests: mpsc::UnboundedR
         let layout = &shared.layout;
         let failed = match request {
             Request::Put { kind, grant, reply } => {
-                let audit = client::audit(
-                    node,
-                    &grant.actor,
-                    "add",
-                    kind.name(),
-                    &grant.prefix,
-                    grant.expires_at,
-                    &grant.reason,
-                );
+                let audit = client::grant_added(node, kind, &grant);
                 let result = client::put_grant(etcd_client, layout, kind, &grant, &audit).await;
                 let failed = matches!(result, Err(FleetError::Etcd { .. }));
                 let _ = reply.send(result.map(|_| ()).map_err(|e| unavailable(&e)));
@@ -309,18 +343,59 @@ async fn serve_requests(shared: Arc<FleetShared>, mut requests: mpsc::UnboundedR
                 failed
             }
             Request::List { kind, reply } => {
-                let result = client::list_grants(etcd_client, layout, kind).await;
-                let failed = result.is_err();
-                let _ = reply.send(
-                    result
-                        .map(|(grants, _)| grants)
-                        .map_err(|e| unavailable(&e)),
-                );
-                failed
+                send_listed(&reply, client::list_grants(etcd_client, layout, kind).await)
+            }
+            Request::Subscriber(request) => {
+                serve_subscriber(etcd_client, node, layout, request).await
             }
         };
         if failed {
             connection = None;
         }
     }
+}
+
+/// Carries out a grant-by-subscriber request; true if etcd failed (the
+/// connection is then made anew).
+async fn serve_subscriber(
+    etcd_client: &Client,
+    node: &str,
+    layout: &Layout,
+    request: SubscriberRequest,
+) -> bool {
+    match request {
+        SubscriberRequest::Put { grant, reply } => {
+            let audit = grant_client::subscriber_added(node, &grant);
+            let result = grant_client::put_subscriber(etcd_client, layout, &grant, &audit).await;
+            let failed = matches!(result, Err(FleetError::Etcd { .. }));
+            let _ = reply.send(result.map(|_| ()).map_err(|e| unavailable(&e)));
+            failed
+        }
+        SubscriberRequest::Delete { name, actor, reply } => {
+            let audit = grant_client::subscriber_audit(node, &actor, "delete", &name, None, "");
+            let result = grant_client::delete_subscriber(etcd_client, layout, &name, &audit).await;
+            let failed = matches!(result, Err(FleetError::Etcd { .. }));
+            let _ = reply.send(result.map_err(|e| unavailable(&e)));
+            failed
+        }
+        SubscriberRequest::List { reply } => send_listed(
+            &reply,
+            grant_client::list_subscribers(etcd_client, layout).await,
+        ),
+    }
+}
+
+/// Answers a list request with the grants read (the refused values are the
+/// view's to report); true if etcd failed.
+fn send_listed<T>(
+    reply: &std::sync::mpsc::Sender<Result<Vec<T>, StoreError>>,
+    result: Result<(Vec<T>, Vec<super::codec::KeyError>), FleetError>,
+) -> bool {
+    let failed = result.is_err();
+    let _ = reply.send(
+        result
+            .map(|(grants, _)| grants)
+            .map_err(|e| unavailable(&e)),
+    );
+    failed
 }

@@ -3,6 +3,7 @@
 //! ```text
 //! P/policy/grants/exempt/<prefix>                 one run-time exemption (Grant JSON)
 //! P/policy/grants/allowed_destinations/<prefix>   one allowed destination (Grant JSON)
+//! P/policy/grants/exempt_subscribers/<name>       one exemption of a RADIUS subscriber (SubscriberGrant JSON)
 //! P/policy/lists/manifest                         the published lists: pools, actions, chunk names
 //! P/policy/lists/chunks/<sha256>                  <= 1 MB of list text, named by its content hash
 //! P/policy/changed                                touched by every op25b write: the policy's revision
@@ -33,6 +34,11 @@ pub enum PolicyKey<'a> {
         kind: ListKind,
         prefix: &'a str,
     },
+    /// An exemption by subscriber; `name` is the key's text after the
+    /// directory (not yet validated).
+    SubscriberGrant {
+        name: &'a str,
+    },
     Manifest,
     Chunk {
         hash: &'a str,
@@ -41,6 +47,9 @@ pub enum PolicyKey<'a> {
     /// Anything else under `P/policy/`: refused by name.
     Unknown,
 }
+
+/// The directory of grants by subscriber under `P/policy/grants/`.
+pub const SUBSCRIBER_GRANTS: &str = "exempt_subscribers";
 
 /// The grant lists that live in etcd, with their names in keys.
 pub const GRANT_KINDS: [ListKind; 2] = [ListKind::Exempt, ListKind::AllowedDestinations];
@@ -78,6 +87,14 @@ impl Layout {
 
     pub fn grant_key(&self, kind: ListKind, prefix: &Prefix) -> String {
         format!("{}{prefix}", self.grants_dir(kind))
+    }
+
+    pub fn subscriber_grants_dir(&self) -> String {
+        format!("{}/policy/grants/{SUBSCRIBER_GRANTS}/", self.prefix)
+    }
+
+    pub fn subscriber_grant_key(&self, name: &str) -> String {
+        format!("{}{name}", self.subscriber_grants_dir())
     }
 
     pub fn manifest_key(&self) -> String {
@@ -134,6 +151,12 @@ impl Layout {
             return Some(PolicyKey::Chunk { hash });
         }
         if let Some(grant) = rest.strip_prefix("grants/") {
+            if let Some(name) = grant
+                .strip_prefix(SUBSCRIBER_GRANTS)
+                .and_then(|r| r.strip_prefix('/'))
+            {
+                return Some(PolicyKey::SubscriberGrant { name });
+            }
             for kind in GRANT_KINDS {
                 if let Some(prefix) = grant
                     .strip_prefix(kind.name())
@@ -187,6 +210,17 @@ mod tests {
                 prefix: "192.0.2.26/32"
             })
         ));
+        let alice = l.subscriber_grant_key("alice@example.jp");
+        assert_eq!(
+            alice,
+            "/op25b/policy/grants/exempt_subscribers/alice@example.jp"
+        );
+        assert_eq!(
+            l.classify(&alice),
+            Some(PolicyKey::SubscriberGrant {
+                name: "alice@example.jp"
+            })
+        );
         assert_eq!(l.classify(&l.manifest_key()), Some(PolicyKey::Manifest));
         assert_eq!(
             l.classify(&l.chunk_key("ab12")),

@@ -9,13 +9,17 @@
 //! - [`sync`]: the fleet thread (watch, resync, snapshot); [`registration`]:
 //!   `P/agents/<node>` on a lease; [`handle`]: the agent's [`Fleet`] handle
 //!   and the API's grant store;
-//! - [`client`]: etcd operations shared with the `fleet` commands;
-//! - [`commands`]: `fleet push|status|exempt|allow-destination`; [`top`]: `top --fleet`;
+//! - [`client`]: etcd operations shared with the `fleet` commands
+//!   ([`grant_client`]: grants by prefix and by subscriber);
+//! - [`commands`]: `fleet push|status`; [`grant_commands`]:
+//!   `fleet exempt|allow-destination` (by prefix or `--subscriber`); [`top`]: `top --fleet`;
 //! - [`metrics`]: Prometheus series of the fleet thread.
 pub mod chunks;
 pub mod client;
 pub mod codec;
 pub mod commands;
+pub mod grant_client;
+pub mod grant_commands;
 pub mod grant_value;
 pub mod handle;
 pub mod layout;

@@ -325,7 +325,9 @@ async fn expire_grants(etcd_client: &Client, shared: &FleetShared, view: &FleetV
         let Some(value) = view.raw(&key) else {
             continue;
         };
-        let prefix = key.rsplit_once("/grants/").map_or("", |(_, p)| p);
+        // `exempt/<prefix>` or `exempt_subscribers/<name>` (a name may hold '/').
+        let grants_dir = format!("{}grants/", view.layout().policy_dir());
+        let prefix = key.strip_prefix(&grants_dir).unwrap_or_default();
         let audit = client::audit(
             &shared.config.node_name,
             "op25b",

@@ -13,7 +13,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::{
-    codec::{decode_grant, decode_lists, FleetLists, KeyError},
+    codec::{decode_grant, decode_lists, decode_subscriber_grant, FleetLists, KeyError},
     layout::{Layout, PolicyKey, GRANT_KINDS},
 };
 use crate::{
@@ -130,6 +130,19 @@ impl FleetView {
                     }
                 }
             }
+            Some(PolicyKey::SubscriberGrant { name }) => {
+                match decode_subscriber_grant(key, name, value) {
+                    Ok(grant) => {
+                        self.refused.remove(key);
+                        self.grants
+                            .exempt_subscribers
+                            .insert(name.to_owned(), grant);
+                    }
+                    Err(e) => {
+                        self.refused.insert(key.to_owned(), e.message);
+                    }
+                }
+            }
             Some(PolicyKey::Manifest) => self.lists_dirty = true,
             Some(PolicyKey::Chunk { hash }) => {
                 if self.references(hash) {
@@ -140,7 +153,7 @@ impl FleetView {
             Some(PolicyKey::Unknown) => {
                 self.refused.insert(
                     key.to_owned(),
-                    "not an op25b policy key (grants/exempt/, grants/allowed_destinations/, lists/)".into(),
+                    "not an op25b policy key (grants/exempt/, grants/allowed_destinations/, grants/exempt_subscribers/, lists/)".into(),
                 );
             }
         }
@@ -158,6 +171,9 @@ impl FleetView {
                 if let Some((kind, name)) = self.grant_keys.remove(key) {
                     self.grant_list(kind).remove(&name);
                 }
+            }
+            Some(PolicyKey::SubscriberGrant { name }) => {
+                self.grants.exempt_subscribers.remove(name);
             }
             Some(PolicyKey::Manifest) => self.lists_dirty = true,
             Some(PolicyKey::Chunk { hash }) if self.references(hash) => self.lists_dirty = true,
@@ -279,6 +295,12 @@ impl FleetView {
                 );
             }
         }
+        for (name, grant) in &self.grants.exempt_subscribers {
+            kvs.insert(
+                self.layout.subscriber_grant_key(name),
+                serde_json::to_string(grant).expect("grant serializes"),
+            );
+        }
         Snapshot {
             format: 1,
             prefix: self.layout.prefix().to_owned(),
@@ -333,6 +355,13 @@ impl FleetView {
                 }
             }
         }
+        keys.extend(
+            self.grants
+                .exempt_subscribers
+                .values()
+                .filter(|g| g.expires_at.is_some_and(|t| t <= now))
+                .map(|g| self.layout.subscriber_grant_key(&g.subscriber)),
+        );
         keys
     }
 

@@ -188,3 +188,88 @@ fn fleet_values_broader_than_the_prefix_limits_are_refused_naming_the_key() {
     view.put(wide, &grant("10.0.0.0/8", "a"), 6);
     assert!(view.refusals().iter().any(|r| r.key == wide));
 }
+
+fn subscriber_grant(name: &str, actor: &str, expires_at: Option<u64>) -> Vec<u8> {
+    serde_json::to_vec(&crate::policy::subscriber_grants::SubscriberGrant {
+        subscriber: name.into(),
+        expires_at,
+        reason: "T-7".into(),
+        actor: actor.into(),
+        created_at: 1,
+    })
+    .unwrap()
+}
+
+/// Grants by subscriber: accepted into the view's grants, refused by key
+/// when the name or value is bad (the last good value stays), in the
+/// snapshot, and listed for expiry once due.
+#[test]
+fn subscriber_grants_are_held_refused_by_key_snapshotted_and_expire() {
+    let layout = Layout::new("/f");
+    let mut view = FleetView::new(layout.clone());
+    let alice = layout.subscriber_grant_key("alice@example.jp");
+    let bob = layout.subscriber_grant_key("bob");
+    view.put(&alice, &subscriber_grant("alice@example.jp", "a", None), 3);
+    view.put(&bob, &subscriber_grant("bob", "b", Some(100)), 4);
+    view.settle();
+    assert!(view.refusals().is_empty(), "{:?}", view.refusals());
+    let held = view.policy().grants.exempt_subscribers;
+    assert_eq!(held.keys().collect::<Vec<_>>(), ["alice@example.jp", "bob"]);
+
+    // Bad values, each refused naming its key; alice keeps her last good value.
+    let spaced = layout.subscriber_grant_key("carol smith");
+    let other = layout.subscriber_grant_key("dave");
+    let big = "x".repeat(5000);
+    view.put(&alice, format!("{{\"reason\":\"{big}\"}}").as_bytes(), 5);
+    view.put(&spaced, &subscriber_grant("carol smith", "c", None), 6);
+    view.put(&other, &subscriber_grant("mallory", "m", None), 7);
+    view.put(&layout.subscriber_grant_key(""), b"{}", 8);
+    let refused = view.refusals();
+    let keys: Vec<&str> = refused.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            layout.subscriber_grant_key("").as_str(),
+            alice.as_str(),
+            spaced.as_str(),
+            other.as_str()
+        ]
+    );
+    assert!(
+        refused[1].message.contains("4096"),
+        "{}",
+        refused[1].message
+    );
+    assert!(
+        refused[2].message.contains("spaces"),
+        "{}",
+        refused[2].message
+    );
+    assert!(
+        refused[3].message.contains("differs"),
+        "{}",
+        refused[3].message
+    );
+    let held = view.policy().grants.exempt_subscribers;
+    assert_eq!(held.len(), 2, "no refused name enforced: {held:?}");
+    assert_eq!(held["alice@example.jp"].actor, "a", "last good value kept");
+
+    // The snapshot carries them, through the same validation.
+    view.put(&alice, &subscriber_grant("alice@example.jp", "a2", None), 9);
+    for key in [&spaced, &other] {
+        view.delete(key, 10);
+    }
+    view.delete(&layout.subscriber_grant_key(""), 10);
+    assert!(view.refusals().is_empty(), "{:?}", view.refusals());
+    let snapshot = view.snapshot();
+    assert!(snapshot.kvs.contains_key(&alice) && snapshot.kvs.contains_key(&bob));
+    let back = FleetView::from_snapshot(layout.clone(), &snapshot).unwrap();
+    assert_eq!(back.policy(), view.policy());
+
+    // Expiry: bob's grant is due at 100, and the policy says when.
+    assert_eq!(view.policy().next_expiry(50), Some(100));
+    assert!(view.expired_grant_keys(99).is_empty());
+    assert_eq!(view.expired_grant_keys(100), std::slice::from_ref(&bob));
+    view.delete(&bob, 11);
+    assert!(!view.policy().grants.exempt_subscribers.contains_key("bob"));
+}

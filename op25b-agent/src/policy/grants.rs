@@ -37,6 +37,30 @@ pub fn table_line(what: &str, expires_at: Option<u64>, actor: &str, reason: &str
     format!("{what:<40} expires {expires:<22} by {actor:<16} {reason}")
 }
 
+/// Prefix grants, then grants by subscriber, one table line each.
+pub fn write_table(
+    out: &mut impl std::io::Write,
+    grants: &[Grant],
+    subscribers: &[SubscriberGrant],
+) -> std::io::Result<()> {
+    for g in grants {
+        writeln!(
+            out,
+            "{}",
+            table_line(&g.prefix, g.expires_at, &g.actor, &g.reason)
+        )?;
+    }
+    for g in subscribers {
+        let what = format!("subscriber {}", g.subscriber);
+        writeln!(
+            out,
+            "{}",
+            table_line(&what, g.expires_at, &g.actor, &g.reason)
+        )?;
+    }
+    Ok(())
+}
+
 /// What is persisted.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
