@@ -268,13 +268,7 @@ pub fn scale(n: usize, repeat: u32, runs: usize) -> anyhow::Result<ScaleRow> {
         allowed_destinations: set(&["192.0.2.25/32"]),
         ..Policy::default()
     };
-    let t = Instant::now();
-    dp.apply(&policy)?;
-    let load_dynamic = t.elapsed();
-    policy.exempt = exempt;
-    let t = Instant::now();
-    dp.apply(&policy)?;
-    let load_exempt = t.elapsed();
+    let (load_dynamic, load_exempt) = load_timed(&mut dp, &mut policy, exempt)?;
 
     let rules = op25b_common::abi::RuntimeConfig::DEFAULT;
     let mut frames = Vec::new();
@@ -332,6 +326,22 @@ pub struct Ipv4List {
     pub class_blocks: usize,
 }
 
+/// Applies `policy` (its dynamic list) into empty maps, then `exempt` on
+/// top: the time of each step.
+fn load_timed(
+    dp: &mut Dataplane,
+    policy: &mut Policy,
+    exempt: PrefixSet,
+) -> anyhow::Result<(Duration, Duration)> {
+    let t = Instant::now();
+    dp.apply(policy)?;
+    let load_dynamic = t.elapsed();
+    policy.exempt = exempt;
+    let t = Instant::now();
+    dp.apply(policy)?;
+    Ok((load_dynamic, t.elapsed()))
+}
+
 pub fn ipv4_list(n: usize) -> anyhow::Result<Ipv4List> {
     let mut rng = StdRng::seed_from_u64(24);
     let dynamic = prefixes::list_v4(&mut rng, n, true);
@@ -341,13 +351,7 @@ pub fn ipv4_list(n: usize) -> anyhow::Result<Ipv4List> {
         dynamic,
         ..Policy::default()
     };
-    let t = Instant::now();
-    dp.apply(&policy)?;
-    let load_dynamic = t.elapsed();
-    policy.exempt = exempt;
-    let t = Instant::now();
-    dp.apply(&policy)?;
-    let load_exempt = t.elapsed();
+    let (load_dynamic, load_exempt) = load_timed(&mut dp, &mut policy, exempt)?;
     let reload = reload_1pct(&mut dp, &mut rng, &policy)?;
     Ok(Ipv4List {
         prefixes: n,
