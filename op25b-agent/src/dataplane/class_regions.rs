@@ -184,17 +184,9 @@ pub fn repaint(
         let (addr, len) = (u32::from(addr), item.prefix.len());
         let n = addr >> 8;
         // Regions wholly before this item are done.
-        while next < regions.len() && regions[next].end <= n {
-            finish(
-                mirror,
-                &mut out,
-                &mut open,
-                &mut stack,
-                &regions[next],
-                next,
-            );
-            next += 1;
-        }
+        finish_before(
+            mirror, &mut out, &mut open, &mut stack, regions, &mut next, n,
+        );
         let inside = next < regions.len() && holds(&regions[next], addr, len);
         if inside {
             start(mirror, &mut out, &mut stack, &regions[next], next);
@@ -211,18 +203,32 @@ pub fn repaint(
         }
         stack.push((addr, len, item.class.0));
     }
-    while next < regions.len() {
-        finish(
-            mirror,
-            &mut out,
-            &mut open,
-            &mut stack,
-            &regions[next],
-            next,
-        );
-        next += 1;
-    }
+    finish_before(
+        mirror,
+        &mut out,
+        &mut open,
+        &mut stack,
+        regions,
+        &mut next,
+        u32::MAX,
+    );
     out
+}
+
+/// Finishes the regions from `next` on that end at or before /24 `bound`.
+fn finish_before(
+    mirror: &mut Mirror,
+    out: &mut Vec<Repainted>,
+    open: &mut Option<OpenBlock>,
+    stack: &mut Vec<Enclosing>,
+    regions: &[Range<u32>],
+    next: &mut usize,
+    bound: u32,
+) {
+    while *next < regions.len() && regions[*next].end <= bound {
+        finish(mirror, out, open, stack, &regions[*next], *next);
+        *next += 1;
+    }
 }
 
 const fn next_out(out: &[Repainted]) -> usize {
