@@ -135,6 +135,16 @@ impl Etcd {
         self.spawn();
     }
 
+    /// Writes `value` at `key` as it is: a test's hostile or malformed value.
+    pub fn put(&self, key: &str, value: &str) {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.with_client(move |mut c| {
+            Box::pin(async move {
+                c.put(key, value, None).await.unwrap();
+            })
+        });
+    }
+
     /// Runs `f` with a connected client on a runtime of its own (inside the
     /// etcd's namespace when it has one).
     pub fn with_client<T: Send + 'static>(

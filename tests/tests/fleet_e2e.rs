@@ -243,17 +243,10 @@ fn two_routers_one_policy_fail_static_snapshot_resync_and_refusal() {
 
     // A malformed value: refused with its key named; the last good policy stays.
     let bad_key = "/e2e/policy/grants/exempt/2001:db8:1000::2/128";
-    etcd.with_client(move |mut c| {
-        Box::pin(async move {
-            c.put(
-                bad_key,
-                "{\"prefix\": \"2001:db8:1000::2/128\", \"colour\": 1}",
-                None,
-            )
-            .await
-            .unwrap();
-        })
-    });
+    etcd.put(
+        bad_key,
+        "{\"prefix\": \"2001:db8:1000::2/128\", \"colour\": 1}",
+    );
     for lab in [&a, &b] {
         lab.wait_for(CONVERGE, "the refusal in the log and metrics", |l| {
             l.log().contains(bad_key) && metric(l, "op25b_fleet_refused_values") == Some(1.0)
@@ -280,17 +273,10 @@ fn two_routers_one_policy_fail_static_snapshot_resync_and_refusal() {
     // switching OP25B off for every box): refused with its key and the
     // bound named; DYN4 stays blocked.
     let everyone = "/e2e/policy/grants/exempt/0.0.0.0/0";
-    etcd.with_client(move |mut c| {
-        Box::pin(async move {
-            c.put(
-                everyone,
-                "{\"prefix\": \"0.0.0.0/0\", \"actor\": \"mallory\", \"created_at\": 1}",
-                None,
-            )
-            .await
-            .unwrap();
-        })
-    });
+    etcd.put(
+        everyone,
+        "{\"prefix\": \"0.0.0.0/0\", \"actor\": \"mallory\", \"created_at\": 1}",
+    );
     for lab in [&a, &b] {
         lab.wait_for(CONVERGE, "the too-broad grant refused by name", |l| {
             let log = l.log();
