@@ -24,7 +24,9 @@ pub const DEFAULT_MAX_SESSIONS: usize = 1_000_000;
 /// Room for a BNG's burst (Accounting-On, then a Start per subscriber)
 /// while the agent applies the batch before: about 16,000 full datagrams.
 pub const DEFAULT_RECEIVE_BUFFER_BYTES: usize = 8 << 20;
-const RECEIVE_BUFFER_RANGE: std::ops::RangeInclusive<usize> = (64 << 10)..=(1 << 30);
+/// The top stays well under the kernel's own cap (INT_MAX / 2 even with
+/// CAP_NET_ADMIN), so a buffer smaller than asked always means rmem_max.
+const RECEIVE_BUFFER_RANGE: std::ops::RangeInclusive<usize> = (64 << 10)..=(256 << 20);
 
 /// A NAS (or RADIUS server, for CoA) allowed to send, and its secret.
 #[derive(Clone, PartialEq, Eq)]

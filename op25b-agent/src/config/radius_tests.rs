@@ -84,7 +84,7 @@ secret_file = "missing.secret"
         "op25b.toml:2: radius.accounting_listen",
         "op25b.toml:3: radius.max_sessions",
         "op25b.toml:4: radius.exempt_filter_id",
-        "op25b.toml:5: radius.receive_buffer_bytes: 4096 is not in 65536..=1073741824",
+        "op25b.toml:5: radius.receive_buffer_bytes: 4096 is not in 65536..=268435456",
         "op25b.toml:7: radius.clients[0].address: host bits set in 192.0.2.10/24",
         "open.secret: radius.clients[0].secret_file: mode 644 lets group or others read",
         "missing.secret: radius.clients[1].secret_file",
@@ -173,6 +173,20 @@ fn radius_keys_are_checked_by_toml_and_by_line() {
         .to_string();
     assert!(
         e.contains("op25b.toml:2") && e.contains("unknown field"),
+        "{e}"
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_receive_buffer_past_the_bound_is_named() {
+    let dir = dir("rcvbuf");
+    // 1 GiB: past the bound (the kernel itself halves requests past INT_MAX / 2).
+    let text = "[radius]\nreceive_buffer_bytes = 1073741824\n";
+    let e = Config::parse(&dir.join("op25b.toml"), text).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("op25b.toml:2: radius.receive_buffer_bytes: 1073741824 is not in"),
         "{e}"
     );
     fs::remove_dir_all(dir).unwrap();
