@@ -16,7 +16,7 @@ use std::{
 use anyhow::Context as _;
 use aya::programs::Xdp;
 use op25b_agent::{
-    dataplane::{Dataplane, Maps, BENCH_PROGRAMS_OBJECT},
+    dataplane::{Dataplane, Maps, ProgramKind, BENCH_PROGRAMS_OBJECT},
     policy::{prefix::PrefixSet, Policy},
 };
 use op25b_common::{decide, parse::ETH_P_8021AD, Reason};
@@ -143,6 +143,9 @@ pub struct PathRow {
     pub op25b_ns: f64,
     pub floor_ns: f64,
     pub op25b_minus_floor_ns: f64,
+    /// The frags-aware build (interfaces whose MTU needs it); `op25b_ns` is
+    /// the one-buffer build every other interface runs.
+    pub op25b_multi_buffer_ns: f64,
     pub xdp_filter_ns: Option<f64>,
 }
 
@@ -151,7 +154,9 @@ pub struct PerPacket {
     pub repeat: u32,
     pub runs: usize,
     pub rows: Vec<PathRow>,
+    /// The one-buffer build's; the frags-aware build's is beside it.
     pub verified_instructions: Option<u32>,
+    pub verified_instructions_multi_buffer: Option<u32>,
 }
 
 /// xdp-filter (Debian xdp-tools) on the bench's rx veth, dropping TCP dport 25.
@@ -199,7 +204,11 @@ pub fn per_packet(net: &BenchNet, repeat: u32, runs: usize) -> anyhow::Result<Pe
             dp.judge(&frame)?.reason == reason,
             "{path}: op25b did not say {reason:?}"
         );
-        let op25b_ns = measure(dp.program().fd()?.as_fd(), &frame, repeat, runs)?;
+        let build = |kind| -> anyhow::Result<f64> {
+            measure(dp.program(kind).fd()?.as_fd(), &frame, repeat, runs)
+        };
+        let op25b_ns = build(ProgramKind::OneBuffer)?;
+        let op25b_multi_buffer_ns = build(ProgramKind::MultiBuffer)?;
         let floor = bench_program(&mut baselines, "xdp_pass_floor")?;
         let floor_ns = measure(floor.fd()?.as_fd(), &frame, repeat, runs)?;
         let xdp_filter_ns = filter_fd
@@ -212,6 +221,7 @@ pub fn per_packet(net: &BenchNet, repeat: u32, runs: usize) -> anyhow::Result<Pe
             op25b_ns,
             floor_ns,
             op25b_minus_floor_ns: op25b_ns - floor_ns,
+            op25b_multi_buffer_ns,
             xdp_filter_ns,
         });
     }
@@ -220,7 +230,8 @@ pub fn per_packet(net: &BenchNet, repeat: u32, runs: usize) -> anyhow::Result<Pe
         repeat,
         runs,
         rows,
-        verified_instructions: dp.verified_instructions(),
+        verified_instructions: dp.verified_instructions(ProgramKind::OneBuffer),
+        verified_instructions_multi_buffer: dp.verified_instructions(ProgramKind::MultiBuffer),
     })
 }
 
@@ -280,7 +291,7 @@ pub fn scale(n: usize, repeat: u32, runs: usize) -> anyhow::Result<ScaleRow> {
         }
     }
     let per_frame = (repeat / 32).max(1);
-    let fd = dp.program().fd()?.try_clone()?;
+    let fd = dp.program(ProgramKind::OneBuffer).fd()?.try_clone()?;
     let mut samples = Vec::new();
     for _ in 0..runs {
         let mut total = 0.0;
@@ -523,26 +534,28 @@ pub fn markdown(
     let _ = writeln!(md, "Machine: {machine}\n");
     let _ = writeln!(
         md,
-        "Per-packet cost (BPF_PROG_TEST_RUN, repeat {}, median of {}, one CPU, bpf_stats off; verifier: {} instructions)\n",
+        "Per-packet cost (BPF_PROG_TEST_RUN, repeat {}, median of {}, one CPU, bpf_stats off; verifier: {} instructions one-buffer build, {} frags-aware build)\n",
         per_packet.repeat,
         per_packet.runs,
-        per_packet.verified_instructions.map_or_else(|| "?".into(), |n| n.to_string())
+        per_packet.verified_instructions.map_or_else(|| "?".into(), |n| n.to_string()),
+        per_packet.verified_instructions_multi_buffer.map_or_else(|| "?".into(), |n| n.to_string())
     );
     let _ = writeln!(
         md,
-        "| path | verdict | op25b ns | floor ns | op25b − floor | ratio | xdp-filter ns |"
+        "| path | verdict | op25b ns | floor ns | op25b − floor | ratio | frags-aware build ns | xdp-filter ns |"
     );
-    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|");
     for r in &per_packet.rows {
         let _ = writeln!(
             md,
-            "| {} | {} | {:.1} | {:.1} | {:+.1} | {:.2}× | {} |",
+            "| {} | {} | {:.1} | {:.1} | {:+.1} | {:.2}× | {:.1} | {} |",
             r.path,
             r.reason,
             r.op25b_ns,
             r.floor_ns,
             r.op25b_minus_floor_ns,
             r.op25b_ns / r.floor_ns.max(0.1),
+            r.op25b_multi_buffer_ns,
             r.xdp_filter_ns
                 .map_or_else(|| "n/a".into(), |v| format!("{v:.1}"))
         );

@@ -16,7 +16,7 @@ use std::{
 use anyhow::Context as _;
 use aya::programs::XdpMode;
 use op25b_agent::{
-    dataplane::{Dataplane, Maps, BENCH_PROGRAMS_OBJECT},
+    dataplane::{Dataplane, Maps, ProgramKind, BENCH_PROGRAMS_OBJECT},
     policy::Policy,
 };
 use op25b_common::Reason;
@@ -258,7 +258,7 @@ pub fn throughput(net: &BenchNet, frames: u32) -> anyhow::Result<Throughput> {
     let mut dp = Dataplane::load(&Maps::Private, 0)?;
     dp.apply(&policy)?;
     let link = dp
-        .program_mut()
+        .program_mut(ProgramKind::OneBuffer)
         .attach_to_if_index(rx_index, XdpMode::Driver)?;
     let counted = |dp: &Dataplane| {
         dp.counters(0).map_or(0, |c| {
@@ -268,7 +268,7 @@ pub fn throughput(net: &BenchNet, frames: u32) -> anyhow::Result<Throughput> {
         })
     };
     run("op25b", &|| counted(&dp))?;
-    dp.program_mut().detach(link)?;
+    dp.program_mut(ProgramKind::OneBuffer).detach(link)?;
 
     if let Ok(filter) = XdpFilter::load(&net.rx) {
         run("xdp-filter (tcp dport 25)", &|| {

@@ -5,8 +5,12 @@
 
 use crate::{reason::REASON_SLOTS, verdict::BlockedPorts};
 
-/// The XDP program's function (and section) name.
+/// The frags-aware XDP program's function (and section) name: it takes
+/// frames of any MTU, multi-buffer ones included.
 pub const PROGRAM_NAME: &str = "op25b";
+/// The one-buffer program: the same decision without `xdp.frags`, for
+/// interfaces whose MTU fits one buffer (cheaper per packet).
+pub const PROGRAM_ONE_BUFFER_NAME: &str = "op25b_one_buffer";
 
 /// IPv4 source classes, first level (DIR-24-8): one [`SourceClass`] byte
 /// per /24, in a `BPF_F_MMAPABLE` array of [`CLASS_V4_CHUNK`]-byte values

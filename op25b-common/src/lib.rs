@@ -16,6 +16,7 @@
 #![allow(clippy::inline_always)]
 
 pub mod abi;
+pub mod fast_pass;
 pub mod packet;
 pub mod parse;
 pub mod reason;

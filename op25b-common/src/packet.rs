@@ -4,6 +4,11 @@
 /// `XdpContext` (pointer compare against `data_end`, which the verifier
 /// needs); the host side over `&[u8]`.
 pub trait PacketBytes {
+    /// Reads cost no copy or call (direct loads from one buffer): worth
+    /// the pass path's shortcut ([`crate::fast_pass`]) before the full
+    /// parse. Frames read through a helper skip it.
+    const READS_IN_PLACE: bool = false;
+
     /// The frame's length in bytes.
     fn len(&self) -> usize;
 
@@ -16,6 +21,8 @@ pub trait PacketBytes {
 }
 
 impl PacketBytes for [u8] {
+    const READS_IN_PLACE: bool = true;
+
     fn len(&self) -> usize {
         <[u8]>::len(self)
     }

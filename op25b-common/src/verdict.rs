@@ -4,6 +4,7 @@
 
 use crate::{
     abi::{PoolAction, RuntimeConfig},
+    fast_pass::fast_pass,
     packet::PacketBytes,
     parse::{parse, Parsed, TcpSegment},
     reason::{Reason, Verdict},
@@ -171,6 +172,24 @@ pub const NO_POOL: u32 = u32::MAX;
 /// the source's dynamic pool ([`NO_POOL`] when it has none).
 #[inline(always)]
 pub fn judge<P, R, L>(pkt: &P, rules: &R, policy: &L) -> (Verdict, Option<TcpSegment>, u32)
+where
+    P: PacketBytes + ?Sized,
+    R: Rules + ?Sized,
+    L: PolicyLookup,
+{
+    if P::READS_IN_PLACE {
+        if let Some(reason) = fast_pass(pkt, rules) {
+            return (reason.into(), None, NO_POOL);
+        }
+    }
+    judge_fully(pkt, rules, policy)
+}
+
+/// [`judge`] without the pass path's shortcut: for a caller that asked
+/// [`fast_pass`] itself (the XDP program, so that its
+/// shortcut leaves on a path of its own).
+#[inline(always)]
+pub fn judge_fully<P, R, L>(pkt: &P, rules: &R, policy: &L) -> (Verdict, Option<TcpSegment>, u32)
 where
     P: PacketBytes + ?Sized,
     R: Rules + ?Sized,

@@ -26,10 +26,11 @@ use op25b_common::{
         COUNTER_EVENTS_SUPPRESSED, EVENTS_RING_BYTES, EVENT_FLAG_PPPOE, EVENT_LIMITER_SLOTS,
         LISTS_V4_CAPACITY, MAX_POOLS, POLICY_MAP_CAPACITY, POOL_COUNTER_ENTRIES,
     },
+    fast_pass::fast_pass,
     judge,
     parse::TcpSegment,
-    verdict::NO_POOL,
-    Action, IpAddrBytes, PacketBytes, PolicyLookup, Rules, SourceClass,
+    verdict::{judge_fully, NO_POOL},
+    Action, IpAddrBytes, PacketBytes, PolicyLookup, Rules, SourceClass, Verdict,
 };
 
 // Policy maps; names must match `op25b_common::abi::MAP_*`.
@@ -125,6 +126,8 @@ static INTERFACE_SLOT: Global<u32> = Global::new(0);
 struct Frame<'a>(&'a XdpContext);
 
 impl PacketBytes for Frame<'_> {
+    const READS_IN_PLACE: bool = true;
+
     #[inline(always)]
     fn len(&self) -> usize {
         self.0.data_end() - self.0.data()
@@ -226,11 +229,31 @@ fn count(slot: u32, cell: u32, packets: u64, bytes: u64) {
     }
 }
 
+/// For interfaces whose MTU fits one buffer (the agent's first choice):
+/// loaded without `xdp.frags`, the kernel only ever hands it linear frames,
+/// so the whole path is inline, with no helper call before the parse.
+#[xdp]
+pub fn op25b_one_buffer(ctx: XdpContext) -> u32 {
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    // The common case leaves here, on a path of its own: the full judgement
+    // is a subprogram, so none of its state is carried through this one.
+    if let Some(reason) = fast_pass(&Frame(&ctx), &blocked_ports()) {
+        count(INTERFACE_SLOT.load(), reason.index(), 1, bytes);
+        return xdp_action::XDP_PASS;
+    }
+    judged_fully(&ctx, bytes)
+}
+
+#[inline(never)]
+fn judged_fully(ctx: &XdpContext, bytes: u64) -> u32 {
+    handle(ctx, &Frame(ctx), bytes, judge_fully)
+}
+
 /// Loaded frags-aware (`xdp.frags`), so it attaches in driver mode on
-/// interfaces with a jumbo MTU. A frame in one buffer (all but jumbo
-/// frames) is parsed with direct reads; a multi-buffer one by the same
-/// parser over `bpf_xdp_load_bytes`. Each path is its own subprogram, so
-/// neither pays for the other and the stack stays within 512 bytes.
+/// interfaces with a jumbo MTU. A frame in one buffer is parsed with direct
+/// reads; a multi-buffer one by the same parser over `bpf_xdp_load_bytes`.
+/// Each path is its own subprogram, so neither pays for the other and the
+/// stack stays within 512 bytes.
 #[xdp(frags)]
 pub fn op25b(ctx: XdpContext) -> u32 {
     // SAFETY: the context is the live one.
@@ -244,7 +267,7 @@ pub fn op25b(ctx: XdpContext) -> u32 {
 
 #[inline(never)]
 fn one_buffer(ctx: &XdpContext, bytes: u64) -> u32 {
-    handle(ctx, &Frame(ctx), bytes)
+    handle(ctx, &Frame(ctx), bytes, judge)
 }
 
 #[inline(never)]
@@ -253,16 +276,24 @@ fn fragmented(ctx: &XdpContext, bytes: u64) -> u32 {
         ctx,
         len: bytes as usize,
     };
-    handle(ctx, &frame, bytes)
+    handle(ctx, &frame, bytes, judge)
 }
+
+/// The blocked ports as the verdict reads them.
+#[inline(always)]
+fn blocked_ports() -> KernelRules<'static> {
+    // SAFETY: read one byte at a time (see `BLOCKED_PORT_BITS`).
+    // (By reference, not a copy: the stack is 512 bytes for everything.)
+    KernelRules(unsafe { &*BLOCKED_PORT_BITS.0.get() })
+}
+
+/// How a frame is judged: `op25b_common::judge` or `judge_fully`.
+type Judge<F> = fn(&F, &KernelRules<'static>, &KernelPolicy) -> (Verdict, Option<TcpSegment>, u32);
 
 /// Judges, counts and acts on one frame of `bytes` bytes.
 #[inline(always)]
-fn handle<F: PacketBytes>(ctx: &XdpContext, frame: &F, bytes: u64) -> u32 {
-    // SAFETY: read one byte at a time (see `BLOCKED_PORT_BITS`).
-    // (By reference, not a copy: the stack is 512 bytes for everything.)
-    let rules = KernelRules(unsafe { &*BLOCKED_PORT_BITS.0.get() });
-    let (verdict, segment, pool) = judge(frame, &rules, &KernelPolicy);
+fn handle<F: PacketBytes>(ctx: &XdpContext, frame: &F, bytes: u64, judge: Judge<F>) -> u32 {
+    let (verdict, segment, pool) = judge(frame, &blocked_ports(), &KernelPolicy);
     let slot = INTERFACE_SLOT.load();
     count(slot, verdict.reason.index(), 1, bytes);
     if pool != NO_POOL {

@@ -11,7 +11,7 @@ use crate::{
     dataplane::{
         links::HeldLink,
         pins::{ifindex, AttachMode, LinkPin, PinLayout},
-        Dataplane, Maps,
+        Dataplane, Maps, ProgramKind,
     },
     observe::metrics::InterfaceView,
 };
@@ -20,10 +20,12 @@ use crate::{
 pub enum InterfaceState {
     /// Not present in this network namespace (yet).
     Missing,
-    /// Attached in `mode`; `program` is this agent's instance behind `link`.
+    /// Attached in `mode`; `program` is this agent's instance behind
+    /// `link`, running its `kind` build.
     Attached {
         ifindex: u32,
         mode: AttachMode,
+        kind: ProgramKind,
         program: Box<Dataplane>,
         link: HeldLink,
     },
@@ -34,6 +36,9 @@ pub enum InterfaceState {
 pub struct Interface {
     pub name: String,
     pub wanted: XdpModeSetting,
+    /// Run the frags-aware build even where the MTU fits one buffer, so the
+    /// MTU can be raised while attached.
+    pub jumbo_frames: bool,
     pub slot: u32,
     pub state: InterfaceState,
     /// A program loaded (and verified) for this slot while the interface
@@ -49,6 +54,13 @@ impl Interface {
             _ => None,
         }
     }
+
+    pub fn attached_kind(&self) -> Option<ProgramKind> {
+        match &self.state {
+            InterfaceState::Attached { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
 }
 
 impl Agent {
@@ -61,6 +73,7 @@ impl Agent {
                 name: i.name.clone(),
                 slot: i.slot,
                 mode: i.attached_mode(),
+                program: i.attached_kind(),
             })
             .collect();
         self.telemetry.set_interfaces(views);
@@ -105,6 +118,16 @@ impl Agent {
                     detach(iface.state);
                 }
             }
+            let jumbo_changed = self
+                .interfaces
+                .get(&want.name)
+                .is_some_and(|i| i.jumbo_frames != want.jumbo_frames);
+            if jumbo_changed {
+                // Forgotten but left attached: the entry made below adopts
+                // the pinned link and swaps the other build in atomically.
+                info!(interface = %want.name, jumbo_frames = want.jumbo_frames, "jumbo_frames changed: swapping the program build");
+                self.interfaces.remove(&want.name);
+            }
             if !self.interfaces.contains_key(&want.name) {
                 let pin = self.pin_of(&want.name);
                 let (slot, fresh) = match &pin {
@@ -121,6 +144,7 @@ impl Agent {
                     Interface {
                         name: want.name.clone(),
                         wanted: want.xdp_mode,
+                        jumbo_frames: want.jumbo_frames,
                         slot,
                         state: InterfaceState::Missing,
                         spare: None,
@@ -187,12 +211,16 @@ impl Agent {
             if !missing {
                 continue;
             }
-            let (slot, wanted, spare) = (iface.slot, iface.wanted, iface.spare.take());
+            let wanted = Wanted {
+                mode: iface.wanted,
+                kinds: ProgramKind::candidates(iface.jumbo_frames),
+            };
+            let (slot, spare) = (iface.slot, iface.spare.take());
             let pin = self.pin_of(&name);
             let state = attach(&self.layout, &name, index, slot, wanted, pin, spare);
             match &state {
-                InterfaceState::Attached { mode, .. } => {
-                    info!(interface = %name, ifindex = index, slot, mode = %mode, trigger, "attached");
+                InterfaceState::Attached { mode, kind, .. } => {
+                    info!(interface = %name, ifindex = index, slot, mode = %mode, program = %kind, trigger, "attached");
                 }
                 InterfaceState::Failed { error } => {
                     error!(interface = %name, "cannot attach: {error}");
@@ -228,13 +256,23 @@ pub(super) fn detach(state: InterfaceState) {
     }
 }
 
-/// Attaches (or adopts) one interface, with `spare` if one is loaded.
+/// What an interface asks for: an XDP mode and the program builds it may
+/// run, best first.
+#[derive(Clone, Copy)]
+struct Wanted {
+    mode: XdpModeSetting,
+    kinds: &'static [ProgramKind],
+}
+
+/// Attaches (or adopts) one interface, with `spare` if one is loaded. The
+/// one-buffer build is tried first; drivers refuse it where the MTU needs
+/// more than one buffer per frame, and the frags-aware build runs there.
 fn attach(
     layout: &PinLayout,
     name: &str,
     index: u32,
     slot: u32,
-    wanted: XdpModeSetting,
+    wanted: Wanted,
     pin: Option<LinkPin>,
     spare: Option<Box<Dataplane>>,
 ) -> InterfaceState {
@@ -250,35 +288,43 @@ fn attach(
             }
         }
     };
+    let mut errors = Vec::new();
     if let Some(pin) = pin {
-        let compatible = match wanted {
+        let compatible = match wanted.mode {
             XdpModeSetting::Auto => true,
             XdpModeSetting::Driver => pin.mode == AttachMode::Driver,
             XdpModeSetting::Skb => pin.mode == AttachMode::Skb,
         };
         if pin.ifindex == index && compatible {
-            // Adopt: swap our program into the running link, atomically.
-            return match program.take_over_link(&pin.path) {
-                Ok(link) => InterfaceState::Attached {
-                    ifindex: index,
-                    mode: pin.mode,
-                    program,
-                    link,
-                },
-                Err(e) => InterfaceState::Failed {
-                    error: e.to_string(),
-                },
+            // Adopt: swap our program into the running link, atomically;
+            // a build the driver refuses leaves the old program running.
+            for &kind in wanted.kinds {
+                match program.take_over_link(&pin.path, kind) {
+                    Ok(link) => {
+                        note_fallback(name, kind, &errors);
+                        return InterfaceState::Attached {
+                            ifindex: index,
+                            mode: pin.mode,
+                            kind,
+                            program,
+                            link,
+                        };
+                    }
+                    Err(e) => errors.push(format!("{kind}: {e}")),
+                }
+            }
+            return InterfaceState::Failed {
+                error: errors.join("; "),
             };
         }
         // Made for an interface that is gone (or in another mode): stale.
         let _ = std::fs::remove_file(&pin.path);
     }
-    let modes: &[AttachMode] = match wanted {
+    let modes: &[AttachMode] = match wanted.mode {
         XdpModeSetting::Auto => &[AttachMode::Driver, AttachMode::Skb],
         XdpModeSetting::Driver => &[AttachMode::Driver],
         XdpModeSetting::Skb => &[AttachMode::Skb],
     };
-    let mut errors = Vec::new();
     for &mode in modes {
         let path = layout
             .links_dir()
@@ -287,22 +333,34 @@ fn attach(
             AttachMode::Driver => XdpMode::Driver,
             AttachMode::Skb => XdpMode::Skb,
         };
-        match program.attach_pinned(index, xdp_mode, &path) {
-            Ok(link) => {
-                if !errors.is_empty() {
-                    warn!(interface = %name, "native XDP unavailable ({}), running in generic skb mode: slower", errors.join("; "));
+        for &kind in wanted.kinds {
+            match program.attach_pinned(index, xdp_mode, kind, &path) {
+                Ok(link) => {
+                    if mode == AttachMode::Skb && modes.len() > 1 {
+                        warn!(interface = %name, "native XDP unavailable ({}), running in generic skb mode: slower", errors.join("; "));
+                    } else {
+                        note_fallback(name, kind, &errors);
+                    }
+                    return InterfaceState::Attached {
+                        ifindex: index,
+                        mode,
+                        kind,
+                        program,
+                        link,
+                    };
                 }
-                return InterfaceState::Attached {
-                    ifindex: index,
-                    mode,
-                    program,
-                    link,
-                };
+                Err(e) => errors.push(format!("{mode} {kind}: {e}")),
             }
-            Err(e) => errors.push(format!("{mode}: {e}")),
         }
     }
     InterfaceState::Failed {
         error: errors.join("; "),
+    }
+}
+
+/// Says why an interface runs the frags-aware build when it was not asked for.
+fn note_fallback(name: &str, kind: ProgramKind, refusals: &[String]) {
+    if kind == ProgramKind::MultiBuffer && !refusals.is_empty() {
+        info!(interface = %name, "the driver refused the one-buffer build ({}): running the frags-aware build, for an MTU past one buffer", refusals.join("; "));
     }
 }

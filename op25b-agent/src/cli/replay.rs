@@ -11,7 +11,7 @@ use op25b_common::Reason;
 use super::{judging, CommandError, PinPathOption};
 use crate::{
     config::Config,
-    dataplane::test_run::TEST_RUN_MAX_FRAME,
+    dataplane::{test_run::TEST_RUN_MAX_FRAME, ProgramKind},
     tools::{capture::Capture, replay::replay},
 };
 
@@ -88,15 +88,17 @@ pub fn execute(args: &ReplayArgs) -> Result<ExitCode, CommandError> {
             summary.cut_by_snaplen
         )?;
     }
-    match judging.dataplane.verified_instructions() {
-        Some(n) => writeln!(
-            err,
-            "program: {n} instructions processed by the verifier (limit 1000000)"
-        )?,
-        None => writeln!(
-            err,
-            "program: the kernel did not report its verified instruction count"
-        )?,
+    for kind in ProgramKind::ALL {
+        match judging.dataplane.verified_instructions(kind) {
+            Some(n) => writeln!(
+                err,
+                "program ({kind}): {n} instructions processed by the verifier (limit 1000000)"
+            )?,
+            None => writeln!(
+                err,
+                "program ({kind}): the kernel did not report its verified instruction count"
+            )?,
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

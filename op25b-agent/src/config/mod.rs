@@ -113,6 +113,11 @@ pub struct InterfaceConfig {
     pub name: String,
     #[serde(default)]
     pub xdp_mode: XdpModeSetting,
+    /// Attach the frags-aware build even where the MTU fits one buffer, so
+    /// the MTU can later be raised past one buffer while attached (drivers
+    /// refuse that under the cheaper one-buffer build).
+    #[serde(default)]
+    pub jumbo_frames: bool,
 }
 
 /// A validated configuration.

@@ -9,7 +9,7 @@ use aya::programs::{
     XdpMode,
 };
 
-use super::{Dataplane, DataplaneError};
+use super::{Dataplane, DataplaneError, ProgramKind};
 
 /// An XDP link this process holds and that is pinned on bpffs: it stays
 /// attached when the process exits unless [`HeldLink::detach`] is called.
@@ -37,15 +37,16 @@ impl HeldLink {
 }
 
 impl Dataplane {
-    /// Attaches this instance to `ifindex` through a new bpf_link and pins
-    /// the link at `pin`.
+    /// Attaches this instance's `kind` program to `ifindex` through a new
+    /// bpf_link and pins the link at `pin`.
     pub fn attach_pinned(
         &mut self,
         ifindex: u32,
         mode: XdpMode,
+        kind: ProgramKind,
         pin: &Path,
     ) -> Result<HeldLink, DataplaneError> {
-        let program = self.program_mut();
+        let program = self.program_mut(kind);
         let id = program.attach_to_if_index(ifindex, mode)?;
         let link = program.take_link(id)?;
         let link = FdLink::try_from(link).map_err(|source| DataplaneError::Link {
@@ -63,16 +64,21 @@ impl Dataplane {
     }
 
     /// Atomically swaps the program behind the link pinned at `pin` for
-    /// this instance (BPF_LINK_UPDATE): no packet sees the interface
-    /// without a program.
-    pub fn take_over_link(&mut self, pin: &Path) -> Result<HeldLink, DataplaneError> {
+    /// this instance's `kind` program (BPF_LINK_UPDATE): no packet sees the
+    /// interface without a program. The driver may refuse the one-buffer
+    /// build for the interface's MTU; the old program then stays.
+    pub fn take_over_link(
+        &mut self,
+        pin: &Path,
+        kind: ProgramKind,
+    ) -> Result<HeldLink, DataplaneError> {
         let link_err = |source| DataplaneError::Link {
             path: pin.to_owned(),
             source,
         };
         let pinned = PinnedLink::from_pin(pin).map_err(link_err)?;
         let link = XdpLink::try_from(FdLink::from(pinned)).map_err(link_err)?;
-        let program = self.program_mut();
+        let program = self.program_mut(kind);
         let id = program.attach_to_link(link)?;
         let link = FdLink::try_from(program.take_link(id)?).map_err(link_err)?;
         Ok(HeldLink {

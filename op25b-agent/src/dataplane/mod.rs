@@ -7,6 +7,8 @@
 //!   their maps (IPv4 DIR-24-8 table, IPv6 class trie, list record);
 //! - `runtime_config`, `runtime_slots`: blocked ports, event interval and
 //!   pool actions, each value consistent on its own;
+//! - `program_kind`: the one-buffer and the frags-aware builds of the
+//!   program, both loaded in every instance;
 //! - `links`: attaching to interfaces, adopting pinned links;
 //! - `pins`: the bpffs layout (maps, links, the lock);
 //! - `counters`: per-CPU counters, summed;
@@ -24,6 +26,7 @@ pub mod ipv4_class;
 pub mod links;
 mod mmap;
 pub mod pins;
+pub mod program_kind;
 pub mod runtime_config;
 pub mod runtime_slots;
 pub mod test_run;
@@ -38,9 +41,9 @@ use aya::{
 };
 use op25b_common::abi::{
     GLOBAL_BLOCKED_PORTS, GLOBAL_INTERFACE_SLOT, MAP_COUNTERS, MAP_EVENTS, MAP_EVENT_LIMITER,
-    MAP_POOL_COUNTERS, MAP_RUNTIME, POLICY_MAPS, PROGRAM_NAME, RUNTIME_CONFIG_PIN,
-    RUNTIME_CONFIG_SECTION,
+    MAP_POOL_COUNTERS, MAP_RUNTIME, POLICY_MAPS, RUNTIME_CONFIG_PIN, RUNTIME_CONFIG_SECTION,
 };
+pub use program_kind::ProgramKind;
 
 use crate::policy::Policy;
 
@@ -101,6 +104,14 @@ pub enum DataplaneError {
     MissingRuntimeConfig,
     #[error("one test run moved the counters of {0:?}; is the program attached and counting live traffic in this slot?")]
     CountersMoved(Vec<op25b_common::Reason>),
+    #[error(
+        "the program builds disagree on a frame: {} said {:?} (XDP action {}), {} said {:?} (XDP action {})",
+        first.0, first.1, first.2, second.0, second.1, second.2
+    )]
+    ProgramsDisagree {
+        first: (ProgramKind, op25b_common::Reason, u32),
+        second: (ProgramKind, op25b_common::Reason, u32),
+    },
     #[error(transparent)]
     BadPorts(#[from] diff::BadPorts),
     #[error("{0}; what was written is undone: the maps hold the previous policy")]
@@ -197,11 +208,15 @@ impl Dataplane {
             loader.map_pin_path(section, path.as_path());
         }
         let mut ebpf = loader.load(PROGRAM_OBJECT)?;
-        let program: &mut Xdp = ebpf
-            .program_mut(PROGRAM_NAME)
-            .ok_or(DataplaneError::MissingMap(PROGRAM_NAME))?
-            .try_into()?;
-        program.load()?;
+        // Both builds share the maps and globals of this instance; which one
+        // runs is chosen per interface at attach.
+        for kind in ProgramKind::ALL {
+            let program: &mut Xdp = ebpf
+                .program_mut(kind.function_name())
+                .ok_or(DataplaneError::MissingMap(kind.function_name()))?
+                .try_into()?;
+            program.load()?;
+        }
         if ebpf.map(RUNTIME_CONFIG_SECTION).is_none() {
             return Err(DataplaneError::MissingRuntimeConfig);
         }
@@ -219,29 +234,29 @@ impl Dataplane {
         })
     }
 
-    pub fn program(&self) -> &Xdp {
+    pub fn program(&self, kind: ProgramKind) -> &Xdp {
         self.ebpf
-            .program(PROGRAM_NAME)
+            .program(kind.function_name())
             .and_then(|p| p.try_into().ok())
             .expect("loaded in Dataplane::load")
     }
 
-    pub fn program_mut(&mut self) -> &mut Xdp {
+    pub fn program_mut(&mut self, kind: ProgramKind) -> &mut Xdp {
         self.ebpf
-            .program_mut(PROGRAM_NAME)
+            .program_mut(kind.function_name())
             .and_then(|p| p.try_into().ok())
             .expect("loaded in Dataplane::load")
     }
 
-    /// The kernel's id of this instance's program.
-    pub fn program_id(&self) -> Option<u32> {
-        Some(self.program().info().ok()?.id())
+    /// The kernel's id of this instance's `kind` program.
+    pub fn program_id(&self, kind: ProgramKind) -> Option<u32> {
+        Some(self.program(kind).info().ok()?.id())
     }
 
-    /// Instructions the verifier processed to accept the program (its
-    /// budget is 1,000,000).
-    pub fn verified_instructions(&self) -> Option<u32> {
-        self.program().info().ok()?.verified_instruction_count()
+    /// Instructions the verifier processed to accept the `kind` program
+    /// (its budget is 1,000,000).
+    pub fn verified_instructions(&self, kind: ProgramKind) -> Option<u32> {
+        self.program(kind).info().ok()?.verified_instruction_count()
     }
 
     /// Kernel memory charged to the policy maps (fdinfo `memlock`, which
@@ -321,6 +336,7 @@ mod tests {
             abi::GLOBAL_BLOCKED_PORTS,
             abi::GLOBAL_INTERFACE_SLOT,
             abi::PROGRAM_NAME,
+            abi::PROGRAM_ONE_BUFFER_NAME,
         ]);
         for (name, _) in Maps::Pinned("/x".into()).pins() {
             if name != RUNTIME_CONFIG_PIN {

@@ -4,7 +4,7 @@
 use aya::programs::{TestRun, TestRunOptions};
 use op25b_common::{Action, Reason};
 
-use super::{Dataplane, DataplaneError};
+use super::{Dataplane, DataplaneError, ProgramKind};
 
 /// Largest frame `BPF_PROG_TEST_RUN` accepts for XDP without fragments:
 /// a page less the kernel's XDP headroom and the skb_shared_info tailroom.
@@ -34,15 +34,38 @@ pub struct Judgement {
     pub reason: Reason,
 }
 
+/// Can the `kind` program be test-run with a frame of `len` bytes? The
+/// one-buffer one only takes frames that fit one buffer.
+fn takes(kind: ProgramKind, len: usize) -> bool {
+    kind == ProgramKind::MultiBuffer || len <= TEST_RUN_MAX_FRAME
+}
+
 impl Dataplane {
-    /// Runs `frame` through the program and tells what it decided and why.
-    /// The reason is read from the counter that moved, so it is the
-    /// kernel's own reason, not a host-side guess.
+    /// Runs `frame` through every program build that can take it (both,
+    /// unless it needs more than one buffer) and tells what they decided
+    /// and why; builds that disagree in the slightest are an error.
     pub fn judge(&self, frame: &[u8]) -> Result<Judgement, DataplaneError> {
+        let multi = self.judge_with(ProgramKind::MultiBuffer, frame)?;
+        if takes(ProgramKind::OneBuffer, frame.len()) {
+            let one = self.judge_with(ProgramKind::OneBuffer, frame)?;
+            if one != multi {
+                return Err(DataplaneError::ProgramsDisagree {
+                    first: (ProgramKind::OneBuffer, one.reason, one.outcome.code),
+                    second: (ProgramKind::MultiBuffer, multi.reason, multi.outcome.code),
+                });
+            }
+        }
+        Ok(multi)
+    }
+
+    /// [`Dataplane::judge`] with one build of the program. The reason is
+    /// read from the counter that moved, so it is the kernel's own reason,
+    /// not a host-side guess.
+    pub fn judge_with(&self, kind: ProgramKind, frame: &[u8]) -> Result<Judgement, DataplaneError> {
         // Read before every run: anything else sharing the counters (other
         // test runs by fd, benchmarks) must not be blamed on this frame.
         let before = self.packet_counts()?;
-        let outcome = self.test_run(frame)?;
+        let outcome = self.test_run_with(kind, frame)?;
         let after = self.packet_counts()?;
         let moved: Vec<Reason> = Reason::ALL
             .iter()
@@ -64,10 +87,25 @@ impl Dataplane {
         Ok(counts)
     }
 
-    /// Runs `frame` through the program once.
+    /// Runs `frame` once through the build an interface of matching MTU
+    /// would run: the one-buffer one if the frame fits one buffer.
     pub fn test_run(&self, frame: &[u8]) -> Result<TestRunOutcome, DataplaneError> {
+        let kind = if takes(ProgramKind::OneBuffer, frame.len()) {
+            ProgramKind::OneBuffer
+        } else {
+            ProgramKind::MultiBuffer
+        };
+        self.test_run_with(kind, frame)
+    }
+
+    /// Runs `frame` through the `kind` program once.
+    pub fn test_run_with(
+        &self,
+        kind: ProgramKind,
+        frame: &[u8],
+    ) -> Result<TestRunOutcome, DataplaneError> {
         let mut out = vec![0u8; frame.len() + 256];
-        let result = self.program().test_run(TestRunOptions {
+        let result = self.program(kind).test_run(TestRunOptions {
             data_in: Some(frame),
             data_out: Some(&mut out),
             ..TestRunOptions::default()

@@ -29,6 +29,8 @@ pub struct InterfaceView {
     pub name: String,
     pub slot: u32,
     pub mode: Option<AttachMode>,
+    /// The program build it runs (None: not attached).
+    pub program: Option<crate::dataplane::ProgramKind>,
 }
 
 pub struct Telemetry {
@@ -42,6 +44,7 @@ pub struct Telemetry {
     last_reload_success: Gauge,
     prefixes: IntGaugeVec,
     attached: IntGaugeVec,
+    program: IntGaugeVec,
     interfaces: RwLock<Vec<InterfaceView>>,
     pool_packets: IntCounterVec,
     pool_counters_path: PathBuf,
@@ -127,6 +130,12 @@ impl Telemetry {
                 "1 for the XDP mode each configured interface runs in (mode=\"none\" when not attached).",
                 &["interface", "mode"],
             ),
+            program: gauge_vec(
+                r,
+                "op25b_interface_program",
+                "1 for the program build each attached interface runs (one_buffer, or multi_buffer where the MTU needs it or jumbo_frames is set).",
+                &["interface", "program"],
+            ),
             interfaces: RwLock::new(Vec::new()),
             pool_packets: counter_vec(
                 r,
@@ -185,7 +194,13 @@ impl Telemetry {
 
     pub fn set_interfaces(&self, views: Vec<InterfaceView>) {
         self.attached.reset();
+        self.program.reset();
         for v in &views {
+            if let Some(kind) = v.program {
+                self.program
+                    .with_label_values(&[&v.name, kind.label()])
+                    .set(1);
+            }
             for mode in ["driver", "skb", "none"] {
                 let current = v.mode.map_or("none", AttachMode::name);
                 self.attached
