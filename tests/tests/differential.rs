@@ -1,13 +1,16 @@
 //! Host verdict against kernel verdict on 100,000 random and mutated
-//! frames (every 25th made longer than one buffer): the XDP program and
-//! the host build of `op25b_common::decide` must never disagree. Needs root. Set OP25B_SEED to replay a run.
+//! frames (every 25th made longer than one buffer): both builds of the XDP
+//! program (`Dataplane::judge` runs each frame through both) and the host
+//! build of the full judgement (`judge_fully`: the reference, without the
+//! pass path's shortcut the kernel takes) must never disagree. Needs root.
+//! Set OP25B_SEED to replay a run.
 use std::{collections::BTreeMap, net::IpAddr};
 
 use op25b_common::{
-    decide,
     parse::{
         ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, ETH_P_PPPOE_SESSION, ETH_P_QINQ_9100,
     },
+    verdict::judge_fully,
     Reason,
 };
 use op25b_tests::frame::{Ext, FrameSpec, Transport};
@@ -205,7 +208,7 @@ fn kernel_and_host_agree_on_100k_frames() {
             frame.extend((0..extra).map(|_| rng.gen::<u8>()));
         }
         let kernel = dp.judge(&frame).unwrap();
-        let host = decide(frame.as_slice(), &rules, &policy);
+        let (host, _, _) = judge_fully(frame.as_slice(), &rules, &policy);
         *by_reason.entry(kernel.reason).or_default() += 1;
         if kernel.reason != host.reason || kernel.outcome.action() != Some(host.action) {
             disagreements.push(format!(

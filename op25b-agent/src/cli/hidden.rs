@@ -32,8 +32,8 @@ pub fn lab_pass_through(args: &LabPassThroughArgs) -> Result<ExitCode, CommandEr
     let mut ebpf =
         aya::Ebpf::load(crate::dataplane::BENCH_PROGRAMS_OBJECT).map_err(DataplaneError::from)?;
     let program: &mut aya::programs::Xdp = ebpf
-        .program_mut("xdp_pass_floor")
-        .ok_or_else(|| CommandError::Usage("xdp_pass_floor missing".into()))?
+        .program_mut("xdp_pass_any_mtu")
+        .ok_or_else(|| CommandError::Usage("xdp_pass_any_mtu missing".into()))?
         .try_into()
         .map_err(DataplaneError::from)?;
     program.load().map_err(DataplaneError::from)?;

@@ -7,10 +7,15 @@
 //! the MTU under it) when the MTU needs more than one buffer per frame;
 //! there the frags-aware one runs.
 
-use std::fmt;
+use std::{fmt, path::Path};
+
+use aya::programs::links::{FdLink, PinnedLink};
 
 use op25b_common::abi::{PROGRAM_NAME, PROGRAM_ONE_BUFFER_NAME};
 use serde::Serialize;
+
+/// Program names the kernel keeps (BPF_OBJ_NAME_LEN less the NUL).
+const KERNEL_NAME_LEN: usize = 15;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -48,6 +53,24 @@ impl ProgramKind {
         } else {
             &Self::ALL
         }
+    }
+}
+
+impl ProgramKind {
+    /// The build running behind the link pinned at `pin`, if it is one of
+    /// ours (read from the kernel: the program's name, which the kernel
+    /// keeps to its first 15 bytes).
+    pub fn behind_pinned_link(pin: &Path) -> Option<Self> {
+        let link = FdLink::from(PinnedLink::from_pin(pin).ok()?);
+        let id = link.info().ok()?.program_id();
+        let program = aya::programs::loaded_programs()
+            .flatten()
+            .find(|p| p.id() == id)?;
+        let name = program.name_as_str()?;
+        Self::ALL.into_iter().find(|kind| {
+            let full = kind.function_name();
+            name == full || (name.len() == KERNEL_NAME_LEN && full.starts_with(name))
+        })
     }
 }
 

@@ -13,6 +13,7 @@ use crate::{
         pins::{ifindex, PinLayout},
         runtime_config,
         writer::{count_pinned_keys, list_map_names},
+        ProgramKind,
     },
     policy::ListKind,
 };
@@ -34,6 +35,8 @@ pub struct InterfaceStatus {
     /// `missing` (configured, not attached).
     pub state: &'static str,
     pub mode: Option<&'static str>,
+    /// The program build behind the link (`one_buffer`, `multi_buffer`).
+    pub program: Option<&'static str>,
     pub ifindex: Option<u32>,
     pub slot: Option<u32>,
     pub counters: Vec<ReasonCount>,
@@ -85,6 +88,7 @@ pub fn read(pin_path: &Path, config: Option<&Config>) -> Status {
         .map(|pin| InterfaceStatus {
             state: if pin.is_live() { "attached" } else { "stale" },
             mode: Some(pin.mode.name()),
+            program: ProgramKind::behind_pinned_link(&pin.path).map(ProgramKind::label),
             ifindex: Some(pin.ifindex),
             slot: Some(pin.slot),
             counters: slot_counters(counters.as_ref(), pin.slot),
@@ -97,6 +101,7 @@ pub fn read(pin_path: &Path, config: Option<&Config>) -> Status {
                 name: iface.name.clone(),
                 state: "missing",
                 mode: None,
+                program: None,
                 ifindex: ifindex(&iface.name),
                 slot: None,
                 counters: Vec::new(),
@@ -160,7 +165,11 @@ impl Status {
                 "interface {}: {}{}",
                 i.name,
                 i.state,
-                i.mode.map(|m| format!(" ({m} mode)")).unwrap_or_default()
+                match (i.mode, i.program) {
+                    (Some(m), Some(p)) => format!(" ({m} mode, {p} build)"),
+                    (Some(m), None) => format!(" ({m} mode)"),
+                    _ => String::new(),
+                }
             );
             for c in i.counters.iter().filter(|c| c.packets > 0) {
                 let _ = writeln!(
