@@ -35,6 +35,23 @@ fn set_link_mtu(lab: &Lab, mtu: u32) -> bool {
     })
 }
 
+/// `op25b-agent status --json`'s entry for `iface`.
+fn interface_status(lab: &Lab, iface: &str) -> serde_json::Value {
+    let status = lab.status();
+    status["interfaces"]
+        .as_array()
+        .and_then(|all| all.iter().find(|i| i["name"] == iface))
+        .cloned()
+        .unwrap_or_else(|| panic!("{iface} not in the status: {status}"))
+}
+
+fn ask_for_jumbo_frames(lab: &Lab, iface: &str) {
+    lab.edit_config(
+        &format!("name = \"{iface}\"\n"),
+        &format!("name = \"{iface}\"\njumbo_frames = true\n"),
+    );
+}
+
 fn assert_enforces(lab: &Lab) {
     assert!(!lab.connects(DYN4, MX4, 25, 1.0), "{DYN4} reached {MX4}:25");
     assert!(lab.connects(DYN4, MX4, 587, 2.0), "{DYN4} could not submit");
@@ -55,14 +72,8 @@ fn the_one_buffer_build_runs_where_the_mtu_fits_and_holds_the_mtu_there() {
     let r0 = format!("{}r0", lab.name);
     lab.start_agent();
     wait_for_build(&lab, &r0, "one_buffer");
-    let status = lab.status();
-    let iface = status["interfaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == r0.as_str())
-        .unwrap();
-    assert_eq!(iface["program"], "one_buffer", "{status}");
+    let iface = interface_status(&lab, &r0);
+    assert_eq!(iface["program"], "one_buffer", "{iface}");
     assert_enforces(&lab);
     // The kernel keeps the MTU within one buffer under this build: raising
     // it is refused rather than handing the program a frame it cannot read.
@@ -83,15 +94,9 @@ fn a_jumbo_mtu_gets_the_frags_aware_build_in_native_mode() {
     );
     lab.start_agent();
     wait_for_build(&lab, &r0, "multi_buffer");
-    let status = lab.status();
-    let iface = status["interfaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == r0.as_str())
-        .unwrap();
-    assert_eq!(iface["mode"], "driver", "{status}");
-    assert_eq!(iface["program"], "multi_buffer", "{status}");
+    let iface = interface_status(&lab, &r0);
+    assert_eq!(iface["mode"], "driver", "{iface}");
+    assert_eq!(iface["program"], "multi_buffer", "{iface}");
     assert!(
         lab.log()
             .contains("the driver refused the one-buffer build"),
@@ -105,10 +110,7 @@ fn a_jumbo_mtu_gets_the_frags_aware_build_in_native_mode() {
 fn jumbo_frames_keeps_the_mtu_free_to_grow_while_attached() {
     let mut lab = Lab::up(&[]);
     let r0 = format!("{}r0", lab.name);
-    lab.edit_config(
-        &format!("name = \"{r0}\"\n"),
-        &format!("name = \"{r0}\"\njumbo_frames = true\n"),
-    );
+    ask_for_jumbo_frames(&lab, &r0);
     lab.start_agent();
     wait_for_build(&lab, &r0, "multi_buffer");
     assert!(
@@ -125,10 +127,7 @@ fn turning_jumbo_frames_on_swaps_the_build_in_place() {
     lab.start_agent();
     wait_for_build(&lab, &r0, "one_buffer");
     let before = lab.xdp_prog_id(&r0).expect("attached");
-    lab.edit_config(
-        &format!("name = \"{r0}\"\n"),
-        &format!("name = \"{r0}\"\njumbo_frames = true\n"),
-    );
+    ask_for_jumbo_frames(&lab, &r0);
     lab.signal_agent(libc::SIGHUP);
     wait_for_build(&lab, &r0, "multi_buffer");
     let after = lab.xdp_prog_id(&r0).expect("still attached");
