@@ -4,14 +4,17 @@ use std::path::PathBuf;
 
 use super::*;
 
+thread_local! {
+    // One directory per test (each runs on its own thread), removed when
+    // the thread ends.
+    static DIR: tempfile::TempDir = tempfile::Builder::new()
+        .prefix("op25b-config-")
+        .tempdir()
+        .unwrap();
+}
+
 fn dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "op25b-config-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    DIR.with(|d| d.path().to_owned())
 }
 
 fn problems(text: &str) -> Vec<String> {
