@@ -260,3 +260,57 @@ fn an_emptied_or_half_written_config_does_not_switch_enforcement_off() {
     );
     assert!(!lab.connects(DYN4, MX4, 25, 0.5));
 }
+
+#[test]
+fn a_read_token_keeps_sources_and_subscribers_from_whoever_reaches_the_listener() {
+    let mut lab = Lab::up_with(&[], "[metrics]\nread_token_file = \"read.token\"\n");
+    let token_path = lab.dir.path().join("read.token");
+    fs::write(&token_path, "read-secret\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(&token_path, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    lab.start_agent();
+    assert!(!lab.connects(DYN4, MX4, 25, 0.5), "not enforcing");
+    for path in ["/metrics", "/api/v1/top?window=1h"] {
+        let refused = lab.http_get(path).unwrap_err();
+        assert!(
+            refused.contains("401"),
+            "{path} without the token: {refused}"
+        );
+    }
+    assert_eq!(lab.http_get("/healthz").unwrap(), "ok\n");
+    let metrics = in_netns(&lab.ns('r'), move || {
+        client::AdminEndpoint {
+            endpoint: Endpoint::Tcp("127.0.0.1:9725".into()),
+            read_token: Some("read-secret".into()),
+        }
+        .get_text("/metrics")
+    })
+    .join()
+    .unwrap()
+    .expect("/metrics with the token");
+    assert!(metrics.contains("op25b_build_info"), "{metrics}");
+    // The CLI reads the token from the same config and sends it.
+    let (ok, cli, err) = lab.agent_cmd(&[
+        "top",
+        "--window",
+        "1h",
+        "--config",
+        lab.config.to_str().unwrap(),
+    ]);
+    assert!(ok, "top with the config's token: {err}");
+    assert!(cli.lines().any(|l| l.starts_with(DYN4)), "{cli}");
+    // A token others can read is refused at start, by name.
+    lab.stop_agent(libc::SIGTERM);
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(&token_path, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let (ok, _, err) = lab.agent_cmd(&["run", "--config", lab.config.to_str().unwrap()]);
+    assert!(!ok, "started with an exposed read token");
+    assert!(
+        err.contains("metrics.read_token_file") && err.contains("chmod 600"),
+        "{err}"
+    );
+}

@@ -63,6 +63,8 @@ pub enum AgentError {
     Listen(#[from] ListenError),
     #[error(transparent)]
     Provisioning(#[from] ProvisioningError),
+    #[error("metrics.read_token_file: {0}")]
+    ReadToken(#[from] crate::api::bearer::TokenError),
     #[error(transparent)]
     Radius(#[from] crate::radius::RadiusError),
     #[error("another op25b-agent already manages {}", path.display())]
@@ -144,6 +146,7 @@ impl Agent {
                 telemetry: Arc::clone(&telemetry),
                 readiness: Arc::clone(&readiness),
                 radius: radius.clone(),
+                read_token: config.metrics.read_token()?,
             };
             let bound = crate::api::admin::serve(&config.metrics.listen_address, routes)?;
             info!("metrics on http://{bound}/metrics");

@@ -5,6 +5,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use super::{
+    bearer::BearerToken,
     server::{self, Answer, Limits, Listener, RequestHead, Routes},
     types::{SessionsQuery, TopAnswer, TopQuery},
 };
@@ -30,10 +31,26 @@ pub struct AdminRoutes {
     pub readiness: Arc<Readiness>,
     /// The RADIUS session table, when `[radius]` listens.
     pub radius: Option<Arc<Radius>>,
+    /// Asked of every route that names sources or subscribers (all but the
+    /// health checks), when set.
+    pub read_token: Option<BearerToken>,
 }
+
+/// Routes anyone may ask: a health check needs no secret.
+const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
 
 impl Routes for AdminRoutes {
     fn answer(&self, head: &RequestHead, _body: &[u8]) -> Answer {
+        if let Some(token) = &self.read_token {
+            if !OPEN_PATHS.contains(&head.path.as_str())
+                && !token.accepts(head.authorization.as_deref())
+            {
+                return Answer::error(
+                    401,
+                    "missing or wrong bearer token (Authorization: Bearer <token from metrics.read_token_file>)",
+                );
+            }
+        }
         match head.path.as_str() {
             "/metrics" => Answer {
                 status: 200,
@@ -107,11 +124,42 @@ mod tests {
             telemetry: Arc::new(Telemetry::new(std::path::Path::new("/nonexistent"), 16)),
             readiness: Arc::new(Readiness::default()),
             radius: None,
+            read_token: None,
         }
     }
 
     fn get(routes: &AdminRoutes, path: &str) -> Answer {
         routes.answer(&RequestHead::new(Method::GET, path), b"")
+    }
+
+    #[test]
+    fn a_read_token_guards_all_but_the_health_checks() {
+        use std::{io::Write as _, os::unix::fs::PermissionsExt as _};
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(b"r34d\n").unwrap();
+        std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let routes = AdminRoutes {
+            read_token: Some(BearerToken::load(file.path()).unwrap()),
+            ..routes()
+        };
+        routes.readiness.set_ready();
+        let ask = |path: &str, authorization: Option<&str>| {
+            let mut head = RequestHead::new(Method::GET, path);
+            head.authorization = authorization.map(str::to_owned);
+            routes.answer(&head, b"").status
+        };
+        for path in ["/metrics", "/api/v1/top", "/api/v1/sessions", "/nope"] {
+            assert_eq!(ask(path, None), 401, "{path} without a token");
+            assert_eq!(
+                ask(path, Some("Bearer wrong")),
+                401,
+                "{path} with a wrong token"
+            );
+        }
+        assert_eq!(ask("/metrics", Some("Bearer r34d")), 200);
+        assert_eq!(ask("/api/v1/top", Some("Bearer r34d")), 200);
+        assert_eq!(ask("/healthz", None), 200);
+        assert_eq!(ask("/readyz", None), 200);
     }
 
     #[test]

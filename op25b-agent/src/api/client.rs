@@ -161,10 +161,49 @@ where
     Ok(Reply { status, body })
 }
 
-/// GET `path` and decode a 2xx JSON answer; other statuses are errors
-/// carrying the answer's message.
-pub fn get_json<T: DeserializeOwned>(endpoint: &Endpoint, path: &str) -> Result<T, ClientError> {
-    let reply = request(endpoint, Method::GET, path, None, None)?;
+/// The admin listener as a client reaches it: where, and the read token
+/// when the agent asks for one (`[metrics] read_token_file`).
+#[derive(Clone, Debug)]
+pub struct AdminEndpoint {
+    pub endpoint: Endpoint,
+    pub read_token: Option<String>,
+}
+
+impl AdminEndpoint {
+    /// GET `path` and decode a 2xx JSON answer.
+    pub fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        get_json(&self.endpoint, path, self.read_token.as_deref())
+    }
+
+    /// GET `path` and return a 200 answer's text.
+    pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let reply = request(
+            &self.endpoint,
+            Method::GET,
+            path,
+            self.read_token.as_deref(),
+            None,
+        )?;
+        if reply.status != 200 {
+            return Err(ClientError::Status {
+                endpoint: self.endpoint.clone(),
+                path: path.to_owned(),
+                status: reply.status,
+                message: reply.error_message(),
+            });
+        }
+        Ok(reply.text())
+    }
+}
+
+/// GET `path` (with `token` as a bearer token, if any) and decode a 2xx
+/// JSON answer; other statuses are errors carrying the answer's message.
+pub fn get_json<T: DeserializeOwned>(
+    endpoint: &Endpoint,
+    path: &str,
+    token: Option<&str>,
+) -> Result<T, ClientError> {
+    let reply = request(endpoint, Method::GET, path, token, None)?;
     if !(200..300).contains(&reply.status) {
         return Err(ClientError::Status {
             endpoint: endpoint.clone(),
@@ -181,15 +220,9 @@ pub fn get_json<T: DeserializeOwned>(endpoint: &Endpoint, path: &str) -> Result<
 
 /// GET `path` from `address` (host:port) and return a 200 answer's text.
 pub fn get(address: &str, path: &str) -> Result<String, ClientError> {
-    let endpoint = Endpoint::Tcp(address.to_owned());
-    let reply = request(&endpoint, Method::GET, path, None, None)?;
-    if reply.status != 200 {
-        return Err(ClientError::Status {
-            endpoint,
-            path: path.to_owned(),
-            status: reply.status,
-            message: reply.error_message(),
-        });
+    AdminEndpoint {
+        endpoint: Endpoint::Tcp(address.to_owned()),
+        read_token: None,
     }
-    Ok(reply.text())
+    .get_text(path)
 }

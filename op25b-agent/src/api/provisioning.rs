@@ -22,6 +22,7 @@ use hyper::Method;
 use serde::Serialize;
 
 use super::{
+    bearer::{BearerToken, TokenError},
     grant_store::{self, GrantStore},
     server::{self, Answer, Limits, Listener, RequestHead, Routes},
     types::{GrantListAnswer, GrantRequest, GrantTarget, RevokeAnswer, RevokeRequest},
@@ -53,16 +54,14 @@ pub enum ProvisioningError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}: the API token file is empty", path.display())]
-    EmptyToken { path: PathBuf },
-    #[error("{}: the API token file is readable by group or others (mode {mode:o}): chmod 600 it", path.display())]
-    TokenExposed { path: PathBuf, mode: u32 },
+    #[error("the API token: {0}")]
+    Token(#[from] TokenError),
 }
 
 /// Shared between the API threads and the agent loop.
 pub struct Provisioning {
     pub config: ApiConfig,
-    token: String,
+    token: BearerToken,
     state: Mutex<GrantState>,
     /// The broadest grant each list takes (from the configuration).
     prefix_limits: RwLock<PrefixLimits>,
@@ -91,33 +90,7 @@ const NOT_FOUND: &str = "not found: /api/v1/exemptions, /api/v1/allowed_destinat
 
 impl Provisioning {
     pub fn open(config: ApiConfig, prefix_limits: PrefixLimits) -> Result<Self, ProvisioningError> {
-        let io = |source| ProvisioningError::Io {
-            path: config.token_file.clone(),
-            source,
-        };
-        // As ssh does with keys: a token others can read is no secret.
-        let mode = fs::metadata(&config.token_file)
-            .map_err(io)?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(ProvisioningError::TokenExposed {
-                path: config.token_file.clone(),
-                mode: mode & 0o777,
-            });
-        }
-        let token = fs::read_to_string(&config.token_file)
-            .map_err(|source| ProvisioningError::Io {
-                path: config.token_file.clone(),
-                source,
-            })?
-            .trim()
-            .to_owned();
-        if token.is_empty() {
-            return Err(ProvisioningError::EmptyToken {
-                path: config.token_file.clone(),
-            });
-        }
+        let token = BearerToken::load(&config.token_file)?;
         let mut state = GrantState::load(&config.state_file)?;
         state.prune(now_unix());
         Ok(Self {
@@ -154,22 +127,6 @@ impl Provisioning {
             }
         }
         pruned
-    }
-
-    /// `Authorization: Bearer <token>`; the scheme is case-insensitive
-    /// (RFC 7235), the token compared without early exit.
-    fn authorized(&self, header: Option<&str>) -> bool {
-        let Some((scheme, token)) = header.and_then(|h| h.split_once(' ')) else {
-            return false;
-        };
-        let (got, expected) = (token.trim().as_bytes(), self.token.as_bytes());
-        scheme.eq_ignore_ascii_case("bearer")
-            && got.len() == expected.len()
-            && got
-                .iter()
-                .zip(expected)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
     }
 
     fn audit(&self, line: &AuditLine<'_>) {
@@ -377,7 +334,7 @@ fn actor_or_api(actor: String) -> String {
 
 impl Routes for Provisioning {
     fn admit(&self, head: &RequestHead) -> Option<Answer> {
-        (!self.authorized(head.authorization.as_deref())).then(|| {
+        (!self.token.accepts(head.authorization.as_deref())).then(|| {
             Answer::error(
                 401,
                 "missing or wrong bearer token (Authorization: Bearer <token from token_file>)",

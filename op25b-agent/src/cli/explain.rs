@@ -78,7 +78,10 @@ pub fn execute(args: &ExplainArgs) -> Result<ExitCode, CommandError> {
             .longest_match(dst)
             .map(|p| p.to_string()),
         exempt_match: policy.exempt.longest_match(src).map(|p| p.to_string()),
-        session: session_of(&admin_endpoint(config.as_ref(), args.agent.as_deref()), src),
+        session: match admin_endpoint(config.as_ref(), args.agent.as_deref()) {
+            Ok(admin) => session_of(&admin, src),
+            Err(e) => SessionOf::Unknown { why: e.to_string() },
+        },
     };
     args.output.print(&e, |out, e| {
         let yes = |m: &Option<String>| {

@@ -200,6 +200,8 @@ pub enum CommandError {
     Usage(String),
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error("metrics.read_token_file: {0}")]
+    ReadToken(#[from] crate::api::bearer::TokenError),
     #[error(transparent)]
     Fleet(#[from] crate::fleet::commands::FleetCommandError),
     #[error(transparent)]

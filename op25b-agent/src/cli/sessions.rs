@@ -10,7 +10,7 @@ use super::{CommandError, ConfigOption, JsonOption};
 use crate::{
     api::{
         admin::NO_RADIUS,
-        client::{self, ClientError, Endpoint},
+        client::{AdminEndpoint, ClientError, Endpoint},
         types::{SessionFilter, SessionJson, SessionsAnswer, SessionsQuery},
     },
     config::{Config, MetricsConfig},
@@ -41,22 +41,23 @@ pub struct SessionsArgs {
     output: JsonOption,
 }
 
-/// The admin listener of the agent: the flag, else the config's, else the default.
-pub(super) fn admin_endpoint(config: Option<&Config>, flag: Option<&str>) -> Endpoint {
-    Endpoint::Tcp(flag.map_or_else(
-        || {
-            config.map_or_else(
-                || MetricsConfig::default().listen_address,
-                |c| c.metrics.listen_address.clone(),
-            )
-        },
-        str::to_owned,
-    ))
+/// The admin listener of the agent: the flag, else the config's, else the
+/// default; with the config's read token, if it sets one.
+pub(super) fn admin_endpoint(
+    config: Option<&Config>,
+    flag: Option<&str>,
+) -> Result<AdminEndpoint, CommandError> {
+    let metrics = config.map_or_else(MetricsConfig::default, |c| c.metrics.clone());
+    let read_token = metrics.read_token()?.map(|t| t.secret().to_owned());
+    Ok(AdminEndpoint {
+        endpoint: Endpoint::Tcp(flag.map_or(metrics.listen_address, str::to_owned)),
+        read_token,
+    })
 }
 
 pub fn execute(args: &SessionsArgs) -> Result<ExitCode, CommandError> {
     let config = args.config.load()?;
-    let endpoint = admin_endpoint(config.as_ref(), args.agent.as_deref());
+    let admin = admin_endpoint(config.as_ref(), args.agent.as_deref())?;
     let filter = match (&args.subscriber, args.address) {
         (Some(name), _) => SessionFilter::Subscriber(name.clone()),
         (None, Some(addr)) => SessionFilter::Address(addr),
@@ -67,7 +68,7 @@ pub fn execute(args: &SessionsArgs) -> Result<ExitCode, CommandError> {
         limit: args.limit as usize,
     };
     let path = format!("/api/v1/sessions?{}", query.to_query());
-    let answer: SessionsAnswer = client::get_json(&endpoint, &path)?;
+    let answer: SessionsAnswer = admin.get_json(&path)?;
     args.output.print(&answer, |out, answer| {
         writeln!(
             out,
@@ -118,14 +119,14 @@ pub(super) enum SessionOf {
     },
 }
 
-/// Asks the agent at `endpoint` which session holds `addr`.
-pub(super) fn session_of(endpoint: &Endpoint, addr: IpAddr) -> SessionOf {
+/// Asks the agent at `admin` which session holds `addr`.
+pub(super) fn session_of(admin: &AdminEndpoint, addr: IpAddr) -> SessionOf {
     let query = SessionsQuery {
         filter: SessionFilter::Address(addr),
         limit: 1,
     };
     let path = format!("/api/v1/sessions?{}", query.to_query());
-    match client::get_json::<SessionsAnswer>(endpoint, &path) {
+    match admin.get_json::<SessionsAnswer>(&path) {
         Ok(mut answer) => answer
             .sessions
             .pop()

@@ -3,13 +3,7 @@
 use std::process::ExitCode;
 
 use super::{CommandError, ConfigOption, JsonOption};
-use crate::{
-    api::{
-        client::{self, Endpoint},
-        types::{TopAnswer, TopQuery},
-    },
-    config::MetricsConfig,
-};
+use crate::api::types::{TopAnswer, TopQuery};
 
 /// Suspected infected subscribers: the sources with the most blocked
 /// connection attempts in a window, asked of the running agent. When a
@@ -54,19 +48,13 @@ pub fn execute(args: &TopArgs) -> Result<ExitCode, CommandError> {
         )?);
     }
     let config = args.config.load()?;
-    let address = args.address.clone().unwrap_or_else(|| {
-        config.map_or_else(
-            || MetricsConfig::default().listen_address,
-            |c| c.metrics.listen_address,
-        )
-    });
+    let admin = super::sessions::admin_endpoint(config.as_ref(), args.address.as_deref())?;
     let query = TopQuery {
         window_seconds: args.window,
         limit: usize::from(args.limit),
     };
-    let endpoint = Endpoint::Tcp(address);
     let path = format!("/api/v1/top?{}", query.to_query());
-    let answer: TopAnswer = client::get_json(&endpoint, &path)?;
+    let answer: TopAnswer = admin.get_json(&path)?;
     args.output.print(&answer, |out, answer| {
         writeln!(
             out,

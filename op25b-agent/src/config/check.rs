@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use super::{
     raw::{RawApi, RawEvents},
-    ApiConfig, ConfigProblem, EventsConfig, InterfaceConfig, DEFAULT_PIN_PATH,
+    ApiConfig, ConfigProblem, EventsConfig, InterfaceConfig, MetricsConfig, DEFAULT_PIN_PATH,
 };
 use crate::policy::list_file::ListFileError;
 
@@ -131,6 +131,40 @@ impl Checker<'_> {
             }
         }
         events
+    }
+
+    /// `[metrics]`: the listener's address and its read token (a path
+    /// relative to the config file). A listener off loopback without a
+    /// token is allowed (Prometheus scrapes across the network) but warned
+    /// about: its top sources and sessions name subscribers.
+    pub fn metrics(&mut self, raw: &MetricsConfig) -> (MetricsConfig, Option<ConfigProblem>) {
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        let metrics = MetricsConfig {
+            listen_address: raw.listen_address.clone(),
+            read_token_file: raw
+                .read_token_file
+                .as_ref()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(|p| base.join(p)),
+        };
+        if metrics.listen_address.is_empty() {
+            return (metrics, None);
+        }
+        let Ok(address) = metrics.listen_address.parse::<std::net::SocketAddr>() else {
+            self.key(
+                "metrics.listen_address".into(),
+                format!("{:?} is not an address:port", metrics.listen_address),
+            );
+            return (metrics, None);
+        };
+        let open = (!address.ip().is_loopback() && metrics.read_token_file.is_none()).then(|| {
+            ConfigProblem {
+                location: self.path.display().to_string(),
+                key: Some("metrics.read_token_file".into()),
+                message: format!("not set, and {address} is not loopback: anyone who reaches it reads the top sources and RADIUS sessions (subscriber names); set a read token"),
+            }
+        });
+        (metrics, open)
     }
 
     pub fn api(&mut self, raw: &RawApi) -> ApiConfig {

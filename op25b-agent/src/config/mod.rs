@@ -22,6 +22,7 @@ use serde::Deserialize;
 
 pub use self::problem::{ConfigError, ConfigProblem};
 use self::{check::Checker, raw::RawConfig};
+use crate::api::bearer::{BearerToken, TokenError};
 use crate::policy::{
     limits::PrefixLimits, list_file::admit_all, prefix::Prefix, subscribers::SubscriberList,
     ListKind, Policy,
@@ -38,13 +39,28 @@ pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/op25b";
 pub struct MetricsConfig {
     /// `/metrics`, `/healthz`, `/readyz`, `/api/v1/top`; "" disables.
     pub listen_address: String,
+    /// A bearer token `/metrics`, `/api/v1/top` and `/api/v1/sessions` ask
+    /// for (they name sources and subscribers); relative to the config
+    /// file. None: they answer anyone who reaches the listener.
+    pub read_token_file: Option<PathBuf>,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             listen_address: "127.0.0.1:9725".into(),
+            read_token_file: None,
         }
+    }
+}
+
+impl MetricsConfig {
+    /// The read token, if one is configured (read now, from its file).
+    pub fn read_token(&self) -> Result<Option<BearerToken>, TokenError> {
+        self.read_token_file
+            .as_deref()
+            .map(BearerToken::load)
+            .transpose()
     }
 }
 
@@ -188,10 +204,6 @@ impl Config {
     }
 
     /// Parses config `text` as if read from `path` (list files resolve beside it).
-    #[expect(
-        clippy::too_many_lines,
-        reason = "one check per section; [radius] and [reports] took it past 100 lines"
-    )]
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let mut check = Checker {
             path,
@@ -259,18 +271,8 @@ impl Config {
 
         let events = check.events(&raw.events);
         policy.event_interval_ns = events.per_source_interval_ns;
-        if !raw.metrics.listen_address.is_empty()
-            && raw
-                .metrics
-                .listen_address
-                .parse::<std::net::SocketAddr>()
-                .is_err()
-        {
-            check.key(
-                "metrics.listen_address".into(),
-                format!("{:?} is not an address:port", raw.metrics.listen_address),
-            );
-        }
+        let (metrics, open_listener) = check.metrics(&raw.metrics);
+        warnings.extend(open_listener);
         let api = raw.api.as_ref().map(|a| check.api(a));
         let (radius, exempt_subscribers) = check.radius_and_subscribers(&raw, &mut list_files);
         let fleet = raw.fleet.as_ref().and_then(|f| check.fleet(f));
@@ -291,7 +293,7 @@ impl Config {
             interfaces: raw.interfaces,
             policy,
             list_files,
-            metrics: raw.metrics,
+            metrics,
             events,
             api,
             prefix_limits,

@@ -236,3 +236,32 @@ fn a_monitor_pool_inside_a_drop_pool_is_a_warning() {
         .message
         .contains("100.64.8.0/24 of monitor pool \"trial\" lies inside 100.64.0.0/10 of drop pool \"default\""));
 }
+
+#[test]
+fn an_open_admin_listener_off_loopback_is_warned_about_until_it_has_a_read_token() {
+    let d = dir();
+    let open = Config::parse(
+        &d.join("op25b.toml"),
+        "[metrics]\nlisten_address = \"0.0.0.0:9725\"\n",
+    )
+    .unwrap();
+    assert_eq!(open.warnings.len(), 1, "{:?}", open.warnings);
+    let warning = open.warnings[0].to_string();
+    assert!(
+        warning.contains("metrics.read_token_file") && warning.contains("0.0.0.0:9725"),
+        "{warning}"
+    );
+    let guarded = Config::parse(
+        &d.join("op25b.toml"),
+        "[metrics]\nlisten_address = \"0.0.0.0:9725\"\nread_token_file = \"read.token\"\n",
+    )
+    .unwrap();
+    assert!(guarded.warnings.is_empty(), "{:?}", guarded.warnings);
+    assert_eq!(
+        guarded.metrics.read_token_file.as_deref(),
+        Some(d.join("read.token").as_path()),
+        "relative to the config file"
+    );
+    let local = Config::parse(&d.join("op25b.toml"), "").unwrap();
+    assert!(local.warnings.is_empty(), "{:?}", local.warnings);
+}

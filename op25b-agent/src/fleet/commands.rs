@@ -34,6 +34,8 @@ pub enum FleetCommandError {
     Io(#[from] io::Error),
     #[error("{0}")]
     Usage(String),
+    #[error("metrics.read_token_file: {0}")]
+    ReadToken(#[from] crate::api::bearer::TokenError),
 }
 
 pub(super) fn runtime() -> tokio::runtime::Runtime {

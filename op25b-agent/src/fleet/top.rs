@@ -17,6 +17,7 @@ use super::{
 };
 use crate::{
     api::{
+        bearer::BearerToken,
         client::{self as api_client, Endpoint},
         types::{TopAnswer, TopQuery},
     },
@@ -35,6 +36,8 @@ pub fn top(
 ) -> Result<ExitCode, FleetCommandError> {
     let config = Config::load(path)?;
     let fleet = fleet_of(&config)?;
+    // Every box of a fleet is expected to share the read token.
+    let read_token = config.metrics.read_token()?;
     let layout = Layout::new(&fleet.prefix).with_limits(config.prefix_limits);
     let (_, agents) = runtime().block_on(async {
         let etcd = client::connect(&fleet).await?;
@@ -58,7 +61,11 @@ pub fn top(
             unreachable.push(format!("{}: no top address registered", agent.node));
             continue;
         };
-        match api_client::get_json::<TopAnswer>(&Endpoint::Tcp(address), &path) {
+        match api_client::get_json::<TopAnswer>(
+            &Endpoint::Tcp(address),
+            &path,
+            read_token.as_ref().map(BearerToken::secret),
+        ) {
             Ok(answer) => answers.push((agent.node.clone(), answer)),
             Err(e) => unreachable.push(format!("{}: {e}", agent.node)),
         }
