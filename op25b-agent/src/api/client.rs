@@ -12,8 +12,20 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::types::ErrorAnswer;
 
-/// How long a request may take in all.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a read (GET) may take in all.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a change may take in all: longer than the agent waits for etcd
+/// (20 s, `fleet::handle`), so the operator hears whether it was made
+/// rather than a timeout that leaves it open.
+pub const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn timeout_of(method: &Method) -> Duration {
+    if method == Method::GET {
+        READ_TIMEOUT
+    } else {
+        CHANGE_TIMEOUT
+    }
+}
 
 /// Where the agent listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,8 +58,8 @@ pub enum ClientError {
         #[source]
         source: hyper::Error,
     },
-    #[error("{endpoint}: no answer within {} s", TIMEOUT.as_secs())]
-    Timeout { endpoint: Endpoint },
+    #[error("{endpoint}: no answer within {} s", after.as_secs())]
+    Timeout { endpoint: Endpoint, after: Duration },
     #[error("{endpoint}{path}: {status}: {message}")]
     Status {
         endpoint: Endpoint,
@@ -90,6 +102,7 @@ pub fn request(
         endpoint: endpoint.clone(),
         source,
     };
+    let timeout = timeout_of(&method);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -124,11 +137,12 @@ pub fn request(
                 }
             }
         };
-        tokio::time::timeout(TIMEOUT, exchange)
+        tokio::time::timeout(timeout, exchange)
             .await
             .unwrap_or_else(|_| {
                 Err(ClientError::Timeout {
                     endpoint: endpoint.clone(),
+                    after: timeout,
                 })
             })
     })
