@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::{
     client,
-    commands::{fleet_of, read_agents, runtime, FleetCommandError},
+    commands::{fleet_of, read_agents, runtime, AgentState, FleetCommandError},
     layout::Layout,
 };
 use crate::{
@@ -23,6 +23,9 @@ use crate::{
     },
     config::Config,
 };
+
+/// Boxes asked at the same time by `top --fleet`.
+const BOXES_AT_ONCE: usize = 32;
 
 /// `top --fleet`: asks every registered agent's `/api/v1/top` and merges
 /// the answers. Space-Saving sketches merge by adding counts; a source
@@ -50,24 +53,35 @@ pub fn top(
         limit: per_box,
     };
     let path = format!("/api/v1/top?{}", query.to_query());
-    let mut answers = Vec::new();
-    let mut unreachable = Vec::new();
-    for agent in agents.iter().filter(|a| a.state != "gone") {
-        let Some(address) = agent
+    let token = read_token.as_ref().map(BearerToken::secret);
+    let ask = |agent: &AgentState| -> Result<(String, TopAnswer), String> {
+        let address = agent
             .registration
             .as_ref()
             .and_then(|r| r.top_address.clone())
-        else {
-            unreachable.push(format!("{}: no top address registered", agent.node));
-            continue;
-        };
-        match api_client::get_json::<TopAnswer>(
-            &Endpoint::Tcp(address),
-            &path,
-            read_token.as_ref().map(BearerToken::secret),
-        ) {
-            Ok(answer) => answers.push((agent.node.clone(), answer)),
-            Err(e) => unreachable.push(format!("{}: {e}", agent.node)),
+            .ok_or_else(|| format!("{}: no top address registered", agent.node))?;
+        api_client::get_json::<TopAnswer>(&Endpoint::Tcp(address), &path, token)
+            .map(|answer| (agent.node.clone(), answer))
+            .map_err(|e| format!("{}: {e}", agent.node))
+    };
+    let live: Vec<&AgentState> = agents.iter().filter(|a| a.state != "gone").collect();
+    // Boxes are asked BOXES_AT_ONCE at a time: one box that does not answer
+    // costs its timeout once, not once per box behind it.
+    let (mut answers, mut unreachable) = (Vec::new(), Vec::new());
+    for batch in live.chunks(BOXES_AT_ONCE) {
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let asking: Vec<_> = batch.iter().map(|a| scope.spawn(|| ask(a))).collect();
+            asking
+                .into_iter()
+                .map(std::thread::ScopedJoinHandle::join)
+                .collect()
+        });
+        for result in results {
+            match result {
+                Ok(Ok(answer)) => answers.push(answer),
+                Ok(Err(why)) => unreachable.push(why),
+                Err(_) => unreachable.push("a box's answer could not be read".into()),
+            }
         }
     }
     let merged = merge_top(&answers, per_box, limit);
