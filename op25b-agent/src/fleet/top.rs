@@ -65,25 +65,7 @@ pub fn top(
             .map_err(|e| format!("{}: {e}", agent.node))
     };
     let live: Vec<&AgentState> = agents.iter().filter(|a| a.state != "gone").collect();
-    // Boxes are asked BOXES_AT_ONCE at a time: one box that does not answer
-    // costs its timeout once, not once per box behind it.
-    let (mut answers, mut unreachable) = (Vec::new(), Vec::new());
-    for batch in live.chunks(BOXES_AT_ONCE) {
-        let results: Vec<_> = std::thread::scope(|scope| {
-            let asking: Vec<_> = batch.iter().map(|a| scope.spawn(|| ask(a))).collect();
-            asking
-                .into_iter()
-                .map(std::thread::ScopedJoinHandle::join)
-                .collect()
-        });
-        for result in results {
-            match result {
-                Ok(Ok(answer)) => answers.push(answer),
-                Ok(Err(why)) => unreachable.push(why),
-                Err(_) => unreachable.push("a box's answer could not be read".into()),
-            }
-        }
-    }
+    let (answers, unreachable) = ask_each(&live, BOXES_AT_ONCE, |a| ask(a));
     let merged = merge_top(&answers, per_box, limit);
     let mut out = io::stdout().lock();
     if json {
@@ -126,6 +108,34 @@ pub struct FleetTopSource {
     pub first_seen: String,
     pub last_seen: String,
     pub boxes: Vec<String>,
+}
+
+/// Asks `ask` of every item, `at_once` at a time (one box that does not
+/// answer costs its timeout once, not once per box behind it); the answers
+/// and the failures, each in the items' order.
+fn ask_each<I: Sync, T: Send>(
+    items: &[I],
+    at_once: usize,
+    ask: impl Fn(&I) -> Result<T, String> + Sync,
+) -> (Vec<T>, Vec<String>) {
+    let (mut answers, mut failures) = (Vec::new(), Vec::new());
+    for batch in items.chunks(at_once.max(1)) {
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let asking: Vec<_> = batch.iter().map(|i| scope.spawn(|| ask(i))).collect();
+            asking
+                .into_iter()
+                .map(std::thread::ScopedJoinHandle::join)
+                .collect()
+        });
+        for result in results {
+            match result {
+                Ok(Ok(answer)) => answers.push(answer),
+                Ok(Err(why)) => failures.push(why),
+                Err(_) => failures.push("an answer could not be read".into()),
+            }
+        }
+    }
+    (answers, failures)
 }
 
 /// Merges per-box top answers (each asked for `asked` lines).
@@ -203,6 +213,36 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    /// All of a batch are asked at once: each waits until the whole batch
+    /// has arrived, which asking one after another would never see.
+    #[test]
+    fn a_batch_is_asked_at_once_and_answers_keep_their_order() {
+        use std::sync::{Condvar, Mutex};
+        let arrived = (Mutex::new(0usize), Condvar::new());
+        let items: Vec<u32> = (0..6).collect();
+        let (answers, failures) = ask_each(&items, 3, |&i| {
+            let (count, all_here) = &arrived;
+            let mut n = count.lock().unwrap();
+            *n += 1;
+            all_here.notify_all();
+            let batch_end = if i < 3 { 3 } else { 6 };
+            let (n, waited) = all_here
+                .wait_timeout_while(n, std::time::Duration::from_secs(10), |n| *n < batch_end)
+                .unwrap();
+            drop(n);
+            if i == 4 {
+                return Err(format!("box {i} is silent"));
+            }
+            if waited.timed_out() {
+                Err(format!("box {i} was asked alone"))
+            } else {
+                Ok(i)
+            }
+        });
+        assert_eq!(answers, [0, 1, 2, 3, 5]);
+        assert_eq!(failures, ["box 4 is silent"]);
     }
 
     #[test]
