@@ -333,6 +333,13 @@ impl Lab {
         .unwrap()
     }
 
+    /// The value of an unlabelled series in the agent's /metrics.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let text = self.http_get("/metrics").ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
     /// The running agent's pid (nsenter execs the agent).
     pub fn agent_pid(&self) -> u32 {
         self.agent.as_ref().expect("agent running").id()

@@ -68,13 +68,6 @@ fn cli(lab: &Lab, args: &[&str]) -> String {
     out
 }
 
-/// The value of an unlabelled series in the router's /metrics.
-fn metric(lab: &Lab, name: &str) -> Option<f64> {
-    let text = lab.http_get("/metrics").ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
 fn fleet_status(lab: &Lab) -> serde_json::Value {
     let config = lab.config.to_str().unwrap().to_owned();
     let (_, out, err) = lab.agent_cmd(&["fleet", "status", "--json", "--config", &config]);
@@ -142,13 +135,13 @@ fn two_routers_one_policy_fail_static_snapshot_resync_and_refusal() {
         let s = fleet_status(l);
         agent_state(&s, "edge-a") == "ok" && agent_state(&s, "edge-b") == "ok"
     });
-    assert_eq!(metric(&b, "op25b_fleet_connected"), Some(1.0));
+    assert_eq!(b.metric("op25b_fleet_connected"), Some(1.0));
 
     // etcd killed: both keep enforcing exactly as last applied.
     etcd.kill();
     for lab in [&a, &b] {
         lab.wait_for(NOTICE, "the agent to notice etcd is gone", |l| {
-            metric(l, "op25b_fleet_connected") == Some(0.0)
+            l.metric("op25b_fleet_connected") == Some(0.0)
         });
         assert!(
             lab.connects(DYN4, MX4, 25, 1.0),
@@ -203,7 +196,7 @@ fn two_routers_one_policy_fail_static_snapshot_resync_and_refusal() {
     );
     run("ip", &["-n", &b.ns('r'), "link", "set", &b_end, "down"]);
     b.wait_for(NOTICE, "B to notice it is cut off", |l| {
-        metric(l, "op25b_fleet_connected") == Some(0.0)
+        l.metric("op25b_fleet_connected") == Some(0.0)
     });
     cli(&a, &["exempt", "del", "100.64.1.2/32"]);
     a.wait_for(CONVERGE, "the revocation on A", |l| {
@@ -249,7 +242,7 @@ fn two_routers_one_policy_fail_static_snapshot_resync_and_refusal() {
     );
     for lab in [&a, &b] {
         lab.wait_for(CONVERGE, "the refusal in the log and metrics", |l| {
-            l.log().contains(bad_key) && metric(l, "op25b_fleet_refused_values") == Some(1.0)
+            l.log().contains(bad_key) && l.metric("op25b_fleet_refused_values") == Some(1.0)
         });
         assert!(
             lab.connects(DYN6, MX6, 25, 1.0),
@@ -266,8 +259,8 @@ fn two_routers_one_policy_fail_static_snapshot_resync_and_refusal() {
     // Agents that watched and an agent that re-read everything report the
     // same revision (the stale-box alert compares them).
     a.wait_for(CONVERGE, "A and B at one applied revision", |l| {
-        let revision = metric(l, "op25b_fleet_applied_revision");
-        revision.is_some() && revision == metric(&b, "op25b_fleet_applied_revision")
+        let revision = l.metric("op25b_fleet_applied_revision");
+        revision.is_some() && revision == b.metric("op25b_fleet_applied_revision")
     });
     // A grant broader than the exemption bound (one etcd write away from
     // switching OP25B off for every box): refused with its key and the
@@ -282,7 +275,7 @@ fn two_routers_one_policy_fail_static_snapshot_resync_and_refusal() {
             let log = l.log();
             log.contains(everyone)
                 && log.contains("policy.prefix_limits.exempt_ipv4")
-                && metric(l, "op25b_fleet_refused_values") == Some(2.0)
+                && l.metric("op25b_fleet_refused_values") == Some(2.0)
         });
         assert!(
             !lab.connects(DYN4, MX4, 25, 0.5),

@@ -61,12 +61,6 @@ impl Drop for SilentPeer {
     }
 }
 
-fn metric(lab: &Lab, name: &str) -> Option<f64> {
-    let text = lab.http_get("/metrics").ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
 #[test]
 fn a_silent_etcd_leaves_the_local_policy_enforced_and_grants_refused_clearly() {
     let mut lab = Lab::up_with(
@@ -92,8 +86,8 @@ fn a_silent_etcd_leaves_the_local_policy_enforced_and_grants_refused_clearly() {
         "the start on the local policy is not explained:\n{}",
         lab.log()
     );
-    assert_eq!(metric(&lab, "op25b_fleet_connected"), Some(0.0));
-    assert_eq!(metric(&lab, "op25b_fleet_applied_revision"), Some(0.0));
+    assert_eq!(lab.metric("op25b_fleet_connected"), Some(0.0));
+    assert_eq!(lab.metric("op25b_fleet_applied_revision"), Some(0.0));
 
     // A grant cannot reach etcd: refused with a reason, in bounded time,
     // and nothing changes.
