@@ -13,6 +13,7 @@ mod afpacket;
 mod fleet;
 mod fleet_lab;
 mod lab;
+mod per_packet;
 mod prefixes;
 mod radius;
 mod reattach;
@@ -96,7 +97,7 @@ pub struct Target {
 struct Report {
     machine: String,
     smoke: bool,
-    per_packet: sections::PerPacket,
+    per_packet: per_packet::PerPacket,
     scale: Vec<sections::ScaleRow>,
     ipv4_list: sections::Ipv4List,
     throughput: throughput::Throughput,
@@ -249,10 +250,10 @@ fn main() -> anyhow::Result<()> {
     testrun::pin_to_cpu(0);
 
     let wanted = |s: Section| args.only.is_empty() || args.only.contains(&s);
-    let mut per_packet = sections::PerPacket::default();
+    let mut per_packet = per_packet::PerPacket::default();
     if wanted(Section::PerPacket) {
         eprintln!("per-packet cost ...");
-        per_packet = sections::per_packet(&net, repeat, runs)?;
+        per_packet = per_packet::per_packet(&net, repeat, runs)?;
     }
     let mut scale = Vec::new();
     if wanted(Section::Scale) {

@@ -27,8 +27,9 @@ use serde::Serialize;
 use crate::{
     afpacket::{PacketSender, Sent},
     lab::{sh, BenchNet},
+    per_packet::{bench_program, XdpFilter},
     prefixes,
-    sections::{bench_program, ip, ms, small_policy, XdpFilter, DYN4, MX4},
+    sections::{ip, ms, small_policy, DYN4, MX4},
     testrun, Target,
 };
 
