@@ -5,8 +5,9 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::Subcommand;
 
-use super::CommandError;
+use super::{grants::AuditArgs, CommandError};
 use crate::{
+    api::types::Ttl,
     fleet::{commands as fleet_commands, grant_commands},
     policy::ListKind,
 };
@@ -64,15 +65,11 @@ pub enum FleetGrantAction {
         /// the subscriber's sessions on every box (exemptions only).
         #[arg(long, conflicts_with = "prefix")]
         subscriber: Option<String>,
-        /// Expire after this long: 7d, 12h, 3600s. Default: never.
+        /// Expire after this long: 7d, 12h, 3600 (seconds). Default: never.
         #[arg(long)]
-        ttl: Option<String>,
-        /// Why: a ticket reference or free text (audited).
-        #[arg(long, default_value = "")]
-        reason: String,
-        /// Who asks (audited); default "cli:$USER".
-        #[arg(long)]
-        actor: Option<String>,
+        ttl: Option<Ttl>,
+        #[command(flatten)]
+        audit: AuditArgs,
     },
     /// Revoke PREFIX, or the grant of `--subscriber NAME`.
     Del {
@@ -80,6 +77,8 @@ pub enum FleetGrantAction {
         prefix: Option<String>,
         #[arg(long, conflicts_with = "prefix")]
         subscriber: Option<String>,
+        #[command(flatten)]
+        audit: AuditArgs,
     },
     /// List the grants.
     List {
@@ -102,4 +101,43 @@ pub fn execute(args: &FleetArgs) -> Result<ExitCode, CommandError> {
             grant_commands::grant(config, ListKind::AllowedDestinations, action)?
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::super::Cli;
+
+    fn parses(args: &[&str]) -> Result<(), String> {
+        let mut all = vec!["op25b-agent", "fleet"];
+        all.extend(args);
+        Cli::try_parse_from(all)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Fleet grants take the provisioning API's TTL: 1 s to 10 years, in
+    /// seconds or a duration; a TTL that would overflow the expiry time (or
+    /// expire at once) is refused before anything reaches etcd.
+    #[test]
+    fn fleet_grant_ttls_are_bounded_like_the_apis() {
+        for good in ["7d", "12h", "3600"] {
+            parses(&["exempt", "add", "192.0.2.1", "--ttl", good]).unwrap();
+        }
+        for bad in ["0", "11years", "600000000000000000y", "soon"] {
+            let err = parses(&["exempt", "add", "192.0.2.1", "--ttl", bad]).unwrap_err();
+            assert!(err.contains("ttl"), "{bad}: {err}");
+        }
+        parses(&[
+            "exempt",
+            "del",
+            "192.0.2.1",
+            "--reason",
+            "ticket 8",
+            "--actor",
+            "noc",
+        ])
+        .unwrap();
+    }
 }

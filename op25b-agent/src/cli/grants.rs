@@ -11,7 +11,7 @@ use clap::Subcommand;
 use hyper::Method;
 
 use super::CommandError;
-use crate::policy::grants::write_table;
+use crate::policy::grants::{cli_actor, write_table};
 use crate::{
     api::{
         client::{self, Endpoint, Reply},
@@ -79,23 +79,18 @@ enum GrantAction {
 
 /// Who asks and why: both go into the audit log.
 #[derive(Debug, clap::Args)]
-struct AuditArgs {
+pub struct AuditArgs {
     /// Why: a ticket reference or free text (audited).
     #[arg(long, default_value = "")]
-    reason: String,
+    pub reason: String,
     /// Who asks (audited); default "cli:$USER".
     #[arg(long)]
     actor: Option<String>,
 }
 
 impl AuditArgs {
-    fn actor(&self) -> String {
-        self.actor.clone().unwrap_or_else(|| {
-            format!(
-                "cli:{}",
-                std::env::var("USER").unwrap_or_else(|_| "root".into())
-            )
-        })
+    pub fn actor(&self) -> String {
+        self.actor.clone().unwrap_or_else(cli_actor)
     }
 }
 

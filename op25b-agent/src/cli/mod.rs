@@ -6,7 +6,7 @@
 mod check_config;
 mod explain;
 pub mod fleet;
-mod grants;
+pub mod grants;
 mod hidden;
 mod judging;
 mod replay;

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     config::{fleet::FleetConfig, Config},
-    policy::prefix::PrefixSet,
+    policy::{grants::cli_actor, prefix::PrefixSet},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -50,13 +50,6 @@ pub(super) fn fleet_of(config: &Config) -> Result<FleetConfig, FleetCommandError
         .fleet
         .clone()
         .ok_or_else(|| FleetCommandError::NoFleet(config.path.clone()))
-}
-
-pub(super) fn actor() -> String {
-    format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "root".into())
-    )
 }
 
 /// Differences between two list sets, per list.
@@ -168,7 +161,7 @@ pub fn push(path: &Path, dry_run: bool) -> Result<ExitCode, FleetCommandError> {
         }
         let audit = client::audit(
             &fleet.node_name,
-            &actor(),
+            &cli_actor(),
             "publish",
             "lists",
             "",

@@ -13,12 +13,13 @@ use etcd_client::Client;
 
 use super::{
     client,
-    commands::{actor, fleet_of, runtime, FleetCommandError},
+    commands::{fleet_of, runtime, FleetCommandError},
     grant_client,
     layout::Layout,
 };
 use crate::{
-    cli::fleet::FleetGrantAction as GrantAction,
+    api::types::Ttl,
+    cli::{fleet::FleetGrantAction as GrantAction, grants::AuditArgs},
     config::{fleet::FleetConfig, Config},
     policy::{
         grants::{write_table, Grant},
@@ -51,14 +52,10 @@ pub fn grant(
             GrantAction::Add {
                 subscriber: Some(name),
                 ttl,
-                reason,
-                actor: who,
+                audit,
                 ..
             } => {
-                let who = who.clone().unwrap_or_else(actor);
-                let grant =
-                    add_subscriber(&etcd, &fleet, &layout, name, ttl.as_deref(), reason, who)
-                        .await?;
+                let grant = add_subscriber(&etcd, &fleet, &layout, name, *ttl, audit).await?;
                 writeln!(
                     out,
                     "{}",
@@ -67,33 +64,30 @@ pub fn grant(
             }
             GrantAction::Del {
                 subscriber: Some(name),
+                audit,
                 ..
             } => {
                 let audit = grant_client::subscriber_audit(
                     &fleet.node_name,
-                    &actor(),
+                    &audit.actor(),
                     "delete",
                     name,
                     None,
-                    "",
+                    &audit.reason,
                 );
                 grant_client::delete_subscriber(&etcd, &layout, name, &audit).await?;
                 writeln!(out, "{}", serde_json::json!({ "deleted": name }))?;
             }
             GrantAction::Add {
-                prefix,
-                ttl,
-                reason,
-                actor: who,
-                ..
+                prefix, ttl, audit, ..
             } => {
                 let prefix = parse_prefix(prefix.as_deref())?;
                 let now = crate::clock::now_unix();
                 let grant = Grant {
                     prefix: prefix.to_string(),
-                    expires_at: expires_at(ttl.as_deref(), now)?,
-                    reason: reason.clone(),
-                    actor: who.clone().unwrap_or_else(actor),
+                    expires_at: expires_at(*ttl, now),
+                    reason: audit.reason.clone(),
+                    actor: audit.actor(),
                     created_at: now,
                 };
                 let audit = client::grant_added(&fleet.node_name, kind, &grant);
@@ -104,16 +98,16 @@ pub fn grant(
                     serde_json::to_string(&grant).expect("serializes")
                 )?;
             }
-            GrantAction::Del { prefix, .. } => {
+            GrantAction::Del { prefix, audit, .. } => {
                 let prefix = parse_prefix(prefix.as_deref())?;
                 let audit = client::audit(
                     &fleet.node_name,
-                    &actor(),
+                    &audit.actor(),
                     "delete",
                     kind.name(),
                     &prefix.to_string(),
                     None,
-                    "",
+                    &audit.reason,
                 );
                 client::delete_grant(&etcd, &layout, kind, &prefix, &audit).await?;
                 writeln!(out, "{{\"deleted\":\"{prefix}\"}}")?;
@@ -162,17 +156,16 @@ async fn add_subscriber(
     fleet: &FleetConfig,
     layout: &Layout,
     name: &str,
-    ttl: Option<&str>,
-    reason: &str,
-    who: String,
+    ttl: Option<Ttl>,
+    audit: &AuditArgs,
 ) -> Result<SubscriberGrant, FleetCommandError> {
     let name = check_name(name).map_err(FleetCommandError::Usage)?;
     let now = crate::clock::now_unix();
     let grant = SubscriberGrant {
         subscriber: name.to_owned(),
-        expires_at: expires_at(ttl, now)?,
-        reason: reason.to_owned(),
-        actor: who,
+        expires_at: expires_at(ttl, now),
+        reason: audit.reason.clone(),
+        actor: audit.actor(),
         created_at: now,
     };
     let audit = grant_client::subscriber_added(&fleet.node_name, &grant);
@@ -198,12 +191,7 @@ fn parse_prefix(text: Option<&str>) -> Result<Prefix, FleetCommandError> {
         .map_err(|e| FleetCommandError::Usage(format!("{text}: {e}")))
 }
 
-/// `--ttl` as an expiry time counted from `now` (at least one second).
-fn expires_at(ttl: Option<&str>, now: u64) -> Result<Option<u64>, FleetCommandError> {
-    ttl.map(|t| {
-        humantime::parse_duration(t)
-            .map(|d| now + d.as_secs().max(1))
-            .map_err(|e| FleetCommandError::Usage(format!("--ttl {t}: {e}")))
-    })
-    .transpose()
+/// `--ttl` (1 s to 10 years, checked by [`Ttl`]) as an expiry time.
+fn expires_at(ttl: Option<Ttl>, now: u64) -> Option<u64> {
+    ttl.map(|t| now.saturating_add(t.seconds()))
 }

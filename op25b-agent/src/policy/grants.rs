@@ -31,6 +31,15 @@ impl Grant {
     }
 }
 
+/// Who a grant or publication from the command line is recorded as, when
+/// `--actor` does not say: `cli:$USER`.
+pub fn cli_actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "root".into())
+    )
+}
+
 /// One grant as the CLI's tables show it: what, expiry, who, why.
 pub fn table_line(what: &str, expires_at: Option<u64>, actor: &str, reason: &str) -> String {
     let expires = expires_at.map_or_else(|| "never".to_owned(), crate::clock::rfc3339);
