@@ -199,6 +199,21 @@ fn grants_from_a_laptop_are_audited_and_bad_values_are_named() {
     assert!(!success && err.contains("is not granted"), "{err}");
     let (success, _, err) = cli(&["fleet", "exempt", "add", "100.64.1.1/24", "--config", &cfg]);
     assert!(!success && err.contains("host bits set"), "{err}");
+    // Broader than the prefix limits: every agent would refuse it, so the
+    // laptop must not write it (nor audit it as granted).
+    let audited = get(&etcd, "/t/audit/").len();
+    let granted = get(&etcd, "/t/policy/grants/exempt/").len();
+    for everyone in ["0.0.0.0/0", "::/0"] {
+        let (success, out, err) = cli(&["fleet", "exempt", "add", everyone, "--config", &cfg]);
+        assert!(!success, "{everyone} accepted: {out}");
+        assert!(err.contains("broader"), "{everyone}: {err}");
+    }
+    assert_eq!(get(&etcd, "/t/policy/grants/exempt/").len(), granted);
+    assert_eq!(
+        get(&etcd, "/t/audit/").len(),
+        audited,
+        "a refused grant was audited"
+    );
 
     // etcd gone: a clear error, not a hang.
     drop(etcd);

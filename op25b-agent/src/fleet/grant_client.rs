@@ -90,6 +90,15 @@ pub async fn put_grant(
         .map_err(|e| KeyError::new("prefix", format!("{e}")))?;
     let key = layout.grant_key(kind, &prefix);
     let value = serde_json::to_string(grant).expect("grant serializes");
+    // Nothing goes in that the agents would refuse (a prefix broader than
+    // the limits, an oversized value): refused here, with the reason.
+    decode_grant(
+        &key,
+        &prefix.to_string(),
+        value.as_bytes(),
+        kind,
+        layout.limits(),
+    )?;
     let old = put_unless_changed(client, layout, &key, value, audit).await?;
     Ok(old.and_then(|v| decode_grant(&key, &grant.prefix, &v, kind, layout.limits()).ok()))
 }
@@ -175,6 +184,7 @@ pub async fn put_subscriber(
     let name = check_name(&grant.subscriber).map_err(|e| KeyError::new("subscriber", e))?;
     let key = layout.subscriber_grant_key(name);
     let value = serde_json::to_string(grant).expect("grant serializes");
+    decode_subscriber_grant(&key, name, value.as_bytes())?;
     let old = put_unless_changed(client, layout, &key, value, audit).await?;
     Ok(old.and_then(|v| decode_subscriber_grant(&key, name, &v).ok()))
 }
