@@ -11,9 +11,8 @@
 use crate::{
     packet::PacketBytes,
     parse::{
-        ETH_HEADER_LEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, ETH_P_PPPOE_SESSION,
-        ETH_P_QINQ_9100, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS,
-        IPPROTO_ROUTING, IPPROTO_TCP,
+        is_ipv6_extension, is_vlan_tpid, ETH_HEADER_LEN, ETH_P_IPV4, ETH_P_IPV6,
+        ETH_P_PPPOE_SESSION, IPPROTO_TCP, IPV4_FRAGMENT_OFFSET_MASK,
     },
     reason::Reason,
     verdict::Rules,
@@ -35,7 +34,8 @@ where
     match u16::from_be_bytes([t0, t1]) {
         ETH_P_IPV4 => plain_ipv4(pkt, rules),
         ETH_P_IPV6 => plain_ipv6(pkt, rules),
-        ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_9100 | ETH_P_PPPOE_SESSION => None,
+        ETH_P_PPPOE_SESSION => None,
+        tpid if is_vlan_tpid(tpid) => None,
         // ARP, LLDP, MPLS, PPPoE discovery, ...
         _ => Some(Reason::NotIp),
     }
@@ -53,7 +53,7 @@ fn plain_ipv4<P: PacketBytes + ?Sized, R: Rules + ?Sized>(pkt: &P, rules: &R) ->
     }
     // A fragment offset is a later fragment; a first fragment (MF set,
     // offset 0) holds its ports here and is decided by them.
-    if u16::from_be_bytes([h[20], h[21]]) & 0x1fff != 0 {
+    if u16::from_be_bytes([h[20], h[21]]) & IPV4_FRAGMENT_OFFSET_MASK != 0 {
         return Some(Reason::Fragment);
     }
     tcp_to_open_port(pkt, IPV4_HEADER_END, rules)
@@ -67,7 +67,8 @@ fn plain_ipv6<P: PacketBytes + ?Sized, R: Rules + ?Sized>(pkt: &P, rules: &R) ->
     }
     match h[20] {
         IPPROTO_TCP => tcp_to_open_port(pkt, IPV6_HEADER_END, rules),
-        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_FRAGMENT | IPPROTO_DSTOPTS | IPPROTO_AH => None,
+        // Extension headers: the full parse walks them.
+        next if is_ipv6_extension(next) => None,
         _ => Some(Reason::NotTcp),
     }
 }

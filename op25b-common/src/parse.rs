@@ -34,7 +34,7 @@ pub const MAX_IPV6_EXT_HEADERS: usize = 8;
 const IPV4_MIN_HEADER_LEN: usize = 20;
 const IPV6_HEADER_LEN: usize = 40;
 const IPV4_MORE_FRAGMENTS: u16 = 0x2000;
-const IPV4_FRAGMENT_OFFSET_MASK: u16 = 0x1fff;
+pub(crate) const IPV4_FRAGMENT_OFFSET_MASK: u16 = 0x1fff;
 /// Ethernet + 2 tags + PPPoE/PPP + IPv6 + 8 extension headers of the largest
 /// size (2,048 bytes each). Keeps every offset provably small for the verifier.
 pub const MAX_L4_OFFSET: usize = ETH_HEADER_LEN + 8 + 8 + IPV6_HEADER_LEN + 8 * 2048;
@@ -155,7 +155,7 @@ fn parse_link<P: PacketBytes + ?Sized>(pkt: &P) -> Link {
 }
 
 #[inline(always)]
-fn is_vlan_tpid(ethertype: u16) -> bool {
+pub(crate) fn is_vlan_tpid(ethertype: u16) -> bool {
     matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_9100)
 }
 
@@ -276,7 +276,7 @@ fn unreadable(src: IpAddrBytes, dst: IpAddrBytes, encap: Encap) -> Parsed {
 }
 
 #[inline(always)]
-fn is_ipv6_extension(next: u8) -> bool {
+pub(crate) fn is_ipv6_extension(next: u8) -> bool {
     matches!(
         next,
         IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_FRAGMENT | IPPROTO_DSTOPTS | IPPROTO_AH
