@@ -100,6 +100,8 @@ pub enum DataplaneError {
     Cpus(#[source] std::io::Error),
     #[error("map {0} is missing from the program object")]
     MissingMap(&'static str),
+    #[error("program {0} is missing from the program object")]
+    MissingProgram(&'static str),
     #[error("the program has no writable runtime configuration section")]
     MissingRuntimeConfig,
     #[error("one test run moved the counters of {0:?}; is the program attached and counting live traffic in this slot?")]
@@ -213,7 +215,7 @@ impl Dataplane {
         for kind in ProgramKind::ALL {
             let program: &mut Xdp = ebpf
                 .program_mut(kind.function_name())
-                .ok_or(DataplaneError::MissingMap(kind.function_name()))?
+                .ok_or(DataplaneError::MissingProgram(kind.function_name()))?
                 .try_into()?;
             program.load()?;
         }
