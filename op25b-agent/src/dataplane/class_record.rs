@@ -22,13 +22,21 @@ use super::{
 use crate::policy::prefix::{Prefix, PrefixSet};
 
 impl ClassMaps {
-    pub(super) fn write_record(&mut self, entries: &[u64], stats: &mut ClassStats) {
+    /// Rewrites the record to hold `entries`; `counts` are the (added,
+    /// removed) entries against the record, when the caller compared them
+    /// already.
+    pub(super) fn write_record(
+        &mut self,
+        entries: &[u64],
+        counts: Option<(usize, usize)>,
+        stats: &mut ClassStats,
+    ) {
         let capacity = LISTS_V4_CAPACITY as usize - 1;
         let words = self.record.words();
         let header = words[0].load(Ordering::Acquire);
         let (sequence, old_count) = split_header(header);
         let old = &words[1..=old_count.min(capacity)];
-        let (added, removed) = count_changes(old, entries);
+        let (added, removed) = counts.unwrap_or_else(|| count_changes(old, entries));
         stats.added += added;
         stats.removed += removed;
         if added == 0 && removed == 0 && old.len() == entries.len() {

@@ -6,23 +6,24 @@
 //!
 //! Pure: no kernel. `class_writer` writes what changed.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
-    ops::Range,
-};
+use std::{collections::HashMap, net::IpAddr, ops::Range};
 
 use op25b_common::{abi::record_fields, SourceClass};
 
-use super::ipv4_class::{classify, Classified, FIRST_LEVEL_ENTRIES};
-use crate::policy::{prefix::Prefix, Policy};
+use super::{
+    class_deciding::{deciding_entries, entry_prefix},
+    ipv4_class::{classify, Classified, FIRST_LEVEL_ENTRIES},
+};
+use crate::policy::prefix::Prefix;
 
 /// The IPv4 class table as this process keeps it: the first level and the
-/// blocks of every /24 marked [`SourceClass::INDIRECT`] (exactly those).
+/// blocks of every /24 marked [`SourceClass::INDIRECT`] (exactly those;
+/// a region's blocks are found from its first-level bytes, so no order is
+/// needed and a hash map is the cheapest keeper).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Mirror {
     pub first: Vec<u8>,
-    pub blocks: BTreeMap<u32, [u8; 256]>,
+    pub blocks: HashMap<u32, [u8; 256]>,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -56,10 +57,20 @@ fn slash24_range(addr: u32, len: u8) -> Range<u32> {
     start..start + (1u32 << (24 - len.min(24)))
 }
 
-/// The /24 regions whose classes can differ between two sorted record
-/// entry lists: aligned, disjoint, sorted.
-pub fn dirty_regions(old: &[u64], new: &[u64]) -> Vec<Range<u32>> {
+/// What changed between two sorted records.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordChange {
+    /// The /24 regions whose classes can differ: aligned, disjoint, sorted.
+    pub regions: Vec<Range<u32>>,
+    /// Entries new or with a new pool.
+    pub added: usize,
+    pub removed: usize,
+}
+
+/// Compares two sorted record entry lists.
+pub fn dirty_regions(old: &[u64], new: &[u64]) -> RecordChange {
     let mut changed: Vec<(u32, u8)> = Vec::new();
+    let (mut added, mut removed) = (0, 0);
     let mut push = |entry: u64| {
         let (_, addr, len, _) = record_fields(entry);
         changed.push((addr, len.min(24)));
@@ -73,19 +84,23 @@ pub fn dirty_regions(old: &[u64], new: &[u64]) -> Vec<Range<u32>> {
             }
             (Some(&o), Some(&n)) if o >> 8 == n >> 8 => {
                 push(n);
+                added += 1;
                 i += 1;
                 j += 1;
             }
             (Some(&o), Some(&n)) if o < n => {
                 push(o);
+                removed += 1;
                 i += 1;
             }
             (Some(&o), None) => {
                 push(o);
+                removed += 1;
                 i += 1;
             }
             (_, Some(&n)) => {
                 push(n);
+                added += 1;
                 j += 1;
             }
             (None, None) => unreachable!("loop condition"),
@@ -99,10 +114,14 @@ pub fn dirty_regions(old: &[u64], new: &[u64]) -> Vec<Range<u32>> {
         .collect();
     ranges.sort_unstable_by_key(|r| (r.start, std::cmp::Reverse(r.end)));
     ranges.dedup_by(|next, kept| next.end <= kept.end && next.start >= kept.start);
-    ranges
+    RecordChange {
+        regions: ranges,
+        added,
+        removed,
+    }
 }
 
-const fn mask(len: u8) -> u32 {
+pub(super) const fn mask(len: u8) -> u32 {
     if len == 0 {
         0
     } else {
@@ -127,36 +146,20 @@ type Enclosing = (u32, u8, u8);
 /// Which prefix lengths each IPv4 list holds (bit `len`): (dynamic, exempt).
 pub type ListLengths = [u64; 2];
 
-/// Repaints `regions` of `mirror` from only the prefixes that decide them:
-/// per region, the listed prefixes covering it (one lookup per length the
-/// list holds) and those inside it (one range).
+/// Repaints `regions` of `mirror` from only the entries of the new record
+/// (`entries`, sorted) that decide them: per region, the listed prefixes
+/// covering it and those inside it, classified in one walk.
 pub fn repaint_regions(
     mirror: &mut Mirror,
-    policy: &Policy,
+    entries: &[u64],
     lengths: ListLengths,
     regions: &[Range<u32>],
 ) -> Vec<Repainted> {
-    let mut out = Vec::with_capacity(regions.len());
-    for region in regions {
-        let len = u8::try_from(24 - (region.end - region.start).trailing_zeros()).unwrap_or(0);
-        let addr = region.start << 8;
-        let dynamic = deciding(&policy.dynamic.v4, lengths[0], addr, len);
-        let exempt = deciding(&policy.exempt.v4, lengths[1], addr, len);
-        let classified = classify(dynamic.into_iter().map(|p| (p, policy.pool_id(p))), exempt);
-        out.extend(repaint(mirror, classified, std::slice::from_ref(region)));
-    }
-    out
-}
-
-/// The prefixes of `set` covering (`addr`, `len`) or inside it, sorted.
-fn deciding(set: &BTreeSet<Prefix>, lengths: u64, addr: u32, len: u8) -> Vec<&Prefix> {
-    let at = |a: u32, l: u8| Prefix::new(IpAddr::V4(a.into()), l).expect("masked");
-    let mut found: Vec<&Prefix> = (0..len)
-        .filter(|l| lengths & (1 << l) != 0)
-        .filter_map(|l| set.get(&at(addr & mask(l), l)))
-        .collect();
-    found.extend(set.range(at(addr, len)..=at(addr | !mask(len), 32)));
-    found
+    let (dynamic, exempt) = deciding_entries(entries, lengths, regions);
+    let dynamic: Vec<(Prefix, u32)> = dynamic.into_iter().map(entry_prefix).collect();
+    let exempt: Vec<Prefix> = exempt.into_iter().map(|e| entry_prefix(e).0).collect();
+    let classified = classify(dynamic.iter().map(|(p, pool)| (p, *pool)), exempt.iter());
+    repaint(mirror, classified, regions)
 }
 
 /// A block being filled: its /24 and classes.
@@ -259,14 +262,11 @@ fn start(
     let slice = &mut mirror.first[region.start as usize..region.end as usize];
     let old_first = slice.to_vec();
     slice.fill(base);
-    let old_keys: Vec<u32> = mirror
-        .blocks
-        .range(region.clone())
-        .map(|(n, _)| *n)
-        .collect();
-    let old_blocks = old_keys
-        .into_iter()
-        .filter_map(|n| mirror.blocks.remove(&n).map(|b| (n, b)))
+    // The region's blocks are those its old first level points at, in order.
+    let old_blocks = (region.start..)
+        .zip(&old_first)
+        .filter(|&(_, &first)| first & SourceClass::INDIRECT != 0)
+        .filter_map(|(n, _)| mirror.blocks.remove(&n).map(|b| (n, b)))
         .collect();
     out.push(Repainted {
         range: region.clone(),
@@ -335,7 +335,7 @@ impl Mirror {
     pub fn empty() -> Self {
         Self {
             first: vec![0; FIRST_LEVEL_ENTRIES],
-            blocks: BTreeMap::new(),
+            blocks: HashMap::new(),
         }
     }
 

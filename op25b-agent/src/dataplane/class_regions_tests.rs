@@ -55,10 +55,17 @@ proptest! {
         let mut mirror = old.clone();
         let (old_entries, _) = record_entries(&before);
         let (new_entries, lengths) = record_entries(&after);
-        let regions = dirty_regions(&old_entries, &new_entries);
+        let change = dirty_regions(&old_entries, &new_entries);
+        // Added: entries new or with a new pool; removed: prefixes gone.
+        let prefixes = |e: &[u64]| e.iter().map(|x| x >> 8).collect::<std::collections::BTreeSet<_>>();
+        let (old_set, new_set) = (prefixes(&old_entries), prefixes(&new_entries));
+        let added = new_entries.iter().filter(|e| !old_entries.contains(e)).count();
+        prop_assert_eq!(change.added, added);
+        prop_assert_eq!(change.removed, old_set.difference(&new_set).count());
+        let regions = change.regions;
         let mut walked = old.clone();
         repaint(&mut walked, classify_policy(&after, true), &regions);
-        let repainted = repaint_regions(&mut mirror, &after, lengths, &regions);
+        let repainted = repaint_regions(&mut mirror, &new_entries, lengths, &regions);
         let want = full(&after);
         prop_assert!(mirror == want, "incremental differs from the full rebuild");
         prop_assert!(walked == want, "the walk over every prefix differs");
@@ -85,7 +92,7 @@ fn regions_nest_into_the_widest() {
         }
         record_entries(&p).0
     };
-    let r = dirty_regions(
+    let change = dirty_regions(
         &entries(&[]),
         &entries(&[
             "100.64.0.0/16",
@@ -95,8 +102,9 @@ fn regions_nest_into_the_widest() {
         ]),
     );
     let n = |a: [u8; 4]| op25b_common::abi::slash24(a);
+    assert_eq!((change.added, change.removed), (4, 0));
     assert_eq!(
-        r,
+        change.regions,
         vec![
             n([100, 64, 0, 0])..n([100, 65, 0, 0]),
             n([198, 51, 100, 0])..n([198, 51, 101, 0])

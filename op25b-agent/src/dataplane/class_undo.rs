@@ -32,7 +32,7 @@ impl ClassMaps {
             self.write_v6(ebpf, old, &mut None, &mut stats)?;
         }
         if let Some(old) = undo.record {
-            self.write_record(&old, &mut stats);
+            self.write_record(&old, None, &mut stats);
             self.recorded = Some(old);
         }
         if undo.repainted.is_empty() {

@@ -188,21 +188,21 @@ impl ClassMaps {
             Some(entries) => entries,
             None => self.recorded_entries(),
         };
-        let (mut mirror, repainted) = if let Some(mut mirror) = self.mirror.take() {
-            let regions = dirty_regions(&old_entries, &entries);
-            // Few regions: only the prefixes deciding them are looked at
-            // (lookups); many: one walk over the lists is cheaper.
-            let repainted = if regions.len() <= entries.len() / 16 {
-                repaint_regions(&mut mirror, policy, lengths, &regions)
+        let (mut mirror, repainted, counts) = if let Some(mut mirror) = self.mirror.take() {
+            let change = dirty_regions(&old_entries, &entries);
+            // Few regions: only the entries deciding them are looked at
+            // (searches); many: one walk over the lists is cheaper.
+            let repainted = if change.regions.len() <= entries.len() / 16 {
+                repaint_regions(&mut mirror, &entries, lengths, &change.regions)
             } else {
-                repaint(&mut mirror, classify_policy(policy, true), &regions)
+                repaint(&mut mirror, classify_policy(policy, true), &change.regions)
             };
-            (mirror, repainted)
+            (mirror, repainted, Some((change.added, change.removed)))
         } else {
             let mut mirror = self.mirror_from_kernel(ebpf)?;
             let classified = classify_policy(policy, true);
             let repainted = repaint(&mut mirror, classified, &[EVERY_SLASH24]);
-            (mirror, repainted)
+            (mirror, repainted, None)
         };
         if mirror.blocks.len() > CLASS_V4_BLOCK_CAPACITY as usize {
             let count = mirror.blocks.len();
@@ -219,7 +219,7 @@ impl ClassMaps {
         self.delete_old_orphans(ebpf, &mut stats)?;
         self.write_v4(ebpf, &undo.repainted, &mut stats)?;
         undo.record = Some(old_entries);
-        self.write_record(&entries, &mut stats);
+        self.write_record(&entries, counts, &mut stats);
         self.recorded = Some(entries);
         self.write_v6(ebpf, v6_entries(policy), &mut undo.v6, &mut stats)?;
         Ok(stats)
@@ -348,24 +348,38 @@ impl ClassMaps {
 /// The record of `policy`'s IPv4 lists: dynamic entries, then exempt ones
 /// (the record's sort order); and the prefix lengths each list holds.
 pub(super) fn record_entries(policy: &Policy) -> (Vec<u64>, ListLengths) {
-    let mut lengths = [0u64; 2];
-    let mut entries = Vec::with_capacity(policy.dynamic.v4.len() + policy.exempt.v4.len());
-    let v4 = |p: &Prefix| match p.addr() {
-        IpAddr::V4(a) => u32::from(a),
-        IpAddr::V6(_) => unreachable!("the v4 half"),
-    };
-    for (prefix, pool) in policy.with_pools(&policy.dynamic.v4) {
+    let (dynamic, exempt) = (&policy.dynamic.v4, &policy.exempt.v4);
+    let (mut entries, dynamic_lengths) = list_entries(
+        policy.with_pools(dynamic),
+        dynamic.len() + exempt.len(),
+        RECORD_DYNAMIC,
+    );
+    let (exempt, exempt_lengths) =
+        list_entries(exempt.iter().map(|p| (p, 0)), exempt.len(), RECORD_EXEMPT);
+    entries.extend_from_slice(&exempt);
+    (entries, [dynamic_lengths, exempt_lengths])
+}
+
+/// One list's record entries, sorted as the list is, and the prefix
+/// lengths it holds (bit `len`).
+fn list_entries<'a>(
+    prefixes: impl Iterator<Item = (&'a Prefix, u32)>,
+    capacity: usize,
+    list: u8,
+) -> (Vec<u64>, u64) {
+    let mut lengths = 0u64;
+    let mut entries = Vec::with_capacity(capacity);
+    for (prefix, pool) in prefixes {
+        let IpAddr::V4(addr) = prefix.addr() else {
+            unreachable!("the v4 half")
+        };
         #[expect(
             clippy::cast_possible_truncation,
             reason = "pool ids are below MAX_POOLS"
         )]
         let pool = pool as u8;
-        lengths[0] |= 1 << prefix.len();
-        entries.push(record_entry(RECORD_DYNAMIC, v4(prefix), prefix.len(), pool));
-    }
-    for prefix in &policy.exempt.v4 {
-        lengths[1] |= 1 << prefix.len();
-        entries.push(record_entry(RECORD_EXEMPT, v4(prefix), prefix.len(), 0));
+        lengths |= 1 << prefix.len();
+        entries.push(record_entry(list, u32::from(addr), prefix.len(), pool));
     }
     (entries, lengths)
 }

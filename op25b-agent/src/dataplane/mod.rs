@@ -15,6 +15,7 @@
 //! - `test_run`: running frames through the program (explain, replay).
 
 mod class_batch;
+mod class_deciding;
 mod class_record;
 pub mod class_regions;
 mod class_undo;
