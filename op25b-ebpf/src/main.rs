@@ -19,12 +19,13 @@ use aya_ebpf::{
 };
 use op25b_common::{
     abi::{
-        counter_index, limiter_slot, mapped_v6, pool_counter_index, slash24, BlockEvent, Counter,
-        EventLimiter, PoolAction, PortBitmap, RuntimeConfig, RuntimeSlots, BPF_F_MMAPABLE,
-        BPF_F_NO_PREALLOC, CLASS_V4_BLOCK_CAPACITY, CLASS_V4_CHUNK, CLASS_V4_CHUNKS,
-        COUNTER_ATTEMPTS, COUNTER_ENTRIES, COUNTER_EVENTS_EVICTED, COUNTER_EVENTS_LOST,
-        COUNTER_EVENTS_SUPPRESSED, EVENTS_RING_BYTES, EVENT_FLAG_PPPOE, EVENT_LIMITER_SLOTS,
-        LISTS_V4_CAPACITY, MAX_POOLS, POLICY_MAP_CAPACITY, POOL_COUNTER_ENTRIES,
+        counter_index, limiter_key, limiter_slot, mapped_v6, pool_counter_index, slash24,
+        BlockEvent, Counter, EventLimiter, PoolAction, PortBitmap, RuntimeConfig, RuntimeSlots,
+        BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, CLASS_V4_BLOCK_CAPACITY, CLASS_V4_CHUNK,
+        CLASS_V4_CHUNKS, COUNTER_ATTEMPTS, COUNTER_ENTRIES, COUNTER_EVENTS_EVICTED,
+        COUNTER_EVENTS_LOST, COUNTER_EVENTS_SUPPRESSED, EVENTS_RING_BYTES, EVENT_FLAG_PPPOE,
+        EVENT_LIMITER_SLOTS, LISTS_V4_CAPACITY, MAX_POOLS, POLICY_MAP_CAPACITY,
+        POOL_COUNTER_ENTRIES,
     },
     fast_pass::fast_pass,
     judge,
@@ -343,8 +344,8 @@ fn count_pool(pool: u32, reason: u32, bytes: u64) {
 // A BPF subprogram of its own: the event it builds stays off the parser's stack.
 #[inline(never)]
 fn report(ctx: &XdpContext, slot: u32, reason: u32, segment: &TcpSegment, interval_ns: u64) {
-    let src = mapped_v6(&segment.src);
-    let Some(state) = EVENT_LIMITER.get_ptr_mut(limiter_slot(&src)) else {
+    let key = limiter_key(&segment.src);
+    let Some(state) = EVENT_LIMITER.get_ptr_mut(limiter_slot(&key)) else {
         return;
     };
     // SAFETY: no preconditions; coarse (jiffy) resolution is plenty for a
@@ -355,7 +356,7 @@ fn report(ctx: &XdpContext, slot: u32, reason: u32, segment: &TcpSegment, interv
     // source can drop a few folded attempts or send an extra event, never
     // corrupt anything.
     unsafe {
-        if (*state).src == src {
+        if (*state).src == key {
             if now.wrapping_sub((*state).last_event_ns) < interval_ns {
                 (*state).suppressed += 1;
                 count(slot, COUNTER_EVENTS_SUPPRESSED, 1, 0);
@@ -371,7 +372,7 @@ fn report(ctx: &XdpContext, slot: u32, reason: u32, segment: &TcpSegment, interv
     let attempts = unsafe {
         let folded = (*state).suppressed;
         (*state).suppressed = 0;
-        (*state).src = src;
+        (*state).src = key;
         (*state).last_event_ns = now;
         1 + folded
     };
@@ -390,7 +391,7 @@ fn report(ctx: &XdpContext, slot: u32, reason: u32, segment: &TcpSegment, interv
         (*e).slot = slot;
         (*e).reason = reason;
         (*e).vlan_count = u32::from(encap.vlan_count);
-        (*e).src = src;
+        (*e).src = mapped_v6(&segment.src);
         (*e).dst = mapped_v6(&segment.dst);
         (*e).src_port = segment.src_port;
         (*e).dst_port = segment.dst_port;
