@@ -37,6 +37,12 @@ use crate::{
 /// generator attempted (a few frames may still be in flight at the end).
 const KEPT_UP: f64 = 0.99;
 
+/// Rounds of the XDP receivers (ceiling, op25b, xdp-filter), taken in turn
+/// so that drift in the machine's load hits each alike; each row reports
+/// its median round, and op25b's ratio to another receiver is the median
+/// of the rounds' ratios.
+const XDP_ROUNDS: usize = 3;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Generator {
@@ -59,6 +65,9 @@ pub struct ThroughputRow {
     pub mpps: f64,
     /// Processed (nearly) everything attempted: its rate is the generator's.
     pub kept_up: bool,
+    /// Each round's rate (the XDP receivers run [`XDP_ROUNDS`] interleaved
+    /// rounds, the row is the median one; the others run once).
+    pub mpps_rounds: Vec<f64>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -226,41 +235,33 @@ pub fn throughput(net: &BenchNet, frames: u32) -> anyhow::Result<Throughput> {
             .is_ok();
     let mut rows = Vec::new();
 
-    let mut run = |receiver: &'static str, count: &dyn Fn() -> u64| -> anyhow::Result<()> {
-        let before = count();
-        let t = Instant::now();
-        let sent = source.send(&frame, frames)?;
-        let elapsed = t.elapsed();
-        std::thread::sleep(Duration::from_millis(200));
-        let processed = count() - before;
-        let secs = elapsed.as_secs_f64();
-        rows.push(ThroughputRow {
-            receiver,
-            offered_mpps: sent.attempted as f64 / secs / 1e6,
-            attempted: sent.attempted,
-            refused_at_tx: sent.refused,
-            processed,
-            elapsed_ms: ms(elapsed),
-            mpps: processed as f64 / secs / 1e6,
-            kept_up: sent.refused == 0 && processed as f64 >= KEPT_UP * sent.attempted as f64,
-        });
-        Ok(())
-    };
+    let mut run =
+        |receiver: &'static str, count: &dyn Fn() -> u64| -> anyhow::Result<ThroughputRow> {
+            let before = count();
+            let t = Instant::now();
+            let sent = source.send(&frame, frames)?;
+            let elapsed = t.elapsed();
+            std::thread::sleep(Duration::from_millis(200));
+            let processed = count() - before;
+            let secs = elapsed.as_secs_f64();
+            let mpps = processed as f64 / secs / 1e6;
+            Ok(ThroughputRow {
+                receiver,
+                offered_mpps: sent.attempted as f64 / secs / 1e6,
+                attempted: sent.attempted,
+                refused_at_tx: sent.refused,
+                processed,
+                elapsed_ms: ms(elapsed),
+                mpps,
+                kept_up: sent.refused == 0 && processed as f64 >= KEPT_UP * sent.attempted as f64,
+                mpps_rounds: vec![mpps],
+            })
+        };
 
     // A receiver that only drops: the ceiling of generator + veth.
     let mut baselines = aya::Ebpf::load(BENCH_PROGRAMS_OBJECT)?;
-    let drop_all = bench_program(&mut baselines, "xdp_drop_all")?;
-    let link = drop_all.attach_to_if_index(rx_index, XdpMode::Driver)?;
-    run("XDP_DROP only (ceiling)", &|| {
-        ethtool_stat(&net.rx, "rx_queue_0_xdp_packets")
-    })?;
-    drop_all.detach(link)?;
-
     let mut dp = Dataplane::load(&Maps::Private, 0)?;
     dp.apply(&policy)?;
-    let link = dp
-        .program_mut(ProgramKind::OneBuffer)
-        .attach_to_if_index(rx_index, XdpMode::Driver)?;
     let counted = |dp: &Dataplane| {
         dp.counters(0).map_or(0, |c| {
             c.iter()
@@ -268,31 +269,38 @@ pub fn throughput(net: &BenchNet, frames: u32) -> anyhow::Result<Throughput> {
                 .map_or(0, |(_, c)| c.packets)
         })
     };
-    run("op25b", &|| counted(&dp))?;
-    dp.program_mut(ProgramKind::OneBuffer).detach(link)?;
-
-    if let Ok(filter) = XdpFilter::load(&net.rx) {
-        run("xdp-filter (tcp dport 25)", &|| {
+    let xdp_filter_available = XdpFilter::load(&net.rx).is_ok();
+    let mut rounds: [Vec<ThroughputRow>; 3] = Default::default();
+    for _ in 0..XDP_ROUNDS {
+        let drop_all = bench_program(&mut baselines, "xdp_drop_all")?;
+        let link = drop_all.attach_to_if_index(rx_index, XdpMode::Driver)?;
+        rounds[0].push(run("XDP_DROP only (ceiling)", &|| {
             ethtool_stat(&net.rx, "rx_queue_0_xdp_packets")
-        })?;
-        drop(filter);
+        })?);
+        drop_all.detach(link)?;
+
+        let link = dp
+            .program_mut(ProgramKind::OneBuffer)
+            .attach_to_if_index(rx_index, XdpMode::Driver)?;
+        rounds[1].push(run("op25b", &|| counted(&dp))?);
+        dp.program_mut(ProgramKind::OneBuffer).detach(link)?;
+
+        if xdp_filter_available {
+            let filter = XdpFilter::load(&net.rx)?;
+            rounds[2].push(run("xdp-filter (tcp dport 25)", &|| {
+                ethtool_stat(&net.rx, "rx_queue_0_xdp_packets")
+            })?);
+            drop(filter);
+        }
     }
+    rows.extend(rounds.into_iter().filter_map(median_round));
 
     // Without XDP on rx, veth needs NAPI (GRO) to take XDP_TX frames.
     sh("ethtool", &["-K", &net.rx, "gro", "on"])?;
-    let elements: Vec<String> = dynamic.v4.iter().map(ToString::to_string).collect();
-    let script = format!(
-        "table netdev o5bench {{\n set dyn {{ type ipv4_addr; flags interval; auto-merge; elements = {{ {} }} }}\n chain in {{ type filter hook ingress device {} priority -500;\n  ip saddr @dyn tcp dport 25 counter drop\n }}\n}}\n",
-        elements.join(", "),
-        net.rx
-    );
-    let path = std::env::temp_dir().join(format!("op25b-bench-{}.nft", std::process::id()));
-    std::fs::write(&path, script)?;
-    sh("nft", &["-f", path.to_str().context("path")?])?;
-    let _ = std::fs::remove_file(&path);
-    run("nftables netdev ingress, interval set", &nft_counter)?;
+    load_nft_rule(net, &dynamic)?;
+    rows.push(run("nftables netdev ingress, interval set", &nft_counter)?);
     sh("nft", &["delete", "table", "netdev", "o5bench"])?;
-    run("no filter (stack, no XDP)", &|| rx_packets(&net.rx))?;
+    rows.push(run("no filter (stack, no XDP)", &|| rx_packets(&net.rx))?);
 
     let generator_offered_mpps = rows
         .iter()
@@ -310,6 +318,52 @@ pub fn throughput(net: &BenchNet, frames: u32) -> anyhow::Result<Throughput> {
     })
 }
 
+/// nftables' best form of the rule on the rx end: one interval set of the
+/// dynamic list, matched at netdev ingress.
+fn load_nft_rule(
+    net: &BenchNet,
+    dynamic: &op25b_agent::policy::prefix::PrefixSet,
+) -> anyhow::Result<()> {
+    let elements: Vec<String> = dynamic.v4.iter().map(ToString::to_string).collect();
+    let script = format!(
+        "table netdev o5bench {{\n set dyn {{ type ipv4_addr; flags interval; auto-merge; elements = {{ {} }} }}\n chain in {{ type filter hook ingress device {} priority -500;\n  ip saddr @dyn tcp dport 25 counter drop\n }}\n}}\n",
+        elements.join(", "),
+        net.rx
+    );
+    let path = std::env::temp_dir().join(format!("op25b-bench-{}.nft", std::process::id()));
+    std::fs::write(&path, script)?;
+    sh("nft", &["-f", path.to_str().context("path")?])?;
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+/// The round with the median rate, carrying every round's rate.
+fn median_round(mut rounds: Vec<ThroughputRow>) -> Option<ThroughputRow> {
+    let all: Vec<f64> = rounds.iter().map(|r| r.mpps).collect();
+    rounds.sort_by(|a, b| a.mpps.total_cmp(&b.mpps));
+    let mid = rounds.len() / 2;
+    let mut row = rounds.into_iter().nth(mid)?;
+    row.mpps_rounds = all;
+    Some(row)
+}
+
+/// op25b's rate over `other`'s: the median of the rounds' ratios when both
+/// ran the same rounds in turn, else the ratio of the rows.
+fn rate_ratio(op: &ThroughputRow, other: &ThroughputRow) -> f64 {
+    let ratio = |a: f64, b: f64| a / b.max(f64::MIN_POSITIVE);
+    if op.mpps_rounds.len() != other.mpps_rounds.len() || op.mpps_rounds.len() < 2 {
+        return ratio(op.mpps, other.mpps);
+    }
+    let mut ratios: Vec<f64> = op
+        .mpps_rounds
+        .iter()
+        .zip(&other.mpps_rounds)
+        .map(|(&a, &b)| ratio(a, b))
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
+}
+
 /// op25b's drop rate against `other`'s, honest about what bounds each.
 fn ratio_target(t: &Throughput, other: &str, factor: f64) -> Option<Target> {
     let name = format!("drop rate vs {other}");
@@ -324,7 +378,7 @@ fn ratio_target(t: &Throughput, other: &str, factor: f64) -> Option<Target> {
             false,
         ),
         (Some(op), Some(o)) => {
-            let ratio = op.mpps / o.mpps.max(f64::MIN_POSITIVE);
+            let ratio = rate_ratio(op, o);
             // A receiver that kept up was faster than the generator let it show.
             let bound = match (op.kept_up, o.kept_up) {
                 (true, false) => "≥ ",
@@ -376,28 +430,30 @@ pub fn markdown(t: &Throughput) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "\nThroughput through a veth pair ({} blocked SYNs per receiver; {}; generator into an XDP_DROP receiver: {:.2} Mpps)\n",
+        "\nThroughput through a veth pair ({} blocked SYNs per receiver and round; the XDP receivers ran {XDP_ROUNDS} rounds in turn, each row is its median round; {}; generator into an XDP_DROP receiver: {:.2} Mpps)\n",
         t.frames_offered,
         describe(t),
         t.generator_offered_mpps
     );
     let _ = writeln!(
         md,
-        "| receiver | offered Mpps | refused at tx | processed | processed Mpps | kept up |"
+        "| receiver | offered Mpps | refused at tx | processed | processed Mpps | Mpps per round | kept up |"
     );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---|");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---|---|");
     if let Some(why) = &t.not_measured {
-        let _ = writeln!(md, "| not measured: {why} | | | | | |");
+        let _ = writeln!(md, "| not measured: {why} | | | | | | |");
     }
     for r in &t.rows {
+        let rounds: Vec<String> = r.mpps_rounds.iter().map(|m| format!("{m:.2}")).collect();
         let _ = writeln!(
             md,
-            "| {} | {:.2} | {} | {} | {:.2} | {} |",
+            "| {} | {:.2} | {} | {} | {:.2} | {} | {} |",
             r.receiver,
             r.offered_mpps,
             r.refused_at_tx,
             r.processed,
             r.mpps,
+            rounds.join(", "),
             if r.kept_up { "yes" } else { "no" }
         );
     }
@@ -408,4 +464,48 @@ pub fn markdown(t: &Throughput) -> String {
         );
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(receiver: &'static str, rounds: &[f64]) -> ThroughputRow {
+        ThroughputRow {
+            receiver,
+            offered_mpps: 0.0,
+            attempted: 0,
+            refused_at_tx: 0,
+            processed: 0,
+            elapsed_ms: 0.0,
+            mpps: rounds[0],
+            kept_up: false,
+            mpps_rounds: rounds.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_row_is_its_median_round_and_keeps_every_round() {
+        let rounds = [1.5, 1.2, 1.4]
+            .iter()
+            .map(|&m| row("op25b", &[m]))
+            .collect();
+        let median = median_round(rounds).unwrap();
+        assert!((median.mpps - 1.4).abs() < 1e-9, "{}", median.mpps);
+        assert_eq!(median.mpps_rounds, vec![1.5, 1.2, 1.4]);
+        assert!(median_round(Vec::new()).is_none());
+    }
+
+    /// Paired rounds: the ratios 0.95, 1.05 and 1.10 give 1.05 (the medians'
+    /// ratio, 1.1 / 1.05, would be another number).
+    #[test]
+    fn the_ratio_is_the_median_of_paired_rounds() {
+        let op = row("op25b", &[1.0, 2.0, 1.1]);
+        let other = row("xdp-filter", &[1.05, 1.9, 1.0]);
+        let ratio = rate_ratio(&op, &other);
+        assert!((ratio - 2.0 / 1.9).abs() < 1e-9, "{ratio}");
+        // Rounds that do not pair up fall back to the rows' rates.
+        let single = row("nftables", &[0.5]);
+        assert!((rate_ratio(&op, &single) - 2.0).abs() < 1e-9);
+    }
 }
