@@ -1,5 +1,7 @@
-//! Batched updates and deletes of second-level blocks (`bpf()` batch
-//! commands, which aya does not wrap).
+//! Batched updates and deletes (`bpf()` batch commands, which aya does not
+//! wrap): the IPv4 second-level blocks and the IPv6 class trie (the
+//! kernel has batch commands for LPM tries since 5.6; op25b needs 5.15).
+//! A batch is applied in order, so callers keep their write order.
 
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
@@ -38,14 +40,27 @@ pub(super) fn batch(
     keys: &[u32],
     values: &[[u8; 256]],
 ) -> Result<(), ClassError> {
+    batch_map(ebpf, MAP_CLASS_V4_BLOCKS, op, keys, values)
+}
+
+/// Updates (`values[i]` for `keys[i]`) or deletes (`values` unused) many
+/// elements of map `name` with one `bpf()` call per 4,096. `K` and `V` must
+/// have exactly the map's key and value layout (plain data, no padding).
+pub(super) fn batch_map<K: Copy, V: Copy>(
+    ebpf: &Ebpf,
+    name: &'static str,
+    op: BatchOp,
+    keys: &[K],
+    values: &[V],
+) -> Result<(), ClassError> {
     if keys.is_empty() {
         return Ok(());
     }
-    let fd = map_data(ebpf, MAP_CLASS_V4_BLOCKS)?
-        .fd()
-        .as_fd()
-        .as_raw_fd();
-    let (cmd, name) = match op {
+    if matches!(op, BatchOp::Update) {
+        assert_eq!(keys.len(), values.len(), "one value per key");
+    }
+    let fd = map_data(ebpf, name)?.fd().as_fd().as_raw_fd();
+    let (cmd, command) = match op {
         BatchOp::Update => (BPF_MAP_UPDATE_BATCH, "BPF_MAP_UPDATE_BATCH"),
         BatchOp::Delete => (BPF_MAP_DELETE_BATCH, "BPF_MAP_DELETE_BATCH"),
     };
@@ -73,8 +88,8 @@ pub(super) fn batch(
         };
         if rc < 0 {
             return Err(ClassError::Batch {
-                op: name,
-                name: MAP_CLASS_V4_BLOCKS,
+                op: command,
+                name,
                 source: std::io::Error::last_os_error(),
             });
         }

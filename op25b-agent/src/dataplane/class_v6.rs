@@ -11,6 +11,7 @@ use aya::{
 use op25b_common::abi::{MAP_CLASS_V6, V6_IN_DYNAMIC, V6_IN_EXEMPT, V6_POOL_SHIFT};
 
 use super::{
+    class_batch::{batch_map, BatchOp},
     class_writer::{map_err, ClassError, ClassMaps, ClassStats},
     ipv4_class::classify_policy,
 };
@@ -91,15 +92,12 @@ impl ClassMaps {
         upserts.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         stale.sort_by_key(Prefix::len);
         *undo = Some(old);
-        let mut trie = Self::trie_v6(ebpf)?;
-        for (prefix, value) in &upserts {
-            trie.insert(&v6_key(prefix), value, 0)
-                .map_err(map_err(MAP_CLASS_V6))?;
-        }
-        for prefix in &stale {
-            trie.remove(&v6_key(prefix))
-                .map_err(map_err(MAP_CLASS_V6))?;
-        }
+        // In order (longest first in, shortest first out), batched.
+        let keys: Vec<Key<[u8; 16]>> = upserts.iter().map(|(p, _)| v6_key(p)).collect();
+        let values: Vec<u32> = upserts.iter().map(|&(_, v)| v).collect();
+        batch_map(ebpf, MAP_CLASS_V6, BatchOp::Update, &keys, &values)?;
+        let keys: Vec<Key<[u8; 16]>> = stale.iter().map(v6_key).collect();
+        batch_map::<_, u32>(ebpf, MAP_CLASS_V6, BatchOp::Delete, &keys, &[])?;
         self.v6 = Some(new);
         Ok(())
     }
