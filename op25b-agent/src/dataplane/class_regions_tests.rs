@@ -83,6 +83,56 @@ proptest! {
     }
 }
 
+/// Prefixes of any length /8../32 in 10.0.0.0/8, most of them long (many
+/// per /16: the searches gallop over long runs of the record).
+fn arb_wide_prefix() -> impl Strategy<Value = Prefix> {
+    (prop_oneof![1 => 8u8..=23, 4 => 24u8..=32], any::<u32>()).prop_map(|(len, raw)| {
+        let addr = 0x0a00_0000 | (raw & 0x00ff_ffff);
+        Prefix::new(IpAddr::V4(Ipv4Addr::from(addr & mask(len))), len).unwrap()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(6))]
+    /// Thousands of prefixes and a change of a few percent: the record
+    /// searches find the same deciding prefixes as a full walk.
+    #[test]
+    fn large_lists_repaint_as_a_full_rebuild(
+        dynamic in prop::collection::vec((arb_wide_prefix(), 0u32..4), 2000..3000),
+        exempt in prop::collection::vec(arb_wide_prefix(), 2000..3000),
+        changes in prop::collection::vec((arb_wide_prefix(), 0u32..4, any::<bool>()), 1..120),
+    ) {
+        let mut before = Policy::default();
+        for &(prefix, pool) in &dynamic {
+            before.dynamic.insert(prefix);
+            if pool != 0 {
+                before.pool_of.insert(prefix, pool);
+            }
+        }
+        for prefix in &exempt {
+            before.exempt.insert(*prefix);
+        }
+        let mut after = before.clone();
+        for &(prefix, pool, to_exempt) in &changes {
+            let list = if to_exempt { &mut after.exempt } else { &mut after.dynamic };
+            if list.contains_exactly(&prefix) {
+                list.v4.remove(&prefix);
+            } else {
+                list.insert(prefix);
+            }
+            if !to_exempt && pool != 0 {
+                after.pool_of.insert(prefix, pool);
+            }
+        }
+        let (old_entries, _) = record_entries(&before);
+        let (new_entries, lengths) = record_entries(&after);
+        let mut mirror = full(&before);
+        let regions = dirty_regions(&old_entries, &new_entries).regions;
+        repaint_regions(&mut mirror, &new_entries, lengths, &regions);
+        prop_assert!(mirror == full(&after), "incremental differs from the full rebuild");
+    }
+}
+
 #[test]
 fn regions_nest_into_the_widest() {
     let entries = |ps: &[&str]| {
