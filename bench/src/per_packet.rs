@@ -135,8 +135,10 @@ impl<'a> XdpFilter<'a> {
             "xdp-filter",
             &["load", "-m", "native", "-f", "tcp,ipv4,ipv6", dev],
         )?;
+        // Unloaded on drop, also when the port rule is refused.
+        let filter = Self(dev);
         sh("xdp-filter", &["port", "-p", "tcp", "-m", "dst", "25"])?;
-        Ok(Self(dev))
+        Ok(filter)
     }
 
     fn program_fd(&self) -> anyhow::Result<aya::programs::ProgramFd> {
