@@ -24,19 +24,7 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
         prop::collection::vec((arb_prefix(), 0u32..3), 0..16),
         prop::collection::vec(arb_prefix(), 0..16),
     )
-        .prop_map(|(dynamic, exempt)| {
-            let mut p = Policy::default();
-            for (prefix, pool) in dynamic {
-                p.dynamic.insert(prefix);
-                if pool != 0 {
-                    p.pool_of.insert(prefix, pool);
-                }
-            }
-            for prefix in exempt {
-                p.exempt.insert(prefix);
-            }
-            p
-        })
+        .prop_map(|(dynamic, exempt)| Policy::of_lists(&dynamic, &exempt))
 }
 
 fn full(policy: &Policy) -> Mirror {
@@ -96,24 +84,15 @@ fn arb_wide_prefix() -> impl Strategy<Value = Prefix> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(6))]
     /// Thousands of prefixes and a change of a few percent, regions from
-    /// a /24 to the whole space: the record
-    /// searches find the same deciding prefixes as a full walk.
+    /// a /24 to the whole space: the record searches find the same
+    /// deciding prefixes as a full walk.
     #[test]
     fn large_lists_repaint_as_a_full_rebuild(
         dynamic in prop::collection::vec((arb_wide_prefix(), 0u32..4), 2000..3000),
         exempt in prop::collection::vec(arb_wide_prefix(), 2000..3000),
         changes in prop::collection::vec((arb_wide_prefix(), 0u32..4, any::<bool>()), 1..120),
     ) {
-        let mut before = Policy::default();
-        for &(prefix, pool) in &dynamic {
-            before.dynamic.insert(prefix);
-            if pool != 0 {
-                before.pool_of.insert(prefix, pool);
-            }
-        }
-        for prefix in &exempt {
-            before.exempt.insert(*prefix);
-        }
+        let before = Policy::of_lists(&dynamic, &exempt);
         let mut after = before.clone();
         for &(prefix, pool, to_exempt) in &changes {
             let list = if to_exempt { &mut after.exempt } else { &mut after.dynamic };

@@ -160,7 +160,6 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::policy::prefix::PrefixSet;
 
     fn policy(dynamic: &[(&str, u32)], exempt: &[&str]) -> Policy {
         let mut policy = Policy::default();
@@ -314,14 +313,7 @@ mod tests {
             dynamic in prop::collection::vec((arb_prefix(), 0u32..4), 0..24),
             exempt in prop::collection::vec(arb_prefix(), 0..24),
         ) {
-            let mut p = Policy::default();
-            for (prefix, pool) in dynamic {
-                p.dynamic.insert(prefix);
-                if pool != 0 {
-                    p.pool_of.insert(prefix, pool);
-                }
-            }
-            p.exempt = exempt.into_iter().collect::<PrefixSet>();
+            let p = Policy::of_lists(&dynamic, &exempt);
             let t = build_v4(&p);
             for addr in 0x643f_ff00u32..0x6440_1100 {
                 let bytes = Ipv4Addr::from(addr).octets();

@@ -194,6 +194,25 @@ pub fn valid_pool_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
+/// Policies for tests, from plain lists.
+#[cfg(test)]
+impl Policy {
+    /// These dynamic prefixes with their pools (0: none) and exemptions.
+    pub fn of_lists(dynamic: &[(Prefix, u32)], exempt: &[Prefix]) -> Self {
+        let mut p = Self::default();
+        for &(prefix, pool) in dynamic {
+            p.dynamic.insert(prefix);
+            if pool != 0 {
+                p.pool_of.insert(prefix, pool);
+            }
+        }
+        for prefix in exempt {
+            p.exempt.insert(*prefix);
+        }
+        p
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
