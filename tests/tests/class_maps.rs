@@ -143,7 +143,8 @@ fn retired_blocks_stay_until_their_grace_is_over() {
         ..split.clone()
     };
     dp.apply(&whole).unwrap();
-    // Retired but kept, holding the /24's new class throughout.
+    // Retired but kept (untouched: only a packet that read the old pointer
+    // reads it); the /24's byte gives the new class.
     assert_eq!(dp.kernel_class_v4_blocks().unwrap(), 1);
     let host = Ipv4Addr::new(100, 64, 1, 7);
     assert_eq!(

@@ -4,10 +4,11 @@
 //!   changed entry, so a packet reads either the old or the new class;
 //! - second-level blocks are hash values replaced whole (the kernel swaps
 //!   the element under RCU). A /24 that gains a block gets it before its
-//!   first-level byte points there; one that loses it gets a uniform block
-//!   of its new class first, then its direct byte, and the block itself is
-//!   deleted only by a later apply, [`ORPHAN_GRACE`] after, when no packet
-//!   can still be between the two reads;
+//!   first-level byte points there; one that loses it gets its direct byte
+//!   and keeps its old block untouched (a packet that read the old byte
+//!   reads the old block: its old class), until a later apply deletes the
+//!   block, [`ORPHAN_GRACE`] after, when no packet can still be between the
+//!   two reads;
 //! - IPv6 classes are LPM-trie entries: new and changed entries go in
 //!   longest first, stale ones go out shortest first, so every address's
 //!   longest match holds either its old or its new class throughout;
@@ -284,8 +285,10 @@ impl ClassMaps {
         stats: &mut ClassStats,
     ) -> Result<(), ClassError> {
         let mirror = self.mirror.as_ref().expect("set by apply");
-        // 1. Blocks in before anything points at them; blocks losing their
-        //    /24's pointer become uniform (the new direct class) first.
+        // 1. Blocks in before anything points at them. A block losing its
+        //    /24's pointer is left as it is: only a packet that read the old
+        //    pointer reads it, and its old class is allowed (rewriting it
+        //    was more than half the block writes of a pool change).
         let mut keys = Vec::new();
         let mut values: Vec<[u8; 256]> = Vec::new();
         let mut orphaned = Vec::new();
@@ -294,14 +297,7 @@ impl ClassMaps {
                 &region.old_blocks,
                 &region.new_blocks,
                 |n, old, new| match (old, new) {
-                    (Some(old), None) => {
-                        let uniform = [mirror.first[n as usize]; 256];
-                        if *old != uniform {
-                            keys.push(n);
-                            values.push(uniform);
-                        }
-                        orphaned.push(n);
-                    }
+                    (Some(_), None) => orphaned.push(n),
                     (old, Some(new)) if old != Some(new) => {
                         keys.push(n);
                         values.push(*new);
