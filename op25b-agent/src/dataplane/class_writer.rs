@@ -345,26 +345,20 @@ impl ClassMaps {
 /// (the record's sort order); and the prefix lengths each list holds.
 pub(super) fn record_entries(policy: &Policy) -> (Vec<u64>, ListLengths) {
     let (dynamic, exempt) = (&policy.dynamic.v4, &policy.exempt.v4);
-    let (mut entries, dynamic_lengths) = list_entries(
-        policy.with_pools(dynamic),
-        dynamic.len() + exempt.len(),
-        RECORD_DYNAMIC,
-    );
-    let (exempt, exempt_lengths) =
-        list_entries(exempt.iter().map(|p| (p, 0)), exempt.len(), RECORD_EXEMPT);
-    entries.extend_from_slice(&exempt);
+    let mut entries = Vec::with_capacity(dynamic.len() + exempt.len());
+    let dynamic_lengths = push_entries(&mut entries, policy.with_pools(dynamic), RECORD_DYNAMIC);
+    let exempt_lengths = push_entries(&mut entries, exempt.iter().map(|p| (p, 0)), RECORD_EXEMPT);
     (entries, [dynamic_lengths, exempt_lengths])
 }
 
-/// One list's record entries, sorted as the list is, and the prefix
-/// lengths it holds (bit `len`).
-fn list_entries<'a>(
+/// Appends one list's record entries, sorted as the list is, to `entries`;
+/// returns the prefix lengths it holds (bit `len`).
+fn push_entries<'a>(
+    entries: &mut Vec<u64>,
     prefixes: impl Iterator<Item = (&'a Prefix, u32)>,
-    capacity: usize,
     list: u8,
-) -> (Vec<u64>, u64) {
+) -> u64 {
     let mut lengths = 0u64;
-    let mut entries = Vec::with_capacity(capacity);
     for (prefix, pool) in prefixes {
         let IpAddr::V4(addr) = prefix.addr() else {
             unreachable!("the v4 half")
@@ -377,7 +371,7 @@ fn list_entries<'a>(
         lengths |= 1 << prefix.len();
         entries.push(record_entry(list, u32::from(addr), prefix.len(), pool));
     }
-    (entries, lengths)
+    lengths
 }
 
 /// Walks two block lists sorted by /24, calling `f` with each /24 and its
