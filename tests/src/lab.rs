@@ -118,6 +118,13 @@ impl Lab {
 
     /// Runs an agent subcommand inside the router's network namespace
     /// (keeping the host's bpffs), returning (success, stdout, stderr).
+    /// `op25b-agent top --window 1h` with the lab's config (and so its
+    /// read token), in the router namespace.
+    pub fn top_last_hour(&self) -> (bool, String, String) {
+        let config = self.config.to_str().expect("UTF-8 path");
+        self.agent_cmd(&["top", "--window", "1h", "--config", config])
+    }
+
     pub fn agent_cmd(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.ns('r')))

@@ -292,13 +292,7 @@ fn a_read_token_keeps_sources_and_subscribers_from_whoever_reaches_the_listener(
     .expect("/metrics with the token");
     assert!(metrics.contains("op25b_build_info"), "{metrics}");
     // The CLI reads the token from the same config and sends it.
-    let (ok, cli, err) = lab.agent_cmd(&[
-        "top",
-        "--window",
-        "1h",
-        "--config",
-        lab.config.to_str().unwrap(),
-    ]);
+    let (ok, cli, err) = lab.top_last_hour();
     assert!(ok, "top with the config's token: {err}");
     assert!(cli.lines().any(|l| l.starts_with(DYN4)), "{cli}");
     // A token others can read is refused at start, by name.

@@ -254,13 +254,7 @@ fn metrics_events_and_top_after_known_traffic() {
     assert_eq!(top["sources"][0]["source"], DYN4);
     assert_eq!(top["sources"][0]["attempts"], 6);
     assert_eq!(top["sources"].as_array().unwrap().len(), 1);
-    let (ok, cli, err) = lab.agent_cmd(&[
-        "top",
-        "--window",
-        "1h",
-        "--config",
-        lab.config.to_str().unwrap(),
-    ]);
+    let (ok, cli, err) = lab.top_last_hour();
     assert!(ok, "{err}");
     assert!(
         cli.lines()
