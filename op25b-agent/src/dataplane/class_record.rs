@@ -16,6 +16,7 @@ use op25b_common::abi::{
 };
 
 use super::{
+    class_regions::dirty_regions,
     class_writer::{ClassError, ClassMaps, ClassStats},
     mmap::Mapping,
 };
@@ -129,33 +130,11 @@ fn split_header(header: u64) -> (u32, usize) {
     ((header >> 32) as u32, (header & 0xffff_ffff) as usize)
 }
 
-/// (added, removed) between two sorted records; an entry whose pool
-/// changed counts as added.
+/// (added, removed) between the record as the map holds it and `new`,
+/// counted by the reload's own comparison (an entry whose pool changed
+/// counts as added). Only when the caller has not compared them already.
 fn count_changes(old: &[AtomicU64], new: &[u64]) -> (usize, usize) {
-    let (mut added, mut removed) = (0, 0);
-    let (mut i, mut j) = (0, 0);
-    while i < old.len() || j < new.len() {
-        let o = old.get(i).map(|w| w.load(Ordering::Relaxed));
-        let n = new.get(j).copied();
-        match (o, n) {
-            (Some(o), Some(n)) if o >> 8 == n >> 8 => {
-                added += usize::from(o != n);
-                i += 1;
-                j += 1;
-            }
-            (Some(o), Some(n)) if o < n => {
-                removed += 1;
-                i += 1;
-            }
-            (Some(_), None) => {
-                removed += 1;
-                i += 1;
-            }
-            _ => {
-                added += 1;
-                j += 1;
-            }
-        }
-    }
-    (added, removed)
+    let old: Vec<u64> = old.iter().map(|w| w.load(Ordering::Relaxed)).collect();
+    let change = dirty_regions(&old, new);
+    (change.added, change.removed)
 }
