@@ -68,6 +68,36 @@ fn random_policy(rng: &mut StdRng) -> Policy {
     policy
 }
 
+/// `policy` with prefixes added to or taken from one list, or pools moved.
+fn edit_one_list(rng: &mut StdRng, mut policy: Policy) -> Policy {
+    let which = rng.gen_range(0..3);
+    for _ in 0..rng.gen_range(1..6) {
+        let prefix = if rng.gen_bool(0.5) {
+            random_v4(rng)
+        } else {
+            random_v6(rng)
+        };
+        let list = match which {
+            0 => &mut policy.dynamic,
+            1 => &mut policy.exempt,
+            _ => {
+                if policy.dynamic.contains_exactly(&prefix) {
+                    policy.pool_of.insert(prefix, rng.gen_range(1..4));
+                }
+                continue;
+            }
+        };
+        if list.contains_exactly(&prefix) {
+            list.v4.remove(&prefix);
+            list.v6.remove(&prefix);
+            policy.pool_of.remove(&prefix);
+        } else {
+            list.insert(prefix);
+        }
+    }
+    policy
+}
+
 fn syn_to_port_25(src: IpAddr) -> Vec<u8> {
     let dst: IpAddr = if src.is_ipv4() {
         "198.51.100.25".parse().unwrap()
@@ -87,8 +117,14 @@ fn random_policies_reload_into_the_kernel_as_the_lists_say() {
     eprintln!("OP25B_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
     let mut dp = Dataplane::load(&Maps::Private, 0).unwrap();
-    for round in 0..12 {
-        let policy = random_policy(&mut rng);
+    let mut policy = Policy::default();
+    for round in 0..18 {
+        // A new policy, or the last one with one list edited (a copy keeps
+        // the other lists' generations: the class writer skips them).
+        policy = match round % 3 {
+            0 => random_policy(&mut rng),
+            _ => edit_one_list(&mut rng, policy),
+        };
         dp.apply(&policy).unwrap();
         // Every IPv4 address of the region and a /24 either side.
         for addr in (REGION_V4 - 256)..(REGION_V4 + 0x1000 + 256) {

@@ -5,22 +5,151 @@
 use std::{
     collections::BTreeMap,
     net::IpAddr,
+    ops::Range,
     os::fd::AsFd as _,
     sync::atomic::{fence, AtomicU64, Ordering},
 };
 
 use aya::maps::{LpmTrie, Map, MapData};
 use op25b_common::abi::{
-    record_fields, record_header, LISTS_V4_CAPACITY, MAP_CLASS_V6, MAP_LISTS_V4, RECORD_EXEMPT,
-    V6_IN_DYNAMIC, V6_IN_EXEMPT,
+    record_entry, record_fields, record_header, LISTS_V4_CAPACITY, MAP_CLASS_V6, MAP_LISTS_V4,
+    RECORD_DYNAMIC, RECORD_EXEMPT, V6_IN_DYNAMIC, V6_IN_EXEMPT,
 };
 
 use super::{
-    class_regions::dirty_regions,
+    class_regions::{dirty_regions, ListLengths},
     class_writer::{ClassError, ClassMaps, ClassStats},
     mmap::Mapping,
 };
-use crate::policy::prefix::{Prefix, PrefixSet};
+use crate::policy::{
+    prefix::{Prefix, PrefixSet},
+    Policy,
+};
+
+/// The lists the class maps were last written from: each list's
+/// generation (see `SortedPrefixes::generation`) and the pools dynamic
+/// entries carry, so an apply can tell an untouched list without walking
+/// it; and where the record's exempt entries start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedLists {
+    /// (dynamic, exempt) IPv4 generations.
+    v4: [u64; 2],
+    /// (dynamic, exempt) IPv6 generations.
+    v6: [u64; 2],
+    pools: BTreeMap<Prefix, u32>,
+    exempt_at: usize,
+    lengths: ListLengths,
+}
+
+impl AppliedLists {
+    fn same_dynamic(&self, policy: &Policy) -> bool {
+        self.v4[0] == policy.dynamic.v4.generation() && self.pools == policy.pool_of
+    }
+
+    fn same_exempt(&self, policy: &Policy) -> bool {
+        self.v4[1] == policy.exempt.v4.generation()
+    }
+
+    /// Are `policy`'s IPv6 lists those last written?
+    pub fn same_v6(&self, policy: &Policy) -> bool {
+        self.v6
+            == [
+                policy.dynamic.v6.generation(),
+                policy.exempt.v6.generation(),
+            ]
+            && self.pools == policy.pool_of
+    }
+}
+
+#[cfg(test)]
+impl NewRecord {
+    /// Where the new record's exempt entries start.
+    pub const fn applied_exempt_at(&self) -> usize {
+        self.applied.exempt_at
+    }
+}
+
+/// A new record and the parts of it (and of the old one) that can differ.
+pub struct NewRecord {
+    pub entries: Vec<u64>,
+    pub lengths: ListLengths,
+    pub applied: AppliedLists,
+    /// The entries of the old record to compare ...
+    pub old_part: Range<usize>,
+    /// ... with these of the new one.
+    pub new_part: Range<usize>,
+}
+
+/// The record of `policy`'s IPv4 lists: dynamic entries, then exempt ones
+/// (the record's sort order). A list `last` says is unchanged is copied
+/// from `old` (the record `last` describes) and left out of the comparison:
+/// a reload of one list neither walks nor compares the other.
+pub fn build_record(policy: &Policy, old: &[u64], last: Option<&AppliedLists>) -> NewRecord {
+    let same_dynamic = last.filter(|l| l.same_dynamic(policy));
+    let same_exempt = last.filter(|l| l.same_exempt(policy));
+    let (dynamic, exempt) = (&policy.dynamic.v4, &policy.exempt.v4);
+    let mut entries = Vec::with_capacity(dynamic.len() + exempt.len());
+    let dynamic_lengths = if let Some(l) = same_dynamic {
+        entries.extend_from_slice(&old[..l.exempt_at]);
+        l.lengths[0]
+    } else {
+        push_entries(&mut entries, policy.with_pools(dynamic), RECORD_DYNAMIC)
+    };
+    let exempt_at = entries.len();
+    let exempt_lengths = if let Some(l) = same_exempt {
+        entries.extend_from_slice(&old[l.exempt_at..]);
+        l.lengths[1]
+    } else {
+        push_entries(&mut entries, exempt.iter().map(|p| (p, 0)), RECORD_EXEMPT)
+    };
+    let old_at = last.map_or(0, |l| l.exempt_at);
+    let (old_part, new_part) = match (same_dynamic.is_some(), same_exempt.is_some()) {
+        (true, true) => (0..0, 0..0),
+        (true, false) => (old_at..old.len(), exempt_at..entries.len()),
+        (false, true) => (0..old_at, 0..exempt_at),
+        (false, false) => (0..old.len(), 0..entries.len()),
+    };
+    let lengths = [dynamic_lengths, exempt_lengths];
+    NewRecord {
+        entries,
+        lengths,
+        applied: AppliedLists {
+            v4: [dynamic.generation(), exempt.generation()],
+            v6: [
+                policy.dynamic.v6.generation(),
+                policy.exempt.v6.generation(),
+            ],
+            pools: policy.pool_of.clone(),
+            exempt_at,
+            lengths,
+        },
+        old_part,
+        new_part,
+    }
+}
+
+/// Appends one list's record entries, sorted as the list is, to `entries`;
+/// returns the prefix lengths it holds (bit `len`).
+fn push_entries<'a>(
+    entries: &mut Vec<u64>,
+    prefixes: impl Iterator<Item = (&'a Prefix, u32)>,
+    list: u8,
+) -> u64 {
+    let mut lengths = 0u64;
+    for (prefix, pool) in prefixes {
+        let IpAddr::V4(addr) = prefix.addr() else {
+            unreachable!("the v4 half")
+        };
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "pool ids are below MAX_POOLS"
+        )]
+        let pool = pool as u8;
+        lengths |= 1 << prefix.len();
+        entries.push(record_entry(list, u32::from(addr), prefix.len(), pool));
+    }
+    lengths
+}
 
 impl ClassMaps {
     /// Rewrites the record to hold `entries`; `counts` are the (added,

@@ -77,6 +77,11 @@ pub fn dirty_regions(old: &[u64], new: &[u64]) -> RecordChange {
     };
     let (mut i, mut j) = (0, 0);
     while i < old.len() || j < new.len() {
+        // Most of a reload is long equal runs: eight entries at a time.
+        while old.len() - i >= 8 && new.len() - j >= 8 && old[i..i + 8] == new[j..j + 8] {
+            i += 8;
+            j += 8;
+        }
         match (old.get(i), new.get(j)) {
             (Some(&o), Some(&n)) if o == n => {
                 i += 1;
@@ -103,7 +108,7 @@ pub fn dirty_regions(old: &[u64], new: &[u64]) -> RecordChange {
                 added += 1;
                 j += 1;
             }
-            (None, None) => unreachable!("loop condition"),
+            (None, None) => break, // the runs ended both lists
         }
     }
     // Aligned ranges either nest or are disjoint: sorted by start and then

@@ -114,6 +114,52 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// A record built reusing the half of an unchanged list is the record
+    /// built afresh, and comparing only the other half finds the same
+    /// change as comparing the whole.
+    #[test]
+    fn reusing_an_unchanged_list_changes_nothing(
+        before in arb_policy(),
+        changes in prop::collection::vec((arb_prefix(), 0u32..3, 0u8..3), 0..6),
+    ) {
+        use crate::dataplane::class_record::build_record;
+        let old = build_record(&before, &[], None);
+        let mut after = before.clone();
+        for &(prefix, pool, what) in &changes {
+            match what {
+                0 => { after.dynamic.insert(prefix); }
+                1 => {
+                    if !after.exempt.v4.remove(&prefix) {
+                        after.exempt.v4.insert(prefix);
+                    }
+                }
+                _ => { after.pool_of.insert(prefix, pool); }
+            }
+        }
+        let reused = build_record(&after, &old.entries, Some(&old.applied));
+        let fresh = build_record(&after, &[], None);
+        prop_assert_eq!(&reused.entries, &fresh.entries);
+        prop_assert_eq!(reused.lengths, fresh.lengths);
+        prop_assert_eq!(&reused.applied, &fresh.applied);
+        prop_assert_eq!(
+            dirty_regions(&old.entries[reused.old_part.clone()], &reused.entries[reused.new_part.clone()]),
+            dirty_regions(&old.entries, &fresh.entries)
+        );
+        // Untouched lists are neither walked nor compared.
+        let edited = |w: u8| changes.iter().any(|c| c.2 == w);
+        if !edited(0) && !edited(2) {
+            let part = &reused.old_part;
+            prop_assert!(part.is_empty() || part.start >= old.applied_exempt_at());
+        }
+        if !edited(1) {
+            let part = &reused.new_part;
+            prop_assert!(part.is_empty() || part.end <= reused.applied_exempt_at());
+        }
+    }
+}
+
 #[test]
 fn regions_nest_into_the_widest() {
     let entries = |ps: &[&str]| {
@@ -141,4 +187,20 @@ fn regions_nest_into_the_widest() {
             n([198, 51, 100, 0])..n([198, 51, 101, 0])
         ]
     );
+}
+
+#[test]
+fn equal_records_compare_to_no_change_whatever_their_length() {
+    for n in [0u32, 7, 8, 16, 17] {
+        let entries: Vec<u64> = (0..n)
+            .map(|i| op25b_common::abi::record_entry(0, 0x6440_0000 + (i << 8), 24, 0))
+            .collect();
+        assert_eq!(dirty_regions(&entries, &entries), RecordChange::default());
+        // One more entry at the end is found after the equal runs.
+        let mut longer = entries.clone();
+        longer.push(op25b_common::abi::record_entry(0, 0x6500_0000, 24, 0));
+        let change = dirty_regions(&entries, &longer);
+        assert_eq!((change.added, change.removed), (1, 0), "{n} entries");
+        assert_eq!(change.regions, vec![0x65_0000..0x65_0001]);
+    }
 }

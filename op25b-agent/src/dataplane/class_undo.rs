@@ -15,6 +15,8 @@ impl ClassMaps {
     /// Puts back what the apply that filled `undo` overwrote. On failure
     /// the maps are somewhere between: the next apply re-reads them.
     pub fn undo(&mut self, ebpf: &mut Ebpf, undo: ClassUndo) -> Result<(), ClassError> {
+        // Which lists the maps hold again is not tracked: compare them whole.
+        self.applied = None;
         let result = self.undo_inner(ebpf, undo);
         if result.is_err() {
             self.mirror = None;

@@ -16,7 +16,6 @@
 //!   restarted agent) in an mmap'd array under a sequence lock.
 
 use std::{
-    net::IpAddr,
     os::fd::AsFd as _,
     sync::atomic::{fence, Ordering},
     time::{Duration, Instant},
@@ -28,19 +27,17 @@ use aya::{
 };
 use op25b_common::{
     abi::{
-        record_entry, CLASS_V4_BLOCK_CAPACITY, LISTS_V4_CAPACITY, MAP_CLASS_V4,
-        MAP_CLASS_V4_BLOCKS, MAP_LISTS_V4, RECORD_DYNAMIC, RECORD_EXEMPT,
+        CLASS_V4_BLOCK_CAPACITY, LISTS_V4_CAPACITY, MAP_CLASS_V4, MAP_CLASS_V4_BLOCKS, MAP_LISTS_V4,
     },
     SourceClass,
 };
 
 pub use super::class_record::pinned_list_counts;
+use super::class_record::{build_record, AppliedLists};
 pub use super::class_v6::v6_entries;
 use super::{
     class_batch::{batch, BatchOp},
-    class_regions::{
-        dirty_regions, repaint, repaint_regions, ListLengths, Mirror, Repainted, EVERY_SLASH24,
-    },
+    class_regions::{dirty_regions, repaint, repaint_regions, Mirror, Repainted, EVERY_SLASH24},
     ipv4_class::{classify_policy, FIRST_LEVEL_ENTRIES},
     mmap::Mapping,
 };
@@ -100,6 +97,9 @@ pub struct ClassMaps {
     /// The record's entries as last written, once known (saves reading
     /// 16 MiB back on each reload).
     pub(super) recorded: Option<Vec<u64>>,
+    /// The lists `recorded` (and the IPv6 entries) were built from, when
+    /// this process wrote them.
+    pub(super) applied: Option<AppliedLists>,
 }
 
 /// What an apply overwrote, so that [`ClassMaps::undo`] can put it back.
@@ -144,6 +144,7 @@ impl ClassMaps {
             orphans: std::collections::HashMap::new(),
             v6: None,
             recorded: None,
+            applied: None,
         })
     }
 
@@ -177,24 +178,34 @@ impl ClassMaps {
         let mut stats = ClassStats::default();
         // Everything that can refuse the policy is checked before the
         // first write: all or nothing.
-        let (entries, lengths) = record_entries(policy);
+        if self.recorded.is_none() {
+            // Read from the map: which lists wrote it is not known.
+            self.applied = None;
+        }
+        let old_entries = self
+            .recorded
+            .take()
+            .unwrap_or_else(|| self.recorded_entries());
+        let last = self.applied.take();
+        let record = build_record(policy, &old_entries, last.as_ref());
         let capacity = LISTS_V4_CAPACITY as usize - 1;
-        if entries.len() > capacity {
+        if record.entries.len() > capacity {
+            (self.recorded, self.applied) = (Some(old_entries), last);
             return Err(ClassError::RecordFull {
-                count: entries.len(),
+                count: record.entries.len(),
                 capacity,
             });
         }
-        let old_entries = match self.recorded.take() {
-            Some(entries) => entries,
-            None => self.recorded_entries(),
-        };
+        let entries = &record.entries;
         let (mut mirror, repainted, counts) = if let Some(mut mirror) = self.mirror.take() {
-            let change = dirty_regions(&old_entries, &entries);
+            let change = dirty_regions(
+                &old_entries[record.old_part.clone()],
+                &entries[record.new_part.clone()],
+            );
             // Few regions: only the entries deciding them are looked at
             // (searches); many: one walk over the lists is cheaper.
             let repainted = if change.regions.len() <= entries.len() / 16 {
-                repaint_regions(&mut mirror, &entries, lengths, &change.regions)
+                repaint_regions(&mut mirror, entries, record.lengths, &change.regions)
             } else {
                 repaint(&mut mirror, classify_policy(policy, true), &change.regions)
             };
@@ -209,7 +220,7 @@ impl ClassMaps {
             let count = mirror.blocks.len();
             mirror.restore(&repainted);
             self.mirror = Some(mirror);
-            self.recorded = Some(old_entries);
+            (self.recorded, self.applied) = (Some(old_entries), last);
             return Err(ClassError::TooManyBlocks {
                 count,
                 capacity: CLASS_V4_BLOCK_CAPACITY as usize,
@@ -220,9 +231,13 @@ impl ClassMaps {
         self.delete_old_orphans(ebpf, &mut stats)?;
         self.write_v4(ebpf, &undo.repainted, &mut stats)?;
         undo.record = Some(old_entries);
-        self.write_record(&entries, counts, &mut stats);
-        self.recorded = Some(entries);
-        self.write_v6(ebpf, v6_entries(policy), &mut undo.v6, &mut stats)?;
+        self.write_record(entries, counts, &mut stats);
+        // IPv6 lists written from these very lists before: the trie holds them.
+        if !(self.v6.is_some() && last.is_some_and(|l| l.same_v6(policy))) {
+            self.write_v6(ebpf, v6_entries(policy), &mut undo.v6, &mut stats)?;
+        }
+        self.recorded = Some(record.entries);
+        self.applied = Some(record.applied);
         Ok(stats)
     }
 
@@ -341,37 +356,11 @@ impl ClassMaps {
     }
 }
 
-/// The record of `policy`'s IPv4 lists: dynamic entries, then exempt ones
-/// (the record's sort order); and the prefix lengths each list holds.
-pub(super) fn record_entries(policy: &Policy) -> (Vec<u64>, ListLengths) {
-    let (dynamic, exempt) = (&policy.dynamic.v4, &policy.exempt.v4);
-    let mut entries = Vec::with_capacity(dynamic.len() + exempt.len());
-    let dynamic_lengths = push_entries(&mut entries, policy.with_pools(dynamic), RECORD_DYNAMIC);
-    let exempt_lengths = push_entries(&mut entries, exempt.iter().map(|p| (p, 0)), RECORD_EXEMPT);
-    (entries, [dynamic_lengths, exempt_lengths])
-}
-
-/// Appends one list's record entries, sorted as the list is, to `entries`;
-/// returns the prefix lengths it holds (bit `len`).
-fn push_entries<'a>(
-    entries: &mut Vec<u64>,
-    prefixes: impl Iterator<Item = (&'a Prefix, u32)>,
-    list: u8,
-) -> u64 {
-    let mut lengths = 0u64;
-    for (prefix, pool) in prefixes {
-        let IpAddr::V4(addr) = prefix.addr() else {
-            unreachable!("the v4 half")
-        };
-        #[expect(
-            clippy::cast_possible_truncation,
-            reason = "pool ids are below MAX_POOLS"
-        )]
-        let pool = pool as u8;
-        lengths |= 1 << prefix.len();
-        entries.push(record_entry(list, u32::from(addr), prefix.len(), pool));
-    }
-    lengths
+/// The record of `policy`'s IPv4 lists, built afresh (for tests).
+#[cfg(test)]
+pub(super) fn record_entries(policy: &Policy) -> (Vec<u64>, super::class_regions::ListLengths) {
+    let record = build_record(policy, &[], None);
+    (record.entries, record.lengths)
 }
 
 /// Walks two block lists sorted by /24, calling `f` with each /24 and its

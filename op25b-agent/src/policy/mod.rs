@@ -7,6 +7,7 @@ pub mod grants;
 pub mod limits;
 pub mod list_file;
 pub mod prefix;
+pub mod sorted_prefixes;
 pub mod subscriber_grants;
 pub mod subscribers;
 
@@ -114,7 +115,7 @@ impl Policy {
     /// prefix up: at a million prefixes the lookups were most of a reload.
     pub fn with_pools<'a>(
         &'a self,
-        prefixes: &'a std::collections::BTreeSet<Prefix>,
+        prefixes: &'a prefix::SortedPrefixes,
     ) -> impl Iterator<Item = (&'a Prefix, u32)> + 'a {
         let mut pools = self.pool_of.iter().peekable();
         prefixes.iter().map(move |prefix| {

@@ -1,13 +1,14 @@
 //! CIDR prefixes, parsed strictly, and the list files operators keep them in.
 
 use std::{
-    collections::BTreeSet,
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     str::FromStr,
 };
 
 use op25b_common::IpAddrBytes;
+
+pub use super::sorted_prefixes::SortedPrefixes;
 
 /// An IPv4 or IPv6 prefix with no host bits set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -168,8 +169,8 @@ impl fmt::Display for Prefix {
 /// A set of prefixes of both families, ordered (so diffs are deterministic).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PrefixSet {
-    pub v4: BTreeSet<Prefix>,
-    pub v6: BTreeSet<Prefix>,
+    pub v4: SortedPrefixes,
+    pub v6: SortedPrefixes,
     /// Temporary members: Unix seconds after which each leaves the set.
     /// A prefix also listed without expiry is permanent (not in here).
     pub expiring: std::collections::BTreeMap<Prefix, u64>,
@@ -197,10 +198,11 @@ impl PrefixSet {
     #[must_use]
     pub fn active(&self, now: u64) -> Self {
         let mut set = self.clone();
-        for (prefix, _) in self.expiring.iter().filter(|(_, &t)| t <= now) {
-            set.v4.remove(prefix);
-            set.v6.remove(prefix);
-            set.expiring.remove(prefix);
+        set.expiring.retain(|_, &mut t| t > now);
+        if set.expiring.len() < self.expiring.len() {
+            let expired = |p: &Prefix| self.expiring.get(p).is_some_and(|&t| t <= now);
+            set.v4.retain(|p| !expired(p));
+            set.v6.retain(|p| !expired(p));
         }
         set
     }
