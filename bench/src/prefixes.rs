@@ -54,6 +54,8 @@ pub fn list(rng: &mut StdRng, n: usize, dynamic: bool) -> PrefixSet {
     while set.v6.len() < n - n / 2 {
         set.insert(v6(rng, l6));
     }
+    // As a list file is read.
+    set.compact();
     set
 }
 
@@ -64,6 +66,7 @@ pub fn list_v4(rng: &mut StdRng, n: usize, dynamic: bool) -> PrefixSet {
     while set.v4.len() < n {
         set.insert(v4(rng, lens));
     }
+    set.compact();
     set
 }
 

@@ -81,6 +81,8 @@ fn churn(rng: &mut StdRng, list: &PrefixSet, dynamic: bool) -> PrefixSet {
             next.insert(*p);
         }
     }
+    // As the changed list file is read.
+    next.compact();
     next
 }
 

@@ -255,6 +255,7 @@ pub fn decode_lists<'a>(
             })?;
             decode_chunk(&key, hash, value, &mut set, &admit)?;
         }
+        set.compact();
         if set.len() as u64 != r.prefixes {
             return Err(KeyError::new(
                 manifest_key,

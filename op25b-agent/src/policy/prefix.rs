@@ -224,6 +224,13 @@ impl PrefixSet {
         self.v4.len() + self.v6.len()
     }
 
+    /// Folds pending edits into the sorted vectors: a list read whole (a
+    /// file, a fleet snapshot) is walked at memory speed on every reload.
+    pub fn compact(&mut self) {
+        self.v4.compact();
+        self.v6.compact();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -143,6 +143,10 @@ impl SortedPrefixes {
     }
 
     /// Folds the edits into the vector: O(n + edits).
+    pub fn compact(&mut self) {
+        self.merge();
+    }
+
     fn merge(&mut self) {
         if self.added.is_empty() && self.removed.is_empty() {
             return;
@@ -366,6 +370,12 @@ mod tests {
         assert!(set.added.len() <= set.sorted.len() / 8 + MERGE_AT_LEAST);
         assert_eq!(set.len(), 20_000);
         assert!(set.iter().zip(set.iter().skip(1)).all(|(a, b)| a < b));
+        // Compacted as a list file is once read: one vector, same members.
+        let (before, generation) = (set.clone(), set.generation());
+        set.compact();
+        assert!(set.added.is_empty() && set.removed.is_empty());
+        assert_eq!(set, before);
+        assert_eq!(set.generation(), generation, "compacting changes no member");
     }
 
     #[test]
