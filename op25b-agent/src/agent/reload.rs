@@ -84,7 +84,7 @@ impl Agent {
     pub fn reload(&mut self, trigger: &str) {
         // Re-stamp first: a broken file is reported once, not every tick.
         self.watched = WatchedFiles::of(&self.config);
-        let new = match Config::load(&self.config.path) {
+        let mut new = match Config::load(&self.config.path) {
             Ok(new) => new,
             Err(e) => {
                 self.telemetry.record_reload(false);
@@ -106,6 +106,13 @@ impl Agent {
         }
         self.watched = WatchedFiles::of(&new);
         log_warnings(&new);
+        // Lists read again unchanged keep their generations: the maps'
+        // writer then skips them (a million-prefix list not walked).
+        for list in [ListKind::Dynamic, ListKind::Exempt] {
+            new.policy
+                .list_mut(list)
+                .keep_generations_of(self.config.policy.list(list));
+        }
         if new.pin_path != self.config.pin_path {
             warn!(
                 "pin_path changed to {}: that takes a restart; keeping {}",

@@ -224,6 +224,13 @@ impl PrefixSet {
         self.v4.len() + self.v6.len()
     }
 
+    /// Takes the generations of `running`'s families where they hold the
+    /// same members (see `SortedPrefixes::keep_generation_of`).
+    pub fn keep_generations_of(&mut self, running: &Self) {
+        self.v4.keep_generation_of(&running.v4);
+        self.v6.keep_generation_of(&running.v6);
+    }
+
     /// Folds pending edits into the sorted vectors: a list read whole (a
     /// file, a fleet snapshot) is walked at memory speed on every reload.
     pub fn compact(&mut self) {

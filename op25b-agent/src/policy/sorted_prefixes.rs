@@ -55,6 +55,17 @@ impl SortedPrefixes {
         self.generation
     }
 
+    /// Takes `running`'s generation if both hold the same members (O(n)):
+    /// a list file read again unchanged then tells the class writer it
+    /// need not walk it. True if it did.
+    pub fn keep_generation_of(&mut self, running: &Self) -> bool {
+        let same = self == running;
+        if same {
+            self.generation = running.generation;
+        }
+        same
+    }
+
     fn edited(&mut self) {
         self.generation = GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1;
     }
@@ -376,6 +387,19 @@ mod tests {
         assert!(set.added.is_empty() && set.removed.is_empty());
         assert_eq!(set, before);
         assert_eq!(set.generation(), generation, "compacting changes no member");
+    }
+
+    #[test]
+    fn a_list_read_again_unchanged_keeps_the_running_generation() {
+        let running: SortedPrefixes = (0..100u32).map(|i| prefix(i << 8, 24)).collect();
+        let mut again: SortedPrefixes = (0..100u32).rev().map(|i| prefix(i << 8, 24)).collect();
+        assert_ne!(again.generation(), running.generation());
+        assert!(again.keep_generation_of(&running));
+        assert_eq!(again.generation(), running.generation());
+        let mut changed: SortedPrefixes = (1..101u32).map(|i| prefix(i << 8, 24)).collect();
+        let generation = changed.generation();
+        assert!(!changed.keep_generation_of(&running));
+        assert_eq!(changed.generation(), generation);
     }
 
     #[test]
