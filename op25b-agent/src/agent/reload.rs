@@ -44,6 +44,12 @@ impl Agent {
         if !grants_changed && !expired && !fleet_changed {
             return;
         }
+        if lists_expired {
+            // Expired entries leave the running lists once: each later
+            // `active()` then copies the lists unchanged, generations kept,
+            // instead of removing them again into a new generation.
+            self.config.policy = self.config.policy.active(now);
+        }
         let provisioning = self.provisioning.clone();
         let provisioning = provisioning.as_deref();
         let started = std::time::Instant::now();
@@ -107,7 +113,9 @@ impl Agent {
         self.watched = WatchedFiles::of(&new);
         log_warnings(&new);
         // Lists read again unchanged keep their generations: the maps'
-        // writer then skips them (a million-prefix list not walked).
+        // writer then skips them (a million-prefix list not walked). Both
+        // sides without their expired entries, as the running one is.
+        new.policy = new.policy.active(crate::clock::now_unix());
         for list in [ListKind::Dynamic, ListKind::Exempt] {
             new.policy
                 .list_mut(list)

@@ -256,6 +256,7 @@ impl Config {
             let key = format!("{}_files", list.name());
             check.files(&key, files, into, &mut list_files, &admit);
         }
+        policy.compact_lists();
         check.capacities(&policy, POLICY_MAP_CAPACITY as usize);
         let mut warnings = check.nested_monitor_pools(&policy);
         warnings.extend(

@@ -36,14 +36,20 @@ pub struct AppliedLists {
     v4: [u64; 2],
     /// (dynamic, exempt) IPv6 generations.
     v6: [u64; 2],
-    pools: BTreeMap<Prefix, u32>,
+    /// `None` when there were too many to copy and compare on every apply
+    /// (pools given by big list files): then no list is taken as unchanged.
+    pools: Option<BTreeMap<Prefix, u32>>,
     exempt_at: usize,
     lengths: ListLengths,
 }
 
 impl AppliedLists {
+    fn same_pools(&self, policy: &Policy) -> bool {
+        self.pools.as_ref() == Some(&policy.pool_of)
+    }
+
     fn same_dynamic(&self, policy: &Policy) -> bool {
-        self.v4[0] == policy.dynamic.v4.generation() && self.pools == policy.pool_of
+        self.v4[0] == policy.dynamic.v4.generation() && self.same_pools(policy)
     }
 
     fn same_exempt(&self, policy: &Policy) -> bool {
@@ -57,7 +63,7 @@ impl AppliedLists {
                 policy.dynamic.v6.generation(),
                 policy.exempt.v6.generation(),
             ]
-            && self.pools == policy.pool_of
+            && self.same_pools(policy)
     }
 }
 
@@ -68,6 +74,9 @@ impl NewRecord {
         self.applied.exempt_at
     }
 }
+
+/// Pool assignments copied and compared per apply, at most.
+const POOLS_COMPARED: usize = 4096;
 
 /// A new record and the parts of it (and of the old one) that can differ.
 pub struct NewRecord {
@@ -119,7 +128,7 @@ pub fn build_record(policy: &Policy, old: &[u64], last: Option<&AppliedLists>) -
                 policy.dynamic.v6.generation(),
                 policy.exempt.v6.generation(),
             ],
-            pools: policy.pool_of.clone(),
+            pools: (policy.pool_of.len() <= POOLS_COMPARED).then(|| policy.pool_of.clone()),
             exempt_at,
             lengths,
         },

@@ -204,3 +204,25 @@ fn equal_records_compare_to_no_change_whatever_their_length() {
         assert_eq!(change.regions, vec![0x65_0000..0x65_0001]);
     }
 }
+
+#[test]
+fn only_a_few_pool_assignments_are_kept_to_tell_a_list_unchanged() {
+    use crate::dataplane::class_record::build_record;
+    for (count, skipped) in [(100u32, true), (5000, false)] {
+        let mut policy = Policy::default();
+        for i in 0..count {
+            let prefix =
+                Prefix::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))), 24).unwrap();
+            policy.dynamic.insert(prefix);
+            policy.pool_of.insert(prefix, 1);
+        }
+        let first = build_record(&policy, &[], None);
+        let again = build_record(&policy, &first.entries, Some(&first.applied));
+        assert_eq!(again.entries, first.entries);
+        assert_eq!(
+            again.old_part.is_empty(),
+            skipped,
+            "{count} pool assignments"
+        );
+    }
+}

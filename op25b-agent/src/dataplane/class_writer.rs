@@ -190,7 +190,7 @@ impl ClassMaps {
         let record = build_record(policy, &old_entries, last.as_ref());
         let capacity = LISTS_V4_CAPACITY as usize - 1;
         if record.entries.len() > capacity {
-            (self.recorded, self.applied) = (Some(old_entries), last);
+            self.recorded = Some(old_entries);
             return Err(ClassError::RecordFull {
                 count: record.entries.len(),
                 capacity,
@@ -220,7 +220,7 @@ impl ClassMaps {
             let count = mirror.blocks.len();
             mirror.restore(&repainted);
             self.mirror = Some(mirror);
-            (self.recorded, self.applied) = (Some(old_entries), last);
+            self.recorded = Some(old_entries);
             return Err(ClassError::TooManyBlocks {
                 count,
                 capacity: CLASS_V4_BLOCK_CAPACITY as usize,

@@ -123,7 +123,6 @@ pub fn parse_list(
         admit(&prefix).map_err(|e| (index + 1, e.into()))?;
         into.insert_until(prefix, expires);
     }
-    into.compact();
     Ok(())
 }
 

@@ -89,11 +89,27 @@ impl Policy {
     /// past their `expires_at` left out.
     #[must_use]
     pub fn active(&self, now: u64) -> Self {
+        // Field by field: `..self.clone()` would copy the lists only to drop them.
         Self {
+            blocked_ports: self.blocked_ports.clone(),
             dynamic: self.dynamic.active(now),
             exempt: self.exempt.active(now),
             allowed_destinations: self.allowed_destinations.active(now),
-            ..self.clone()
+            event_interval_ns: self.event_interval_ns,
+            pools: self.pools.clone(),
+            pool_of: self.pool_of.clone(),
+        }
+    }
+
+    /// Folds each list's pending edits in, once all its files are read
+    /// (once per list: per file would cost O(files x n)).
+    pub fn compact_lists(&mut self) {
+        for list in [
+            ListKind::Dynamic,
+            ListKind::Exempt,
+            ListKind::AllowedDestinations,
+        ] {
+            self.list_mut(list).compact();
         }
     }
 

@@ -288,6 +288,19 @@ mod tests {
     }
 
     #[test]
+    fn active_copies_keep_generations_until_something_expires() {
+        let mut set = PrefixSet::default();
+        set.insert_until(p("100.64.0.0/10"), None);
+        set.insert_until(p("100.64.1.7/32"), Some(100));
+        assert_eq!(set.active(50).v4.generation(), set.v4.generation());
+        let later = set.active(200);
+        assert_ne!(later.v4.generation(), set.v4.generation());
+        assert!(!later.contains_exactly(&p("100.64.1.7/32")));
+        // Once pruned, later copies keep the pruned list's generation.
+        assert_eq!(later.active(300).v4.generation(), later.v4.generation());
+    }
+
+    #[test]
     fn parses_both_families_and_bare_hosts() {
         assert_eq!(p("100.64.0.0/10").len(), 10);
         assert_eq!(p("2001:db8::/32").len(), 32);

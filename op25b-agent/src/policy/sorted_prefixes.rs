@@ -79,15 +79,18 @@ impl SortedPrefixes {
         if self.sorted.binary_search(&prefix).is_ok() {
             return false;
         }
-        self.edited();
         // A list read in order appends.
         if self.added.is_empty() && self.sorted.last().is_none_or(|last| *last < prefix) {
             self.sorted.push(prefix);
+            self.edited();
             return true;
         }
-        let inserted = self.added.insert(prefix);
+        if !self.added.insert(prefix) {
+            return false;
+        }
+        self.edited();
         self.merge_if_due();
-        inserted
+        true
     }
 
     /// Takes `prefix` out; false if it was not a member.
@@ -329,13 +332,17 @@ mod tests {
             for edit in edits {
                 match edit {
                     Edit::Insert(a, l) => {
-                        let p = prefix(a, l);
-                        prop_assert_eq!(set.insert(p), model.insert(p));
+                        let (p, generation) = (prefix(a, l), set.generation());
+                        let inserted = set.insert(p);
+                        prop_assert_eq!(inserted, model.insert(p));
+                        prop_assert_eq!(generation == set.generation(), !inserted);
                     }
                     Edit::Remove(a, l) => {
-                        let p = prefix(a, l);
+                        let (p, generation) = (prefix(a, l), set.generation());
                         prop_assert_eq!(set.contains(&p), model.contains(&p));
-                        prop_assert_eq!(set.remove(&p), model.remove(&p));
+                        let removed = set.remove(&p);
+                        prop_assert_eq!(removed, model.remove(&p));
+                        prop_assert_eq!(generation == set.generation(), !removed);
                     }
                     Edit::Retain(m) => {
                         let keep = |p: &Prefix| !p.len().is_multiple_of(m);
