@@ -15,7 +15,7 @@ use std::{
 };
 
 use op25b_agent::{
-    dataplane::{Dataplane, Maps, ProgramKind},
+    dataplane::{class_writer::ClassSteps, Dataplane, Maps, ProgramKind},
     policy::{prefix::PrefixSet, Policy},
 };
 use op25b_common::{decide, Reason};
@@ -118,7 +118,7 @@ pub fn scale(n: usize, repeat: u32, runs: usize) -> anyhow::Result<ScaleRow> {
         samples.push(total / frames.len() as f64);
     }
     let memory = dp.policy_memory_bytes();
-    let reloads = reload_1pct(&mut dp, &mut rng, &policy)?;
+    let (reloads, _) = reload_1pct(&mut dp, &mut rng, &policy)?;
     Ok(ScaleRow {
         prefixes_per_list: n,
         blocked_ns_random_sources: testrun::median(samples),
@@ -131,21 +131,57 @@ pub fn scale(n: usize, repeat: u32, runs: usize) -> anyhow::Result<ScaleRow> {
 }
 
 /// Reloads between `policy` and a copy with 1% of its dynamic prefixes
-/// replaced, back and forth ([`RELOADS`] times, each a 1% change); every
-/// reload's time in ms.
-fn reload_1pct(dp: &mut Dataplane, rng: &mut StdRng, policy: &Policy) -> anyhow::Result<Vec<f64>> {
+/// replaced, back and forth ([`RELOADS`] times, each a 1% change): every
+/// reload's time in ms, and the steps of the median one.
+fn reload_1pct(
+    dp: &mut Dataplane,
+    rng: &mut StdRng,
+    policy: &Policy,
+) -> anyhow::Result<(Vec<f64>, ReloadSteps)> {
     let churned = Policy {
         dynamic: churn(rng, &policy.dynamic, true),
         ..policy.clone()
     };
-    let mut times = Vec::with_capacity(RELOADS);
+    let mut reloads = Vec::with_capacity(RELOADS);
     for i in 0..RELOADS {
         let next = if i % 2 == 0 { &churned } else { policy };
         let t = Instant::now();
-        dp.apply(next)?;
-        times.push(ms(t.elapsed()));
+        let stats = dp.apply(next)?;
+        reloads.push((ms(t.elapsed()), stats.class_steps));
     }
-    Ok(times)
+    let times: Vec<f64> = reloads.iter().map(|r| r.0).collect();
+    // The reload `testrun::median` picks: the middle one by time.
+    let mut order: Vec<usize> = (0..reloads.len()).collect();
+    order.sort_by(|&a, &b| reloads[a].0.total_cmp(&reloads[b].0));
+    let steps = ReloadSteps::of(&reloads[order[order.len() / 2]].1);
+    Ok((times, steps))
+}
+
+/// Where a reload's time went (the class step's parts), in ms.
+#[derive(Debug, Default, Serialize)]
+pub struct ReloadSteps {
+    /// The new list record: changed lists walked, unchanged ones copied.
+    pub record: f64,
+    /// Compared with the kept record.
+    pub compare: f64,
+    pub repaint: f64,
+    /// Blocks, first-level bytes and orphans written to the kernel.
+    pub kernel: f64,
+    pub record_write: f64,
+    pub ipv6: f64,
+}
+
+impl ReloadSteps {
+    fn of(steps: &ClassSteps) -> Self {
+        Self {
+            record: ms(steps.record),
+            compare: ms(steps.compare),
+            repaint: ms(steps.repaint),
+            kernel: ms(steps.kernel),
+            record_write: ms(steps.record_write),
+            ipv6: ms(steps.ipv6),
+        }
+    }
 }
 
 /// 1% reloads timed per list size: one sample is at the mercy of the
@@ -164,6 +200,8 @@ pub struct Ipv4List {
     /// [`RELOADS`] times: the median of `reload_1pct_ms_each`.
     pub reload_1pct_ms: f64,
     pub reload_1pct_ms_each: Vec<f64>,
+    /// The median reload's steps.
+    pub reload_1pct_steps_ms: ReloadSteps,
     /// /24s the exemptions split (second-level blocks).
     pub class_blocks: usize,
 }
@@ -194,13 +232,14 @@ pub fn ipv4_list(n: usize) -> anyhow::Result<Ipv4List> {
         ..Policy::default()
     };
     let (load_dynamic, load_exempt) = load_timed(&mut dp, &mut policy, exempt)?;
-    let reloads = reload_1pct(&mut dp, &mut rng, &policy)?;
+    let (reloads, steps) = reload_1pct(&mut dp, &mut rng, &policy)?;
     Ok(Ipv4List {
         prefixes: n,
         load_dynamic_ms: ms(load_dynamic),
         load_exempt_ms: ms(load_exempt),
         reload_1pct_ms: testrun::median(reloads.clone()),
         reload_1pct_ms_each: reloads,
+        reload_1pct_steps_ms: steps,
         class_blocks: dp.kernel_class_v4_blocks()?,
     })
 }
@@ -425,6 +464,12 @@ pub fn markdown(
             .map(|m| format!("{m:.1}"))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    let steps = &ipv4.reload_1pct_steps_ms;
+    let _ = writeln!(
+        md,
+        "\nThe median reload's steps: list record {:.1} ms, compared {:.1}, repaint {:.1}, kernel writes {:.1}, record rewritten {:.1}, IPv6 {:.1}",
+        steps.record, steps.compare, steps.repaint, steps.kernel, steps.record_write, steps.ipv6
     );
     md.push_str(&crate::throughput::markdown(throughput));
     let _ = writeln!(

@@ -32,7 +32,24 @@ fn benchmark_smoke_mode_runs_every_section() {
     let ipv4 = &report["ipv4_list"];
     assert!(ipv4["prefixes"].as_u64().unwrap() > 0);
     assert!(ipv4["load_dynamic_ms"].as_f64().unwrap() > 0.0);
-    assert!(ipv4["reload_1pct_ms"].as_f64().unwrap() > 0.0);
+    let reload = ipv4["reload_1pct_ms"].as_f64().unwrap();
+    assert!(reload > 0.0);
+    assert_eq!(ipv4["reload_1pct_ms_each"].as_array().unwrap().len(), 5);
+    // The median reload's steps lie inside it and the record was rebuilt.
+    let steps = ipv4["reload_1pct_steps_ms"].as_object().unwrap();
+    let parts = [
+        "record",
+        "compare",
+        "repaint",
+        "kernel",
+        "record_write",
+        "ipv6",
+    ];
+    let sum: f64 = parts.iter().map(|p| steps[*p].as_f64().unwrap()).sum();
+    assert!(
+        sum <= reload && steps["record"].as_f64().unwrap() > 0.0,
+        "{steps:?} vs {reload} ms"
+    );
     assert!(
         report["interface_reattach"]["window_max_ms"]
             .as_f64()

@@ -119,6 +119,29 @@ pub struct ClassStats {
     pub first_level_writes: usize,
     pub blocks_written: usize,
     pub blocks_deleted: usize,
+    pub steps: ClassSteps,
+}
+
+/// Where an apply's time went, step by step (the bench reports it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassSteps {
+    /// The new record: changed lists walked, unchanged ones copied.
+    pub record: Duration,
+    /// The comparison with the kept record (dirty regions).
+    pub compare: Duration,
+    pub repaint: Duration,
+    /// Orphans deleted, blocks written, first-level bytes stored.
+    pub kernel: Duration,
+    pub record_write: Duration,
+    pub ipv6: Duration,
+}
+
+/// The time since `since`, restarting it.
+fn lap(since: &mut Instant) -> Duration {
+    let now = Instant::now();
+    let elapsed = now - *since;
+    *since = now;
+    elapsed
 }
 
 pub(super) fn map_data<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a MapData, ClassError> {
@@ -176,6 +199,7 @@ impl ClassMaps {
         undo: &mut ClassUndo,
     ) -> Result<ClassStats, ClassError> {
         let mut stats = ClassStats::default();
+        let mut since = Instant::now();
         // Everything that can refuse the policy is checked before the
         // first write: all or nothing.
         if self.recorded.is_none() {
@@ -188,6 +212,7 @@ impl ClassMaps {
             .unwrap_or_else(|| self.recorded_entries());
         let last = self.applied.take();
         let record = build_record(policy, &old_entries, last.as_ref());
+        stats.steps.record = lap(&mut since);
         let capacity = LISTS_V4_CAPACITY as usize - 1;
         if record.entries.len() > capacity {
             self.recorded = Some(old_entries);
@@ -202,6 +227,7 @@ impl ClassMaps {
                 &old_entries[record.old_part.clone()],
                 &entries[record.new_part.clone()],
             );
+            stats.steps.compare = lap(&mut since);
             // Few regions: only the entries deciding them are looked at
             // (searches); many: one walk over the lists is cheaper.
             let repainted = if change.regions.len() <= entries.len() / 16 {
@@ -226,16 +252,20 @@ impl ClassMaps {
                 capacity: CLASS_V4_BLOCK_CAPACITY as usize,
             });
         }
+        stats.steps.repaint = lap(&mut since);
         self.mirror = Some(mirror);
         undo.repainted = repainted;
         self.delete_old_orphans(ebpf, &mut stats)?;
         self.write_v4(ebpf, &undo.repainted, &mut stats)?;
+        stats.steps.kernel = lap(&mut since);
         undo.record = Some(old_entries);
         self.write_record(entries, counts, &mut stats);
+        stats.steps.record_write = lap(&mut since);
         // IPv6 lists written from these very lists before: the trie holds them.
         if !(self.v6.is_some() && last.is_some_and(|l| l.same_v6(policy))) {
             self.write_v6(ebpf, v6_entries(policy), &mut undo.v6, &mut stats)?;
         }
+        stats.steps.ipv6 = lap(&mut since);
         self.recorded = Some(record.entries);
         self.applied = Some(record.applied);
         Ok(stats)

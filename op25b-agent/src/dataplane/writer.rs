@@ -17,7 +17,7 @@ use op25b_common::abi::{
 };
 
 use super::{
-    class_writer::{ClassMaps, ClassStats, ClassUndo},
+    class_writer::{ClassMaps, ClassStats, ClassSteps, ClassUndo},
     diff::{Insert, PolicyDiff, Removal},
     map_err, Dataplane, DataplaneError,
 };
@@ -32,6 +32,8 @@ pub struct ApplyStats {
     pub added: usize,
     pub removed: usize,
     pub ports_changed: bool,
+    /// Where the dynamic and exempt lists' step spent its time.
+    pub class_steps: ClassSteps,
 }
 
 /// How far a diff got before the kernel refused a step.
@@ -103,6 +105,7 @@ impl Dataplane {
                     added: diff.inserts.len() + classes.added,
                     removed: diff.removals.len() + classes.removed,
                     ports_changed: diff.runtime_config.is_some(),
+                    class_steps: classes.steps,
                 })
             }
             Err(e) => match self.undo(&current, &diff, progress) {
