@@ -78,7 +78,7 @@ pub fn dirty_regions(old: &[u64], new: &[u64]) -> RecordChange {
     let (mut i, mut j) = (0, 0);
     while i < old.len() || j < new.len() {
         // Most of a reload is long equal runs: eight entries at a time.
-        while old.len() - i >= 8 && new.len() - j >= 8 && old[i..i + 8] == new[j..j + 8] {
+        while old.len() - i >= 8 && new.len() - j >= 8 && same8(&old[i..i + 8], &new[j..j + 8]) {
             i += 8;
             j += 8;
         }
@@ -124,6 +124,11 @@ pub fn dirty_regions(old: &[u64], new: &[u64]) -> RecordChange {
         added,
         removed,
     }
+}
+
+/// Eight entries equal? (Compared inline: slice `==` calls `memcmp`.)
+fn same8(a: &[u64], b: &[u64]) -> bool {
+    a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 pub(super) const fn mask(len: u8) -> u32 {

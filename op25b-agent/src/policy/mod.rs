@@ -134,7 +134,12 @@ impl Policy {
         prefixes: &'a prefix::SortedPrefixes,
     ) -> impl Iterator<Item = (&'a Prefix, u32)> + 'a {
         let mut pools = self.pool_of.iter().peekable();
+        // Without pools, no merge step per prefix: it doubled the walk.
+        let no_pools = self.pool_of.is_empty();
         prefixes.iter().map(move |prefix| {
+            if no_pools {
+                return (prefix, 0);
+            }
             while pools.next_if(|(p, _)| *p < prefix).is_some() {}
             let id = pools
                 .next_if(|(p, _)| *p == prefix)
