@@ -87,6 +87,9 @@ pub struct NewRecord {
     pub old_part: Range<usize>,
     /// ... with these of the new one.
     pub new_part: Range<usize>,
+    /// Entries the map holds at the same place already (an unchanged list
+    /// that did not move): the rewrite leaves them.
+    pub in_place: Range<usize>,
 }
 
 /// The record of `policy`'s IPv4 lists: dynamic entries, then exempt ones
@@ -118,10 +121,18 @@ pub fn build_record(policy: &Policy, old: &[u64], last: Option<&AppliedLists>) -
         (false, true) => (0..old_at, 0..exempt_at),
         (false, false) => (0..old.len(), 0..entries.len()),
     };
+    // An unchanged list whose entries start where they did is in the map
+    // already (the dynamic ones always start at 0).
+    let in_place = match (same_dynamic.is_some(), same_exempt.is_some()) {
+        (true, _) => 0..exempt_at,
+        (false, true) if exempt_at == old_at => exempt_at..entries.len(),
+        _ => 0..0,
+    };
     let lengths = [dynamic_lengths, exempt_lengths];
     NewRecord {
         entries,
         lengths,
+        in_place,
         applied: AppliedLists {
             v4: [dynamic.generation(), exempt.generation()],
             v6: [
@@ -163,11 +174,12 @@ fn push_entries<'a>(
 impl ClassMaps {
     /// Rewrites the record to hold `entries`; `counts` are the (added,
     /// removed) entries against the record, when the caller compared them
-    /// already.
+    /// already; the entries in `in_place` are in the map already.
     pub(super) fn write_record(
         &mut self,
         entries: &[u64],
         counts: Option<(usize, usize)>,
+        in_place: Range<usize>,
         stats: &mut ClassStats,
     ) {
         let capacity = LISTS_V4_CAPACITY as usize - 1;
@@ -186,8 +198,15 @@ impl ClassMaps {
         // Odd while rewriting: readers retry (a sequence lock).
         words[0].store(record_header(sequence | 1, old_count), Ordering::Relaxed);
         fence(Ordering::Release);
-        for (slot, &entry) in words[1..].iter().zip(entries) {
-            slot.store(entry, Ordering::Relaxed);
+        let slots = &words[1..=entries.len()];
+        let (start, end) = (
+            in_place.start.min(entries.len()),
+            in_place.end.min(entries.len()),
+        );
+        for part in [0..start, end..entries.len()] {
+            for (slot, &entry) in slots[part.clone()].iter().zip(&entries[part]) {
+                slot.store(entry, Ordering::Relaxed);
+            }
         }
         words[0].store(
             record_header((sequence | 1).wrapping_add(1), count),

@@ -147,6 +147,10 @@ proptest! {
             dirty_regions(&old.entries[reused.old_part.clone()], &reused.entries[reused.new_part.clone()]),
             dirty_regions(&old.entries, &fresh.entries)
         );
+        // What the writer leaves in place is the old record's, at the same index.
+        for i in reused.in_place.clone() {
+            prop_assert_eq!(old.entries.get(i), Some(&reused.entries[i]));
+        }
         // Untouched lists are neither walked nor compared.
         let edited = |w: u8| changes.iter().any(|c| c.2 == w);
         if !edited(0) && !edited(2) {

@@ -259,7 +259,7 @@ impl ClassMaps {
         self.write_v4(ebpf, &undo.repainted, &mut stats)?;
         stats.steps.kernel = lap(&mut since);
         undo.record = Some(old_entries);
-        self.write_record(entries, counts, &mut stats);
+        self.write_record(entries, counts, record.in_place.clone(), &mut stats);
         stats.steps.record_write = lap(&mut since);
         // IPv6 lists written from these very lists before: the trie holds them.
         if !(self.v6.is_some() && last.is_some_and(|l| l.same_v6(policy))) {
