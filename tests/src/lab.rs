@@ -116,8 +116,6 @@ impl Lab {
         fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    /// Runs an agent subcommand inside the router's network namespace
-    /// (keeping the host's bpffs), returning (success, stdout, stderr).
     /// `op25b-agent top --window 1h` with the lab's config (and so its
     /// read token), in the router namespace.
     pub fn top_last_hour(&self) -> (bool, String, String) {
@@ -125,6 +123,8 @@ impl Lab {
         self.agent_cmd(&["top", "--window", "1h", "--config", config])
     }
 
+    /// Runs an agent subcommand inside the router's network namespace
+    /// (keeping the host's bpffs), returning (success, stdout, stderr).
     pub fn agent_cmd(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.ns('r')))
