@@ -48,7 +48,7 @@ impl Agent {
             // Expired entries leave the running lists once: each later
             // `active()` then copies the lists unchanged, generations kept,
             // instead of removing them again into a new generation.
-            self.config.policy = self.config.policy.active(now);
+            self.config.policy.prune_expired(now);
         }
         let provisioning = self.provisioning.clone();
         let provisioning = provisioning.as_deref();
@@ -115,7 +115,7 @@ impl Agent {
         // Lists read again unchanged keep their generations: the maps'
         // writer then skips them (a million-prefix list not walked). Both
         // sides without their expired entries, as the running one is.
-        new.policy = new.policy.active(crate::clock::now_unix());
+        new.policy.prune_expired(crate::clock::now_unix());
         for list in [ListKind::Dynamic, ListKind::Exempt] {
             new.policy
                 .list_mut(list)

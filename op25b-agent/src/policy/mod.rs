@@ -89,15 +89,20 @@ impl Policy {
     /// past their `expires_at` left out.
     #[must_use]
     pub fn active(&self, now: u64) -> Self {
-        // Field by field: `..self.clone()` would copy the lists only to drop them.
-        Self {
-            blocked_ports: self.blocked_ports.clone(),
-            dynamic: self.dynamic.active(now),
-            exempt: self.exempt.active(now),
-            allowed_destinations: self.allowed_destinations.active(now),
-            event_interval_ns: self.event_interval_ns,
-            pools: self.pools.clone(),
-            pool_of: self.pool_of.clone(),
+        let mut policy = self.clone();
+        policy.prune_expired(now);
+        policy
+    }
+
+    /// Takes the temporary entries past their `expires_at` out of the
+    /// lists, in place.
+    pub fn prune_expired(&mut self, now: u64) {
+        for list in [
+            ListKind::Dynamic,
+            ListKind::Exempt,
+            ListKind::AllowedDestinations,
+        ] {
+            self.list_mut(list).prune_expired(now);
         }
     }
 

@@ -198,13 +198,25 @@ impl PrefixSet {
     #[must_use]
     pub fn active(&self, now: u64) -> Self {
         let mut set = self.clone();
-        set.expiring.retain(|_, &mut t| t > now);
-        if set.expiring.len() < self.expiring.len() {
-            let expired = |p: &Prefix| self.expiring.get(p).is_some_and(|&t| t <= now);
-            set.v4.retain(|p| !expired(p));
-            set.v6.retain(|p| !expired(p));
-        }
+        set.prune_expired(now);
         set
+    }
+
+    /// Takes out the temporary members past their expiry, in place (a set
+    /// with none keeps its generations).
+    pub fn prune_expired(&mut self, now: u64) {
+        let expired: std::collections::BTreeSet<Prefix> = self
+            .expiring
+            .iter()
+            .filter(|(_, &t)| t <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        self.expiring.retain(|_, &mut t| t > now);
+        self.v4.retain(|p| !expired.contains(p));
+        self.v6.retain(|p| !expired.contains(p));
     }
 
     /// The next expiry after `now`.

@@ -142,7 +142,7 @@ impl SortedPrefixes {
 
     /// Keeps only the members `keep` says yes to.
     pub fn retain(&mut self, mut keep: impl FnMut(&Prefix) -> bool) {
-        self.merge();
+        self.compact();
         let before = self.sorted.len();
         self.sorted.retain(|p| keep(p));
         if self.sorted.len() != before {
@@ -152,16 +152,12 @@ impl SortedPrefixes {
 
     fn merge_if_due(&mut self) {
         if self.added.len() + self.removed.len() > MERGE_AT_LEAST.max(self.sorted.len() / 8) {
-            self.merge();
+            self.compact();
         }
     }
 
     /// Folds the edits into the vector: O(n + edits).
     pub fn compact(&mut self) {
-        self.merge();
-    }
-
-    fn merge(&mut self) {
         if self.added.is_empty() && self.removed.is_empty() {
             return;
         }
