@@ -67,14 +67,6 @@ impl AppliedLists {
     }
 }
 
-#[cfg(test)]
-impl NewRecord {
-    /// Where the new record's exempt entries start.
-    pub const fn applied_exempt_at(&self) -> usize {
-        self.applied.exempt_at
-    }
-}
-
 /// Pool assignments copied and compared per apply, at most.
 const POOLS_COMPARED: usize = 4096;
 
@@ -90,6 +82,14 @@ pub struct NewRecord {
     /// Entries the map holds at the same place already (an unchanged list
     /// that did not move): the rewrite leaves them.
     pub in_place: Range<usize>,
+}
+
+#[cfg(test)]
+impl NewRecord {
+    /// Where the new record's exempt entries start.
+    pub const fn applied_exempt_at(&self) -> usize {
+        self.applied.exempt_at
+    }
 }
 
 /// The record of `policy`'s IPv4 lists: dynamic entries, then exempt ones
@@ -115,18 +115,22 @@ pub fn build_record(policy: &Policy, old: &[u64], last: Option<&AppliedLists>) -
         push_entries(&mut entries, exempt.iter().map(|p| (p, 0)), RECORD_EXEMPT)
     };
     let old_at = last.map_or(0, |l| l.exempt_at);
-    let (old_part, new_part) = match (same_dynamic.is_some(), same_exempt.is_some()) {
-        (true, true) => (0..0, 0..0),
-        (true, false) => (old_at..old.len(), exempt_at..entries.len()),
-        (false, true) => (0..old_at, 0..exempt_at),
-        (false, false) => (0..old.len(), 0..entries.len()),
-    };
-    // An unchanged list whose entries start where they did is in the map
-    // already (the dynamic ones always start at 0).
-    let in_place = match (same_dynamic.is_some(), same_exempt.is_some()) {
-        (true, _) => 0..exempt_at,
-        (false, true) if exempt_at == old_at => exempt_at..entries.len(),
-        _ => 0..0,
+    // What can differ, and what the map holds in place already: an
+    // unchanged list whose entries start where they did (the dynamic ones
+    // always start at 0).
+    let (old_part, new_part, in_place) = match (same_dynamic.is_some(), same_exempt.is_some()) {
+        (true, true) => (0..0, 0..0, 0..exempt_at),
+        (true, false) => (old_at..old.len(), exempt_at..entries.len(), 0..exempt_at),
+        (false, true) => {
+            let moved = exempt_at != old_at;
+            let in_place = if moved {
+                0..0
+            } else {
+                exempt_at..entries.len()
+            };
+            (0..old_at, 0..exempt_at, in_place)
+        }
+        (false, false) => (0..old.len(), 0..entries.len(), 0..0),
     };
     let lengths = [dynamic_lengths, exempt_lengths];
     NewRecord {
