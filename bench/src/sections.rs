@@ -118,26 +118,28 @@ pub fn scale(n: usize, repeat: u32, runs: usize) -> anyhow::Result<ScaleRow> {
         samples.push(total / frames.len() as f64);
     }
     let memory = dp.policy_memory_bytes();
-    let (reloads, _) = reload_1pct(&mut dp, &mut rng, &policy)?;
+    let reloads = reload_1pct(&mut dp, &mut rng, &policy)?;
     Ok(ScaleRow {
         prefixes_per_list: n,
         blocked_ns_random_sources: testrun::median(samples),
         policy_map_memory_bytes: memory,
         load_dynamic_ms: ms(load_dynamic),
         load_exempt_ms: ms(load_exempt),
-        reload_1pct_ms: testrun::median(reloads.clone()),
-        reload_1pct_ms_each: reloads,
+        reload_1pct_ms: reloads.median_ms,
+        reload_1pct_ms_each: reloads.each_ms,
     })
 }
 
+/// 1% reloads back and forth: the median's time and steps, every time.
+struct Reloads {
+    median_ms: f64,
+    each_ms: Vec<f64>,
+    steps: ReloadSteps,
+}
+
 /// Reloads between `policy` and a copy with 1% of its dynamic prefixes
-/// replaced, back and forth ([`RELOADS`] times, each a 1% change): every
-/// reload's time in ms, and the steps of the median one.
-fn reload_1pct(
-    dp: &mut Dataplane,
-    rng: &mut StdRng,
-    policy: &Policy,
-) -> anyhow::Result<(Vec<f64>, ReloadSteps)> {
+/// replaced, back and forth ([`RELOADS`] times, each a 1% change).
+fn reload_1pct(dp: &mut Dataplane, rng: &mut StdRng, policy: &Policy) -> anyhow::Result<Reloads> {
     let churned = Policy {
         dynamic: churn(rng, &policy.dynamic, true),
         ..policy.clone()
@@ -149,12 +151,16 @@ fn reload_1pct(
         let stats = dp.apply(next)?;
         reloads.push((ms(t.elapsed()), stats.class_steps));
     }
-    let times: Vec<f64> = reloads.iter().map(|r| r.0).collect();
-    // The reload `testrun::median` picks: the middle one by time.
-    let mut order: Vec<usize> = (0..reloads.len()).collect();
-    order.sort_by(|&a, &b| reloads[a].0.total_cmp(&reloads[b].0));
-    let steps = ReloadSteps::of(&reloads[order[order.len() / 2]].1);
-    Ok((times, steps))
+    let each_ms: Vec<f64> = reloads.iter().map(|r| r.0).collect();
+    // The middle reload by time, as `testrun::median` picks it.
+    let mut by_time: Vec<&(f64, ClassSteps)> = reloads.iter().collect();
+    by_time.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (median_ms, steps) = by_time[by_time.len() / 2];
+    Ok(Reloads {
+        median_ms: *median_ms,
+        each_ms,
+        steps: ReloadSteps::of(steps),
+    })
 }
 
 /// Where a reload's time went (the class step's parts), in ms.
@@ -232,14 +238,14 @@ pub fn ipv4_list(n: usize) -> anyhow::Result<Ipv4List> {
         ..Policy::default()
     };
     let (load_dynamic, load_exempt) = load_timed(&mut dp, &mut policy, exempt)?;
-    let (reloads, steps) = reload_1pct(&mut dp, &mut rng, &policy)?;
+    let reloads = reload_1pct(&mut dp, &mut rng, &policy)?;
     Ok(Ipv4List {
         prefixes: n,
         load_dynamic_ms: ms(load_dynamic),
         load_exempt_ms: ms(load_exempt),
-        reload_1pct_ms: testrun::median(reloads.clone()),
-        reload_1pct_ms_each: reloads,
-        reload_1pct_steps_ms: steps,
+        reload_1pct_ms: reloads.median_ms,
+        reload_1pct_ms_each: reloads.each_ms,
+        reload_1pct_steps_ms: reloads.steps,
         class_blocks: dp.kernel_class_v4_blocks()?,
     })
 }

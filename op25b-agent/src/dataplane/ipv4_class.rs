@@ -162,16 +162,12 @@ mod tests {
     use super::*;
 
     fn policy(dynamic: &[(&str, u32)], exempt: &[&str]) -> Policy {
-        let mut policy = Policy::default();
-        for &(p, pool) in dynamic {
-            let prefix: Prefix = p.parse().unwrap();
-            policy.dynamic.insert(prefix);
-            if pool != 0 {
-                policy.pool_of.insert(prefix, pool);
-            }
-        }
-        policy.exempt = exempt.iter().map(|p| p.parse().unwrap()).collect();
-        policy
+        let dynamic: Vec<(Prefix, u32)> = dynamic
+            .iter()
+            .map(|&(p, pool)| (p.parse().unwrap(), pool))
+            .collect();
+        let exempt: Vec<Prefix> = exempt.iter().map(|p| p.parse().unwrap()).collect();
+        Policy::of_lists(&dynamic, &exempt)
     }
 
     fn class_of(table: &Mirror, addr: &str) -> SourceClass {
