@@ -83,6 +83,7 @@ fn a_reload_the_kernel_refuses_half_way_is_undone() {
     let mut before = op25b_agent::policy::Policy::default();
     before.dynamic.insert("100.64.0.0/10".parse().unwrap());
     before.exempt.insert("100.64.1.7/32".parse().unwrap());
+    before.exempt.insert("100.64.3.7/32".parse().unwrap());
     dp.apply(&before).unwrap();
 
     let capacity = op25b_common::abi::POLICY_MAP_CAPACITY;
@@ -90,8 +91,10 @@ fn a_reload_the_kernel_refuses_half_way_is_undone() {
     let mut too_big = before.clone();
     too_big.blocked_ports = vec![25, 2525];
     // The class step goes first and succeeds: a new exemption, a new
-    // dynamic /24 with a split, and the old host exemption gone.
+    // dynamic /24 with a split, a split /24 split anew, and the old host
+    // exemption gone (its block lost, gained, changed and lost).
     too_big.exempt.v4.remove(&"100.64.1.7/32".parse().unwrap());
+    too_big.exempt.insert("100.64.3.9/32".parse().unwrap());
     too_big.exempt.insert("100.64.2.0/24".parse().unwrap());
     too_big.dynamic.insert("198.51.100.0/24".parse().unwrap());
     too_big.exempt.insert("198.51.100.9/32".parse().unwrap());
@@ -128,6 +131,8 @@ fn a_reload_the_kernel_refuses_half_way_is_undone() {
     assert_eq!(class("100.64.1.7"), exempt);
     assert_eq!(class("100.64.1.8"), dynamic);
     assert_eq!(class("100.64.2.1"), dynamic);
+    assert_eq!(class("100.64.3.7"), exempt);
+    assert_eq!(class("100.64.3.9"), dynamic);
     assert_eq!(class("198.51.100.9"), op25b_common::SourceClass::NEITHER);
     assert_eq!(class("198.51.100.10"), op25b_common::SourceClass::NEITHER);
     // And the next apply starts from the truth.

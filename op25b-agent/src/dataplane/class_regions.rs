@@ -6,7 +6,11 @@
 //!
 //! Pure: no kernel. `class_writer` writes what changed.
 
-use std::{collections::HashMap, net::IpAddr, ops::Range};
+use std::{
+    collections::{hash_map::Entry, HashMap},
+    net::IpAddr,
+    ops::Range,
+};
 
 use op25b_common::{abi::record_fields, SourceClass};
 
@@ -37,14 +41,45 @@ impl std::fmt::Debug for Mirror {
 /// The region of a first load: every /24.
 pub const EVERY_SLASH24: Range<u32> = 0..1 << 24;
 
-/// One repainted region: its /24s, and what it held before.
-#[derive(Clone, Debug)]
+/// What a repaint changed: enough to write it to the kernel and to undo
+/// it. Blocks are updated in place in the mirror; only those that changed
+/// are noted (most blocks of a region keep their classes).
+#[derive(Clone, Debug, Default)]
 pub struct Repainted {
-    pub range: Range<u32>,
+    /// The repainted /24 ranges, sorted.
+    pub regions: Vec<Range<u32>>,
+    /// Their first-level bytes before, one region after the other.
     pub old_first: Vec<u8>,
+    /// The blocks that changed or went, as they were.
     pub old_blocks: Vec<(u32, [u8; 256])>,
-    /// The region's blocks now, sorted.
-    pub new_blocks: Vec<(u32, [u8; 256])>,
+    /// /24s whose block changed.
+    pub changed: Vec<u32>,
+    /// /24s that gained a block, and their first-level byte before.
+    pub gained: Vec<(u32, u8)>,
+    /// /24s that lost their block (the first level no longer points at it).
+    pub lost: Vec<u32>,
+}
+
+impl Repainted {
+    pub fn is_empty(&self) -> bool {
+        self.regions.is_empty()
+    }
+
+    /// Each region's first /24 and its first-level bytes before.
+    pub fn old_regions(&self) -> impl Iterator<Item = (usize, &[u8])> {
+        let mut at = 0;
+        self.regions.iter().map(move |r| {
+            let len = (r.end - r.start) as usize;
+            at += len;
+            (r.start as usize, &self.old_first[at - len..at])
+        })
+    }
+
+    /// The /24s whose block the kernel needs anew: changed or gained.
+    pub fn written(&self) -> impl Iterator<Item = u32> + '_ {
+        let gained = self.gained.iter().map(|&(n, _)| n);
+        self.changed.iter().copied().chain(gained)
+    }
 }
 
 /// The /24 range of a prefix (a prefix longer than /24 widens to its /24).
@@ -164,7 +199,7 @@ pub fn repaint_regions(
     entries: &[u64],
     lengths: ListLengths,
     regions: &[Range<u32>],
-) -> Vec<Repainted> {
+) -> Repainted {
     let (dynamic, exempt) = deciding_entries(entries, lengths, regions);
     let dynamic: Vec<(Prefix, u32)> = dynamic.into_iter().map(entry_prefix).collect();
     let exempt: Vec<Prefix> = exempt.into_iter().map(|e| entry_prefix(e).0).collect();
@@ -179,165 +214,175 @@ struct OpenBlock {
 }
 
 /// Repaints `regions` of `mirror` from the classified IPv4 lists (all of
-/// them, in pre-order); returns each region's old and new state.
+/// them, in pre-order); returns what changed.
 pub fn repaint(
     mirror: &mut Mirror,
     classified: impl Iterator<Item = Classified>,
     regions: &[Range<u32>],
-) -> Vec<Repainted> {
-    let mut out: Vec<Repainted> = Vec::with_capacity(regions.len());
-    // The listed prefixes enclosing the last item.
-    let mut stack: Vec<Enclosing> = Vec::with_capacity(32);
-    let mut open: Option<OpenBlock> = None;
-    let mut next = 0;
+) -> Repainted {
+    let mut painter = Painter {
+        mirror,
+        regions,
+        next: 0,
+        region_at: 0,
+        stack: Vec::with_capacity(32),
+        open: None,
+        out: Repainted {
+            regions: Vec::with_capacity(regions.len()),
+            ..Repainted::default()
+        },
+    };
     for item in classified {
         let IpAddr::V4(addr) = item.prefix.addr() else {
             continue;
         };
         let (addr, len) = (u32::from(addr), item.prefix.len());
-        let n = addr >> 8;
         // Regions wholly before this item are done.
-        finish_before(
-            mirror, &mut out, &mut open, &mut stack, regions, &mut next, n,
-        );
-        let inside = next < regions.len() && holds(&regions[next], addr, len);
-        if inside {
-            start(mirror, &mut out, &mut stack, &regions[next], next);
+        painter.finish_before(addr >> 8);
+        let next = painter.next;
+        if next < regions.len() && holds(&regions[next], addr, len) {
+            painter.start();
             if item.class != item.parent_class {
-                let last = next_out(&out);
-                paint_one(mirror, &mut out[last], &mut open, addr, len, item.class.0);
+                painter.paint(addr, len, item.class.0);
             }
         }
-        while let Some(&(a, l, _)) = stack.last() {
+        painter.enter(addr, len, item.class.0);
+    }
+    painter.finish_before(u32::MAX);
+    painter.out
+}
+
+/// One repaint's walk: the region being painted is `regions[next]`.
+struct Painter<'a> {
+    mirror: &'a mut Mirror,
+    regions: &'a [Range<u32>],
+    next: usize,
+    /// Where the region being painted starts in `out.old_first`.
+    region_at: usize,
+    /// The listed prefixes enclosing the last item.
+    stack: Vec<Enclosing>,
+    open: Option<OpenBlock>,
+    out: Repainted,
+}
+
+impl Painter<'_> {
+    /// Finishes the regions from `next` on that end at or before /24 `bound`.
+    fn finish_before(&mut self, bound: u32) {
+        while self.next < self.regions.len() && self.regions[self.next].end <= bound {
+            self.finish();
+            self.next += 1;
+        }
+    }
+
+    /// Makes the listed prefix (`addr`, `len`) the innermost enclosing one.
+    fn enter(&mut self, addr: u32, len: u8, class: u8) {
+        while let Some(&(a, l, _)) = self.stack.last() {
             if contains(a, l, addr, len) {
                 break;
             }
-            stack.pop();
+            self.stack.pop();
         }
-        stack.push((addr, len, item.class.0));
+        self.stack.push((addr, len, class));
     }
-    finish_before(
-        mirror,
-        &mut out,
-        &mut open,
-        &mut stack,
-        regions,
-        &mut next,
-        u32::MAX,
-    );
-    out
-}
 
-/// Finishes the regions from `next` on that end at or before /24 `bound`.
-fn finish_before(
-    mirror: &mut Mirror,
-    out: &mut Vec<Repainted>,
-    open: &mut Option<OpenBlock>,
-    stack: &mut Vec<Enclosing>,
-    regions: &[Range<u32>],
-    next: &mut usize,
-    bound: u32,
-) {
-    while *next < regions.len() && regions[*next].end <= bound {
-        finish(mirror, out, open, stack, &regions[*next], *next);
-        *next += 1;
-    }
-}
-
-const fn next_out(out: &[Repainted]) -> usize {
-    out.len() - 1
-}
-
-/// Opens region `index` once: saves what it held, fills it with the class
-/// of the innermost listed prefix covering it.
-fn start(
-    mirror: &mut Mirror,
-    out: &mut Vec<Repainted>,
-    stack: &mut Vec<Enclosing>,
-    region: &Range<u32>,
-    index: usize,
-) {
-    if out.len() > index {
-        return;
-    }
-    // Only prefixes of /24 or shorter can cover a region of whole /24s.
-    while let Some(&(a, l, _)) = stack.last() {
-        let covers = slash24_range(a, l);
-        if l <= 24 && covers.start <= region.start && region.end <= covers.end {
-            break;
+    /// Opens region `next` once: saves its first level, fills it with the
+    /// class of the innermost listed prefix covering it.
+    fn start(&mut self) {
+        if self.out.regions.len() > self.next {
+            return;
         }
-        stack.pop();
+        let region = &self.regions[self.next];
+        // Only prefixes of /24 or shorter can cover a region of whole /24s.
+        while let Some(&(a, l, _)) = self.stack.last() {
+            let covers = slash24_range(a, l);
+            if l <= 24 && covers.start <= region.start && region.end <= covers.end {
+                break;
+            }
+            self.stack.pop();
+        }
+        let base = self.stack.last().map_or(SourceClass::NEITHER.0, |s| s.2);
+        let slice = &mut self.mirror.first[region.start as usize..region.end as usize];
+        self.region_at = self.out.old_first.len();
+        self.out.old_first.extend_from_slice(slice);
+        slice.fill(base);
+        self.out.regions.push(region.clone());
     }
-    let base = stack.last().map_or(SourceClass::NEITHER.0, |s| s.2);
-    let slice = &mut mirror.first[region.start as usize..region.end as usize];
-    let old_first = slice.to_vec();
-    slice.fill(base);
-    // The region's blocks are those its old first level points at, in order.
-    let old_blocks = (region.start..)
-        .zip(&old_first)
-        .filter(|&(_, &first)| first & SourceClass::INDIRECT != 0)
-        .filter_map(|(n, _)| mirror.blocks.remove(&n).map(|b| (n, b)))
-        .collect();
-    out.push(Repainted {
-        range: region.clone(),
-        old_first,
-        old_blocks,
-        new_blocks: Vec::new(),
-    });
-}
 
-fn finish(
-    mirror: &mut Mirror,
-    out: &mut Vec<Repainted>,
-    open: &mut Option<OpenBlock>,
-    stack: &mut Vec<Enclosing>,
-    region: &Range<u32>,
-    index: usize,
-) {
-    start(mirror, out, stack, region, index);
-    let last = next_out(out);
-    close(mirror, &mut out[last], open.take().as_ref());
-}
-
-fn paint_one(
-    mirror: &mut Mirror,
-    region: &mut Repainted,
-    open: &mut Option<OpenBlock>,
-    addr: u32,
-    len: u8,
-    class: u8,
-) {
-    let n = addr >> 8;
-    if len <= 24 {
-        close(mirror, region, open.take().as_ref());
-        let r = slash24_range(addr, len);
-        mirror.first[r.start as usize..r.end as usize].fill(class);
-        return;
+    /// Closes region `next`: its last block, and the blocks of its /24s
+    /// that are direct now.
+    fn finish(&mut self) {
+        self.start();
+        self.close();
+        let start = self.regions[self.next].start as usize;
+        let old = &self.out.old_first[self.region_at..];
+        for (i, chunk) in old.chunks(8).enumerate() {
+            // Most of a region never had blocks: eight bytes at a time.
+            if chunk.iter().fold(0, |any, &b| any | b) & SourceClass::INDIRECT == 0 {
+                continue;
+            }
+            for (j, &was) in chunk.iter().enumerate() {
+                let n = start + i * 8 + j;
+                if was & SourceClass::INDIRECT != 0
+                    && self.mirror.first[n] & SourceClass::INDIRECT == 0
+                {
+                    #[expect(clippy::cast_possible_truncation, reason = "a /24 index")]
+                    let n = n as u32;
+                    if let Some(block) = self.mirror.blocks.remove(&n) {
+                        self.out.old_blocks.push((n, block));
+                        self.out.lost.push(n);
+                    }
+                }
+            }
+        }
     }
-    if open.as_ref().is_none_or(|b| b.n != n) {
-        close(mirror, region, open.take().as_ref());
-        *open = Some(OpenBlock {
-            n,
-            classes: [mirror.first[n as usize]; 256],
-        });
-    }
-    let block = open.as_mut().expect("opened above");
-    let start = (addr & 0xff) as usize;
-    block.classes[start..start + (1usize << (32 - len))].fill(class);
-}
 
-/// Files a finished block: a /24 whose classes all agree needs none.
-fn close(mirror: &mut Mirror, region: &mut Repainted, block: Option<&OpenBlock>) {
-    let Some(&OpenBlock { n, classes }) = block else {
-        return;
-    };
-    let first = &mut mirror.first[n as usize];
-    if classes.iter().all(|&c| c == classes[0]) {
-        *first = classes[0];
-    } else {
+    fn paint(&mut self, addr: u32, len: u8, class: u8) {
+        let n = addr >> 8;
+        if len <= 24 {
+            self.close();
+            let r = slash24_range(addr, len);
+            self.mirror.first[r.start as usize..r.end as usize].fill(class);
+            return;
+        }
+        if self.open.as_ref().is_none_or(|b| b.n != n) {
+            self.close();
+            self.open = Some(OpenBlock {
+                n,
+                classes: [self.mirror.first[n as usize]; 256],
+            });
+        }
+        let block = self.open.as_mut().expect("opened above");
+        let start = (addr & 0xff) as usize;
+        block.classes[start..start + (1usize << (32 - len))].fill(class);
+    }
+
+    /// Files the open block: a /24 whose classes all agree needs none; a
+    /// block already there is updated in place.
+    fn close(&mut self) {
+        let Some(OpenBlock { n, classes }) = self.open.take() else {
+            return;
+        };
+        let first = &mut self.mirror.first[n as usize];
+        if classes.iter().all(|&c| c == classes[0]) {
+            *first = classes[0];
+            return;
+        }
         *first |= SourceClass::INDIRECT;
-        mirror.blocks.insert(n, classes);
-        region.new_blocks.push((n, classes));
+        match self.mirror.blocks.entry(n) {
+            Entry::Occupied(mut kept) => {
+                if *kept.get() != classes {
+                    self.out.old_blocks.push((n, *kept.get()));
+                    *kept.get_mut() = classes;
+                    self.out.changed.push(n);
+                }
+            }
+            Entry::Vacant(free) => {
+                free.insert(classes);
+                let offset = (n - self.regions[self.next].start) as usize;
+                let was = self.out.old_first[self.region_at + offset];
+                self.out.gained.push((n, was));
+            }
+        }
     }
 }
 
@@ -350,14 +395,14 @@ impl Mirror {
     }
 
     /// Puts back what `repainted` saved (the reverse of [`repaint`]).
-    pub fn restore(&mut self, repainted: &[Repainted]) {
-        for r in repainted.iter().rev() {
-            self.first[r.range.start as usize..r.range.end as usize].copy_from_slice(&r.old_first);
-            for (n, _) in &r.new_blocks {
-                self.blocks.remove(n);
-            }
-            self.blocks.extend(r.old_blocks.iter().copied());
+    pub fn restore(&mut self, repainted: &Repainted) {
+        for (start, old) in repainted.old_regions() {
+            self.first[start..start + old.len()].copy_from_slice(old);
         }
+        for (n, _) in &repainted.gained {
+            self.blocks.remove(n);
+        }
+        self.blocks.extend(repainted.old_blocks.iter().copied());
     }
 
     /// The class of `addr`, read as the program reads it.

@@ -33,6 +33,63 @@ fn full(policy: &Policy) -> Mirror {
     mirror
 }
 
+/// `repainted` names exactly the blocks that differ between `old` and
+/// `new`, with the old contents and first-level bytes undo needs.
+fn reports_what_changed(
+    old: &Mirror,
+    new: &Mirror,
+    repainted: &Repainted,
+) -> Result<(), TestCaseError> {
+    use std::collections::BTreeMap;
+    let sorted = |m: &Mirror| {
+        m.blocks
+            .iter()
+            .map(|(&n, b)| (n, *b))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let (old_blocks, new_blocks) = (sorted(old), sorted(new));
+    let mut gained: Vec<(u32, u8)> = new_blocks
+        .keys()
+        .filter(|n| !old_blocks.contains_key(n))
+        .map(|&n| (n, old.first[n as usize]))
+        .collect();
+    let mut lost: Vec<u32> = old_blocks
+        .keys()
+        .filter(|n| !new_blocks.contains_key(n))
+        .copied()
+        .collect();
+    let mut changed: Vec<u32> = old_blocks
+        .iter()
+        .filter(|(n, b)| new_blocks.get(n).is_some_and(|now| now != *b))
+        .map(|(&n, _)| n)
+        .collect();
+    let mut saved: Vec<(u32, [u8; 256])> = old_blocks
+        .iter()
+        .filter(|(n, b)| new_blocks.get(n) != Some(b))
+        .map(|(&n, b)| (n, *b))
+        .collect();
+    let mut report = repainted.clone();
+    for list in [&mut gained, &mut report.gained] {
+        list.sort_unstable();
+    }
+    for list in [
+        &mut lost,
+        &mut changed,
+        &mut report.lost,
+        &mut report.changed,
+    ] {
+        list.sort_unstable();
+    }
+    for list in [&mut saved, &mut report.old_blocks] {
+        list.sort_unstable_by_key(|b| b.0);
+    }
+    prop_assert_eq!(report.gained, gained);
+    prop_assert_eq!(report.lost, lost);
+    prop_assert_eq!(report.changed, changed);
+    prop_assert!(report.old_blocks == saved, "saved old blocks differ");
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     /// Repainting only the regions of a change gives the table a full
@@ -52,11 +109,13 @@ proptest! {
         prop_assert_eq!(change.removed, old_set.difference(&new_set).count());
         let regions = change.regions;
         let mut walked = old.clone();
-        repaint(&mut walked, classify_policy(&after, true), &regions);
+        let walked_report = repaint(&mut walked, classify_policy(&after, true), &regions);
         let repainted = repaint_regions(&mut mirror, &new_entries, lengths, &regions);
         let want = full(&after);
         prop_assert!(mirror == want, "incremental differs from the full rebuild");
         prop_assert!(walked == want, "the walk over every prefix differs");
+        reports_what_changed(&old, &want, &repainted)?;
+        reports_what_changed(&old, &want, &walked_report)?;
         // And against the lists themselves, address by address.
         for addr in 0x643f_ff00u32..0x6440_1100 {
             let bytes = Ipv4Addr::from(addr).octets();

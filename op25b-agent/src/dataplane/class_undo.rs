@@ -8,7 +8,7 @@ use aya::Ebpf;
 
 use super::{
     class_batch::{batch, BatchOp},
-    class_writer::{merge_blocks, store_changed, ClassError, ClassMaps, ClassStats, ClassUndo},
+    class_writer::{store_changed, ClassError, ClassMaps, ClassStats, ClassUndo},
 };
 
 impl ClassMaps {
@@ -41,38 +41,28 @@ impl ClassMaps {
             return Ok(());
         }
         // Blocks first: an old block behind a new pointer gives the old
-        // class; a new block becomes uniform in its /24's old class.
-        let mut keys = Vec::new();
-        let mut values = Vec::new();
-        let mut orphaned = Vec::new();
-        for region in &undo.repainted {
-            merge_blocks(&region.old_blocks, &region.new_blocks, |n, old, _| {
-                keys.push(n);
-                if let Some(old) = old {
-                    values.push(*old);
-                } else {
-                    let offset = (n - region.range.start) as usize;
-                    values.push([region.old_first[offset]; 256]);
-                    orphaned.push(n);
-                }
-            });
+        // class; a gained block becomes uniform in its /24's old class.
+        let repainted = &undo.repainted;
+        let (mut keys, mut values): (Vec<u32>, Vec<[u8; 256]>) =
+            repainted.old_blocks.iter().copied().unzip();
+        for &(n, was) in &repainted.gained {
+            keys.push(n);
+            values.push([was; 256]);
         }
         batch(ebpf, BatchOp::Update, &keys, &values)?;
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        for region in &undo.repainted {
-            store_changed(&self.first, region.range.start as usize, &region.old_first);
+        for (start, old) in repainted.old_regions() {
+            store_changed(&self.first, start, old);
         }
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         if let Some(mirror) = self.mirror.as_mut() {
-            mirror.restore(&undo.repainted);
+            mirror.restore(repainted);
         }
-        for region in &undo.repainted {
-            for (n, _) in &region.old_blocks {
-                self.orphans.remove(n);
-            }
+        for (n, _) in &repainted.old_blocks {
+            self.orphans.remove(n);
         }
         let now = Instant::now();
-        for n in orphaned {
+        for &(n, _) in &repainted.gained {
             self.orphans.entry(n).or_insert(now);
         }
         Ok(())

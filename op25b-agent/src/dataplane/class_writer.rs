@@ -105,7 +105,7 @@ pub struct ClassMaps {
 /// What an apply overwrote, so that [`ClassMaps::undo`] can put it back.
 #[derive(Debug, Default)]
 pub struct ClassUndo {
-    pub(super) repainted: Vec<Repainted>,
+    pub(super) repainted: Repainted,
     pub(super) record: Option<Vec<u64>>,
     pub(super) v6: Option<Vec<(Prefix, u32)>>,
 }
@@ -326,7 +326,7 @@ impl ClassMaps {
     fn write_v4(
         &mut self,
         ebpf: &mut Ebpf,
-        repainted: &[Repainted],
+        repainted: &Repainted,
         stats: &mut ClassStats,
     ) -> Result<(), ClassError> {
         let mirror = self.mirror.as_ref().expect("set by apply");
@@ -334,42 +334,24 @@ impl ClassMaps {
         //    /24's pointer is left as it is: only a packet that read the old
         //    pointer reads it, and its old class is allowed (rewriting it
         //    was more than half the block writes of a pool change).
-        let mut keys = Vec::new();
-        let mut values: Vec<[u8; 256]> = Vec::new();
-        let mut orphaned = Vec::new();
-        for region in repainted {
-            merge_blocks(
-                &region.old_blocks,
-                &region.new_blocks,
-                |n, old, new| match (old, new) {
-                    (Some(_), None) => orphaned.push(n),
-                    (old, Some(new)) if old != Some(new) => {
-                        keys.push(n);
-                        values.push(*new);
-                    }
-                    _ => {}
-                },
-            );
-        }
+        let keys: Vec<u32> = repainted.written().collect();
+        let values: Vec<[u8; 256]> = keys.iter().map(|n| mirror.blocks[n]).collect();
         batch(ebpf, BatchOp::Update, &keys, &values)?;
         stats.blocks_written += keys.len();
         // 2. The first level, one byte store per changed entry.
         fence(Ordering::SeqCst);
-        for region in repainted {
-            let range = region.range.start as usize..region.range.end as usize;
-            stats.first_level_writes +=
-                store_changed(&self.first, range.start, &mirror.first[range]);
+        for (start, old) in repainted.old_regions() {
+            let range = start..start + old.len();
+            stats.first_level_writes += store_changed(&self.first, start, &mirror.first[range]);
         }
         fence(Ordering::SeqCst);
         // A block referenced again is no orphan; a block orphaned again
         // starts its grace anew.
-        for region in repainted {
-            for (n, _) in &region.new_blocks {
-                self.orphans.remove(n);
-            }
+        for n in &keys {
+            self.orphans.remove(n);
         }
         let now = Instant::now();
-        for n in orphaned {
+        for &n in &repainted.lost {
             self.orphans.entry(n).or_insert(now);
         }
         Ok(())
@@ -391,38 +373,6 @@ impl ClassMaps {
 pub(super) fn record_entries(policy: &Policy) -> (Vec<u64>, super::class_regions::ListLengths) {
     let record = build_record(policy, &[], None);
     (record.entries, record.lengths)
-}
-
-/// Walks two block lists sorted by /24, calling `f` with each /24 and its
-/// old and new block.
-pub(super) fn merge_blocks(
-    old: &[(u32, [u8; 256])],
-    new: &[(u32, [u8; 256])],
-    mut visit: impl FnMut(u32, Option<&[u8; 256]>, Option<&[u8; 256]>),
-) {
-    let (mut at_old, mut at_new) = (0, 0);
-    while at_old < old.len() || at_new < new.len() {
-        match (old.get(at_old), new.get(at_new)) {
-            (Some(was), Some(now)) if was.0 == now.0 => {
-                visit(was.0, Some(&was.1), Some(&now.1));
-                at_old += 1;
-                at_new += 1;
-            }
-            (Some(was), Some(now)) if was.0 < now.0 => {
-                visit(was.0, Some(&was.1), None);
-                at_old += 1;
-            }
-            (Some(was), None) => {
-                visit(was.0, Some(&was.1), None);
-                at_old += 1;
-            }
-            (_, Some(now)) => {
-                visit(now.0, None, Some(&now.1));
-                at_new += 1;
-            }
-            (None, None) => unreachable!("loop condition"),
-        }
-    }
 }
 
 /// Stores the bytes of `new` that differ from the mapping at `start`, one
