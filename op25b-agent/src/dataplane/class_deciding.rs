@@ -43,16 +43,17 @@ pub fn lower_bound_near(entries: &[u64], hint: usize, key: u64) -> usize {
 /// The deciding entries of every region, per list: (dynamic, exempt), each
 /// sorted and without duplicates (a prefix covering several regions is
 /// listed once), so the pair is a pre-order walk of just those prefixes.
+/// `lists` are the record's (dynamic, exempt) entries.
 pub fn deciding_entries(
-    entries: &[u64],
+    lists: [&[u64]; 2],
     lengths: ListLengths,
     regions: &[Range<u32>],
 ) -> (Vec<u64>, Vec<u64>) {
     let mut found = [Vec::new(), Vec::new()];
-    let lists = [RECORD_DYNAMIC, RECORD_EXEMPT];
+    let kinds = [RECORD_DYNAMIC, RECORD_EXEMPT];
     for (list, out) in found.iter_mut().enumerate() {
-        let kind = lists[list];
-        let mut cursor = lower_bound_near(entries, 0, record_entry(kind, 0, 0, 0));
+        let (kind, entries) = (kinds[list], lists[list]);
+        let mut cursor = 0;
         for region in regions {
             let len = u8::try_from(24 - (region.end - region.start).trailing_zeros()).unwrap_or(0);
             let addr = region.start << 8;

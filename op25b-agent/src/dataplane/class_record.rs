@@ -5,9 +5,11 @@
 use std::{
     collections::BTreeMap,
     net::IpAddr,
-    ops::Range,
     os::fd::AsFd as _,
-    sync::atomic::{fence, AtomicU64, Ordering},
+    sync::{
+        atomic::{fence, AtomicU64, Ordering},
+        Arc,
+    },
 };
 
 use aya::maps::{LpmTrie, Map, MapData};
@@ -17,7 +19,7 @@ use op25b_common::abi::{
 };
 
 use super::{
-    class_regions::{dirty_regions, ListLengths},
+    class_regions::{dirty_regions, dirty_regions_of, ListLengths, RecordChange},
     class_writer::{ClassError, ClassMaps, ClassStats},
     mmap::Mapping,
 };
@@ -26,10 +28,42 @@ use crate::policy::{
     Policy,
 };
 
+/// The record's entries as this process keeps them: each list's, sorted
+/// (dynamic, exempt), shared with the undo of the apply that replaced
+/// them, so that a list an apply did not change is not copied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordLists {
+    lists: [Arc<Vec<u64>>; 2],
+}
+
+impl RecordLists {
+    /// Splits a record's entries (sorted: dynamic ones first) by list.
+    pub fn from_entries(mut entries: Vec<u64>) -> Self {
+        let at = entries.partition_point(|&e| record_fields(e).0 != RECORD_EXEMPT);
+        let exempt = entries.split_off(at);
+        Self {
+            lists: [Arc::new(entries), Arc::new(exempt)],
+        }
+    }
+
+    /// (dynamic, exempt).
+    pub fn lists(&self) -> [&[u64]; 2] {
+        [&self.lists[0], &self.lists[1]]
+    }
+
+    pub fn len(&self) -> usize {
+        self.lists[0].len() + self.lists[1].len()
+    }
+
+    /// Every entry, in the record's order.
+    pub fn entries(&self) -> impl Iterator<Item = u64> + '_ {
+        self.lists[0].iter().chain(self.lists[1].iter()).copied()
+    }
+}
+
 /// The lists the class maps were last written from: each list's
 /// generation (see `SortedPrefixes::generation`) and the pools dynamic
-/// entries carry, so an apply can tell an untouched list without walking
-/// it; and where the record's exempt entries start.
+/// entries carry, so an apply can tell an untouched list without walking it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppliedLists {
     /// (dynamic, exempt) IPv4 generations.
@@ -39,7 +73,6 @@ pub struct AppliedLists {
     /// `None` when there were too many to copy and compare on every apply
     /// (pools given by big list files): then no list is taken as unchanged.
     pools: Option<BTreeMap<Prefix, u32>>,
-    exempt_at: usize,
     lengths: ListLengths,
 }
 
@@ -48,12 +81,12 @@ impl AppliedLists {
         self.pools.as_ref() == Some(&policy.pool_of)
     }
 
-    fn same_dynamic(&self, policy: &Policy) -> bool {
-        self.v4[0] == policy.dynamic.v4.generation() && self.same_pools(policy)
-    }
-
-    fn same_exempt(&self, policy: &Policy) -> bool {
-        self.v4[1] == policy.exempt.v4.generation()
+    /// Are `policy`'s IPv4 lists (dynamic, exempt) those last written?
+    fn same_v4(&self, policy: &Policy) -> [bool; 2] {
+        [
+            self.v4[0] == policy.dynamic.v4.generation() && self.same_pools(policy),
+            self.v4[1] == policy.exempt.v4.generation(),
+        ]
     }
 
     /// Are `policy`'s IPv6 lists those last written?
@@ -70,72 +103,61 @@ impl AppliedLists {
 /// Pool assignments copied and compared per apply, at most.
 const POOLS_COMPARED: usize = 4096;
 
-/// A new record and the parts of it (and of the old one) that can differ.
+/// A new record, and which of its lists can differ from the old one.
 pub struct NewRecord {
-    pub entries: Vec<u64>,
+    pub lists: RecordLists,
     pub lengths: ListLengths,
     pub applied: AppliedLists,
-    /// The entries of the old record to compare ...
-    pub old_part: Range<usize>,
-    /// ... with these of the new one.
-    pub new_part: Range<usize>,
-    /// Entries the map holds at the same place already (an unchanged list
-    /// that did not move): the rewrite leaves them.
-    pub in_place: Range<usize>,
+    /// The lists walked afresh (dynamic, exempt): only these are compared
+    /// with the old record; the others are the old record's, shared.
+    pub walked: [bool; 2],
+    /// The lists the map holds at the same place already (unchanged, not
+    /// moved): the rewrite leaves them.
+    pub in_place: [bool; 2],
 }
 
-#[cfg(test)]
 impl NewRecord {
-    /// Where the new record's exempt entries start.
-    pub const fn applied_exempt_at(&self) -> usize {
-        self.applied.exempt_at
+    /// What changed against `old` (the record `last` described): only the
+    /// walked lists are compared.
+    pub fn change_from(&self, old: &RecordLists) -> RecordChange {
+        let (old, new) = (old.lists(), self.lists.lists());
+        let pairs: Vec<(&[u64], &[u64])> = (0..2)
+            .filter(|&i| self.walked[i])
+            .map(|i| (old[i], new[i]))
+            .collect();
+        dirty_regions_of(&pairs)
     }
 }
 
 /// The record of `policy`'s IPv4 lists: dynamic entries, then exempt ones
-/// (the record's sort order). A list `last` says is unchanged is copied
-/// from `old` (the record `last` describes) and left out of the comparison:
-/// a reload of one list neither walks nor compares the other.
-pub fn build_record(policy: &Policy, old: &[u64], last: Option<&AppliedLists>) -> NewRecord {
-    let same_dynamic = last.filter(|l| l.same_dynamic(policy));
-    let same_exempt = last.filter(|l| l.same_exempt(policy));
+/// (the record's sort order). A list `last` says is unchanged is shared
+/// with `old` (the record `last` describes) and left out of the
+/// comparison: a reload of one list neither walks nor compares the other.
+pub fn build_record(policy: &Policy, old: &RecordLists, last: Option<&AppliedLists>) -> NewRecord {
+    let same = last.map_or([false; 2], |l| l.same_v4(policy));
     let (dynamic, exempt) = (&policy.dynamic.v4, &policy.exempt.v4);
-    let mut entries = Vec::with_capacity(dynamic.len() + exempt.len());
-    let dynamic_lengths = if let Some(l) = same_dynamic {
-        entries.extend_from_slice(&old[..l.exempt_at]);
-        l.lengths[0]
+    let [old_dynamic, old_exempt] = &old.lists;
+    let kept_lengths = last.map_or([0; 2], |l| l.lengths);
+    let (dynamic_list, dynamic_lengths) = if same[0] {
+        (Arc::clone(old_dynamic), kept_lengths[0])
     } else {
-        push_entries(&mut entries, policy.with_pools(dynamic), RECORD_DYNAMIC)
+        list_entries(policy.with_pools(dynamic), dynamic.len(), RECORD_DYNAMIC)
     };
-    let exempt_at = entries.len();
-    let exempt_lengths = if let Some(l) = same_exempt {
-        entries.extend_from_slice(&old[l.exempt_at..]);
-        l.lengths[1]
+    let (exempt_list, exempt_lengths) = if same[1] {
+        (Arc::clone(old_exempt), kept_lengths[1])
     } else {
-        push_entries(&mut entries, exempt.iter().map(|p| (p, 0)), RECORD_EXEMPT)
+        list_entries(exempt.iter().map(|p| (p, 0)), exempt.len(), RECORD_EXEMPT)
     };
-    let old_at = last.map_or(0, |l| l.exempt_at);
-    // What can differ, and what the map holds in place already: an
-    // unchanged list whose entries start where they did (the dynamic ones
-    // always start at 0).
-    let (old_part, new_part, in_place) = match (same_dynamic.is_some(), same_exempt.is_some()) {
-        (true, true) => (0..0, 0..0, 0..exempt_at),
-        (true, false) => (old_at..old.len(), exempt_at..entries.len(), 0..exempt_at),
-        (false, true) => {
-            let moved = exempt_at != old_at;
-            let in_place = if moved {
-                0..0
-            } else {
-                exempt_at..entries.len()
-            };
-            (0..old_at, 0..exempt_at, in_place)
-        }
-        (false, false) => (0..old.len(), 0..entries.len(), 0..0),
-    };
+    // The dynamic entries always start the record; the exempt ones stay
+    // in place when the dynamic list kept its length.
+    let in_place = [same[0], same[1] && dynamic_list.len() == old_dynamic.len()];
     let lengths = [dynamic_lengths, exempt_lengths];
     NewRecord {
-        entries,
+        lists: RecordLists {
+            lists: [dynamic_list, exempt_list],
+        },
         lengths,
+        walked: [!same[0], !same[1]],
         in_place,
         applied: AppliedLists {
             v4: [dynamic.generation(), exempt.generation()],
@@ -144,21 +166,19 @@ pub fn build_record(policy: &Policy, old: &[u64], last: Option<&AppliedLists>) -
                 policy.exempt.v6.generation(),
             ],
             pools: (policy.pool_of.len() <= POOLS_COMPARED).then(|| policy.pool_of.clone()),
-            exempt_at,
             lengths,
         },
-        old_part,
-        new_part,
     }
 }
 
-/// Appends one list's record entries, sorted as the list is, to `entries`;
-/// returns the prefix lengths it holds (bit `len`).
-fn push_entries<'a>(
-    entries: &mut Vec<u64>,
+/// One list's record entries, sorted as the list is; and the prefix
+/// lengths it holds (bit `len`).
+fn list_entries<'a>(
     prefixes: impl Iterator<Item = (&'a Prefix, u32)>,
+    count: usize,
     list: u8,
-) -> u64 {
+) -> (Arc<Vec<u64>>, u64) {
+    let mut entries = Vec::with_capacity(count);
     let mut lengths = 0u64;
     for (prefix, pool) in prefixes {
         let IpAddr::V4(addr) = prefix.addr() else {
@@ -172,18 +192,18 @@ fn push_entries<'a>(
         lengths |= 1 << prefix.len();
         entries.push(record_entry(list, u32::from(addr), prefix.len(), pool));
     }
-    lengths
+    (Arc::new(entries), lengths)
 }
 
 impl ClassMaps {
-    /// Rewrites the record to hold `entries`; `counts` are the (added,
+    /// Rewrites the record to hold `lists`; `counts` are the (added,
     /// removed) entries against the record, when the caller compared them
-    /// already; the entries in `in_place` are in the map already.
+    /// already; the lists `in_place` says are in the map already.
     pub(super) fn write_record(
         &mut self,
-        entries: &[u64],
+        lists: &RecordLists,
         counts: Option<(usize, usize)>,
-        in_place: Range<usize>,
+        in_place: [bool; 2],
         stats: &mut ClassStats,
     ) {
         let capacity = LISTS_V4_CAPACITY as usize - 1;
@@ -191,26 +211,25 @@ impl ClassMaps {
         let header = words[0].load(Ordering::Acquire);
         let (sequence, old_count) = split_header(header);
         let old = &words[1..=old_count.min(capacity)];
-        let (added, removed) = counts.unwrap_or_else(|| count_changes(old, entries));
+        let (added, removed) = counts.unwrap_or_else(|| count_changes(old, lists));
         stats.added += added;
         stats.removed += removed;
-        if added == 0 && removed == 0 && old.len() == entries.len() {
+        if added == 0 && removed == 0 && old.len() == lists.len() {
             return;
         }
-        let count = u32::try_from(entries.len()).expect("checked against the capacity");
+        let count = u32::try_from(lists.len()).expect("checked against the capacity");
         let old_count = u32::try_from(old.len()).expect("below the capacity");
         // Odd while rewriting: readers retry (a sequence lock).
         words[0].store(record_header(sequence | 1, old_count), Ordering::Relaxed);
         fence(Ordering::Release);
-        let slots = &words[1..=entries.len()];
-        let (start, end) = (
-            in_place.start.min(entries.len()),
-            in_place.end.min(entries.len()),
-        );
-        for part in [0..start, end..entries.len()] {
-            for (slot, &entry) in slots[part.clone()].iter().zip(&entries[part]) {
-                slot.store(entry, Ordering::Relaxed);
+        let mut at = 1;
+        for (list, in_place) in lists.lists().into_iter().zip(in_place) {
+            if !in_place {
+                for (slot, &entry) in words[at..at + list.len()].iter().zip(list) {
+                    slot.store(entry, Ordering::Relaxed);
+                }
             }
+            at += list.len();
         }
         words[0].store(
             record_header((sequence | 1).wrapping_add(1), count),
@@ -294,8 +313,9 @@ fn split_header(header: u64) -> (u32, usize) {
 /// (added, removed) between the record as the map holds it and `new`,
 /// counted by the reload's own comparison (an entry whose pool changed
 /// counts as added). Only when the caller has not compared them already.
-fn count_changes(old: &[AtomicU64], new: &[u64]) -> (usize, usize) {
+fn count_changes(old: &[AtomicU64], new: &RecordLists) -> (usize, usize) {
     let old: Vec<u64> = old.iter().map(|w| w.load(Ordering::Relaxed)).collect();
-    let change = dirty_regions(&old, new);
+    let new: Vec<u64> = new.entries().collect();
+    let change = dirty_regions(&old, &new);
     (change.added, change.removed)
 }

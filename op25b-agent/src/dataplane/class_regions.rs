@@ -104,7 +104,29 @@ pub struct RecordChange {
 
 /// Compares two sorted record entry lists.
 pub fn dirty_regions(old: &[u64], new: &[u64]) -> RecordChange {
+    dirty_regions_of(&[(old, new)])
+}
+
+/// Compares pairs of sorted record entry lists (old, new): the regions of
+/// all their changes.
+pub fn dirty_regions_of(pairs: &[(&[u64], &[u64])]) -> RecordChange {
     let mut changed: Vec<(u32, u8)> = Vec::new();
+    let (mut added, mut removed) = (0, 0);
+    for (old, new) in pairs {
+        let counts = changed_prefixes(old, new, &mut changed);
+        added += counts.0;
+        removed += counts.1;
+    }
+    RecordChange {
+        regions: regions_of(changed),
+        added,
+        removed,
+    }
+}
+
+/// Pushes the prefix (address, length up to /24) of every entry that
+/// differs between `old` and `new` onto `changed`; returns (added, removed).
+fn changed_prefixes(old: &[u64], new: &[u64], changed: &mut Vec<(u32, u8)>) -> (usize, usize) {
     let (mut added, mut removed) = (0, 0);
     let mut push = |entry: u64| {
         let (_, addr, len, _) = record_fields(entry);
@@ -146,6 +168,11 @@ pub fn dirty_regions(old: &[u64], new: &[u64]) -> RecordChange {
             (None, None) => break, // the runs ended both lists
         }
     }
+    (added, removed)
+}
+
+/// The /24 regions of changed prefixes: aligned, disjoint, sorted.
+fn regions_of(changed: Vec<(u32, u8)>) -> Vec<Range<u32>> {
     // Aligned ranges either nest or are disjoint: sorted by start and then
     // widest first, each range not inside the last kept one is new.
     let mut ranges: Vec<Range<u32>> = changed
@@ -154,11 +181,7 @@ pub fn dirty_regions(old: &[u64], new: &[u64]) -> RecordChange {
         .collect();
     ranges.sort_unstable_by_key(|r| (r.start, std::cmp::Reverse(r.end)));
     ranges.dedup_by(|next, kept| next.end <= kept.end && next.start >= kept.start);
-    RecordChange {
-        regions: ranges,
-        added,
-        removed,
-    }
+    ranges
 }
 
 /// Eight entries equal? (Compared inline: slice `==` calls `memcmp`.)
@@ -192,15 +215,15 @@ type Enclosing = (u32, u8, u8);
 pub type ListLengths = [u64; 2];
 
 /// Repaints `regions` of `mirror` from only the entries of the new record
-/// (`entries`, sorted) that decide them: per region, the listed prefixes
-/// covering it and those inside it, classified in one walk.
+/// (`lists`: dynamic, exempt; sorted) that decide them: per region, the
+/// listed prefixes covering it and those inside it, classified in one walk.
 pub fn repaint_regions(
     mirror: &mut Mirror,
-    entries: &[u64],
+    lists: [&[u64]; 2],
     lengths: ListLengths,
     regions: &[Range<u32>],
 ) -> Repainted {
-    let (dynamic, exempt) = deciding_entries(entries, lengths, regions);
+    let (dynamic, exempt) = deciding_entries(lists, lengths, regions);
     let dynamic: Vec<(Prefix, u32)> = dynamic.into_iter().map(entry_prefix).collect();
     let exempt: Vec<Prefix> = exempt.into_iter().map(|e| entry_prefix(e).0).collect();
     let classified = classify(dynamic.iter().map(|(p, pool)| (p, *pool)), exempt.iter());

@@ -7,7 +7,11 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::{
-    dataplane::{class_writer::record_entries, ipv4_class::classify_policy},
+    dataplane::{
+        class_record::{build_record, RecordLists},
+        class_writer::record_entries,
+        ipv4_class::classify_policy,
+    },
     policy::{prefix::Prefix, Policy},
 };
 
@@ -110,7 +114,8 @@ proptest! {
         let regions = change.regions;
         let mut walked = old.clone();
         let walked_report = repaint(&mut walked, classify_policy(&after, true), &regions);
-        let repainted = repaint_regions(&mut mirror, &new_entries, lengths, &regions);
+        let new_lists = RecordLists::from_entries(new_entries.clone());
+        let repainted = repaint_regions(&mut mirror, new_lists.lists(), lengths, &regions);
         let want = full(&after);
         prop_assert!(mirror == want, "incremental differs from the full rebuild");
         prop_assert!(walked == want, "the walk over every prefix differs");
@@ -168,7 +173,8 @@ proptest! {
         let (new_entries, lengths) = record_entries(&after);
         let mut mirror = full(&before);
         let regions = dirty_regions(&old_entries, &new_entries).regions;
-        repaint_regions(&mut mirror, &new_entries, lengths, &regions);
+        let new_lists = RecordLists::from_entries(new_entries);
+        repaint_regions(&mut mirror, new_lists.lists(), lengths, &regions);
         prop_assert!(mirror == full(&after), "incremental differs from the full rebuild");
     }
 }
@@ -183,8 +189,7 @@ proptest! {
         before in arb_policy(),
         changes in prop::collection::vec((arb_prefix(), 0u32..3, 0u8..3), 0..6),
     ) {
-        use crate::dataplane::class_record::build_record;
-        let old = build_record(&before, &[], None);
+        let old = build_record(&before, &RecordLists::default(), None);
         let mut after = before.clone();
         for &(prefix, pool, what) in &changes {
             match what {
@@ -197,28 +202,32 @@ proptest! {
                 _ => { after.pool_of.insert(prefix, pool); }
             }
         }
-        let reused = build_record(&after, &old.entries, Some(&old.applied));
-        let fresh = build_record(&after, &[], None);
-        prop_assert_eq!(&reused.entries, &fresh.entries);
+        let reused = build_record(&after, &old.lists, Some(&old.applied));
+        let fresh = build_record(&after, &RecordLists::default(), None);
+        prop_assert_eq!(&reused.lists, &fresh.lists);
         prop_assert_eq!(reused.lengths, fresh.lengths);
         prop_assert_eq!(&reused.applied, &fresh.applied);
+        let whole = |r: &RecordLists| r.entries().collect::<Vec<u64>>();
         prop_assert_eq!(
-            dirty_regions(&old.entries[reused.old_part.clone()], &reused.entries[reused.new_part.clone()]),
-            dirty_regions(&old.entries, &fresh.entries)
+            reused.change_from(&old.lists),
+            dirty_regions(&whole(&old.lists), &whole(&fresh.lists))
         );
         // What the writer leaves in place is the old record's, at the same index.
-        for i in reused.in_place.clone() {
-            prop_assert_eq!(old.entries.get(i), Some(&reused.entries[i]));
+        let (old_whole, new_whole) = (whole(&old.lists), whole(&reused.lists));
+        let mut at = 0;
+        for (list, in_place) in reused.lists.lists().into_iter().zip(reused.in_place) {
+            if in_place {
+                prop_assert_eq!(old_whole.get(at..at + list.len()), Some(&new_whole[at..at + list.len()]));
+            }
+            at += list.len();
         }
         // Untouched lists are neither walked nor compared.
         let edited = |w: u8| changes.iter().any(|c| c.2 == w);
         if !edited(0) && !edited(2) {
-            let part = &reused.old_part;
-            prop_assert!(part.is_empty() || part.start >= old.applied_exempt_at());
+            prop_assert!(!reused.walked[0]);
         }
         if !edited(1) {
-            let part = &reused.new_part;
-            prop_assert!(part.is_empty() || part.end <= reused.applied_exempt_at());
+            prop_assert!(!reused.walked[1]);
         }
     }
 }
@@ -270,7 +279,6 @@ fn equal_records_compare_to_no_change_whatever_their_length() {
 
 #[test]
 fn only_a_few_pool_assignments_are_kept_to_tell_a_list_unchanged() {
-    use crate::dataplane::class_record::build_record;
     for (count, skipped) in [(100u32, true), (5000, false)] {
         let mut policy = Policy::default();
         for i in 0..count {
@@ -279,13 +287,9 @@ fn only_a_few_pool_assignments_are_kept_to_tell_a_list_unchanged() {
             policy.dynamic.insert(prefix);
             policy.pool_of.insert(prefix, 1);
         }
-        let first = build_record(&policy, &[], None);
-        let again = build_record(&policy, &first.entries, Some(&first.applied));
-        assert_eq!(again.entries, first.entries);
-        assert_eq!(
-            again.old_part.is_empty(),
-            skipped,
-            "{count} pool assignments"
-        );
+        let first = build_record(&policy, &RecordLists::default(), None);
+        let again = build_record(&policy, &first.lists, Some(&first.applied));
+        assert_eq!(again.lists, first.lists);
+        assert_eq!(again.walked[0], !skipped, "{count} pool assignments");
     }
 }

@@ -34,7 +34,7 @@ impl ClassMaps {
             self.write_v6(ebpf, old, &mut None, &mut stats)?;
         }
         if let Some(old) = undo.record {
-            self.write_record(&old, None, 0..0, &mut stats);
+            self.write_record(&old, None, [false; 2], &mut stats);
             self.recorded = Some(old);
         }
         if undo.repainted.is_empty() {

@@ -33,11 +33,11 @@ use op25b_common::{
 };
 
 pub use super::class_record::pinned_list_counts;
-use super::class_record::{build_record, AppliedLists};
+use super::class_record::{build_record, AppliedLists, RecordLists};
 pub use super::class_v6::v6_entries;
 use super::{
     class_batch::{batch, BatchOp},
-    class_regions::{dirty_regions, repaint, repaint_regions, Mirror, Repainted, EVERY_SLASH24},
+    class_regions::{repaint, repaint_regions, Mirror, Repainted, EVERY_SLASH24},
     ipv4_class::{classify_policy, FIRST_LEVEL_ENTRIES},
     mmap::Mapping,
 };
@@ -96,7 +96,7 @@ pub struct ClassMaps {
     pub(super) v6: Option<Vec<(Prefix, u32)>>,
     /// The record's entries as last written, once known (saves reading
     /// 16 MiB back on each reload).
-    pub(super) recorded: Option<Vec<u64>>,
+    pub(super) recorded: Option<RecordLists>,
     /// The lists `recorded` (and the IPv6 entries) were built from, when
     /// this process wrote them.
     pub(super) applied: Option<AppliedLists>,
@@ -106,7 +106,7 @@ pub struct ClassMaps {
 #[derive(Debug, Default)]
 pub struct ClassUndo {
     pub(super) repainted: Repainted,
-    pub(super) record: Option<Vec<u64>>,
+    pub(super) record: Option<RecordLists>,
     pub(super) v6: Option<Vec<(Prefix, u32)>>,
 }
 
@@ -206,32 +206,29 @@ impl ClassMaps {
             // Read from the map: which lists wrote it is not known.
             self.applied = None;
         }
-        let old_entries = self
+        let old_lists = self
             .recorded
             .take()
-            .unwrap_or_else(|| self.recorded_entries());
+            .unwrap_or_else(|| RecordLists::from_entries(self.recorded_entries()));
         let last = self.applied.take();
-        let record = build_record(policy, &old_entries, last.as_ref());
+        let record = build_record(policy, &old_lists, last.as_ref());
         stats.steps.record = lap(&mut since);
         let capacity = LISTS_V4_CAPACITY as usize - 1;
-        if record.entries.len() > capacity {
-            self.recorded = Some(old_entries);
+        if record.lists.len() > capacity {
+            self.recorded = Some(old_lists);
             return Err(ClassError::RecordFull {
-                count: record.entries.len(),
+                count: record.lists.len(),
                 capacity,
             });
         }
-        let entries = &record.entries;
+        let lists = record.lists.lists();
         let (mut mirror, repainted, counts) = if let Some(mut mirror) = self.mirror.take() {
-            let change = dirty_regions(
-                &old_entries[record.old_part.clone()],
-                &entries[record.new_part.clone()],
-            );
+            let change = record.change_from(&old_lists);
             stats.steps.compare = lap(&mut since);
             // Few regions: only the entries deciding them are looked at
             // (searches); many: one walk over the lists is cheaper.
-            let repainted = if change.regions.len() <= entries.len() / 16 {
-                repaint_regions(&mut mirror, entries, record.lengths, &change.regions)
+            let repainted = if change.regions.len() <= record.lists.len() / 16 {
+                repaint_regions(&mut mirror, lists, record.lengths, &change.regions)
             } else {
                 repaint(&mut mirror, classify_policy(policy, true), &change.regions)
             };
@@ -246,7 +243,7 @@ impl ClassMaps {
             let count = mirror.blocks.len();
             mirror.restore(&repainted);
             self.mirror = Some(mirror);
-            self.recorded = Some(old_entries);
+            self.recorded = Some(old_lists);
             return Err(ClassError::TooManyBlocks {
                 count,
                 capacity: CLASS_V4_BLOCK_CAPACITY as usize,
@@ -258,15 +255,15 @@ impl ClassMaps {
         self.delete_old_orphans(ebpf, &mut stats)?;
         self.write_v4(ebpf, &undo.repainted, &mut stats)?;
         stats.steps.kernel = lap(&mut since);
-        undo.record = Some(old_entries);
-        self.write_record(entries, counts, record.in_place.clone(), &mut stats);
+        undo.record = Some(old_lists);
+        self.write_record(&record.lists, counts, record.in_place, &mut stats);
         stats.steps.record_write = lap(&mut since);
         // IPv6 lists written from these very lists before: the trie holds them.
         if !(self.v6.is_some() && last.is_some_and(|l| l.same_v6(policy))) {
             self.write_v6(ebpf, v6_entries(policy), &mut undo.v6, &mut stats)?;
         }
         stats.steps.ipv6 = lap(&mut since);
-        self.recorded = Some(record.entries);
+        self.recorded = Some(record.lists);
         self.applied = Some(record.applied);
         Ok(stats)
     }
@@ -368,11 +365,12 @@ impl ClassMaps {
     }
 }
 
-/// The record of `policy`'s IPv4 lists, built afresh (for tests).
+/// The record of `policy`'s IPv4 lists, built afresh (for tests): its
+/// entries and the lengths its lists hold.
 #[cfg(test)]
 pub(super) fn record_entries(policy: &Policy) -> (Vec<u64>, super::class_regions::ListLengths) {
-    let record = build_record(policy, &[], None);
-    (record.entries, record.lengths)
+    let record = build_record(policy, &RecordLists::default(), None);
+    (record.lists.entries().collect(), record.lengths)
 }
 
 /// Stores the bytes of `new` that differ from the mapping at `start`, one
