@@ -23,11 +23,13 @@ use crate::policy::prefix::Prefix;
 /// The IPv4 class table as this process keeps it: the first level and the
 /// blocks of every /24 marked [`SourceClass::INDIRECT`] (exactly those;
 /// a region's blocks are found from its first-level bytes, so no order is
-/// needed and a hash map is the cheapest keeper).
+/// needed and a hash map is the cheapest keeper). Hashed with foldhash,
+/// randomly seeded: a reload looks up thousands of blocks by `u32` key,
+/// for which SipHash does more than it needs to.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Mirror {
     pub first: Vec<u8>,
-    pub blocks: HashMap<u32, [u8; 256]>,
+    pub blocks: HashMap<u32, [u8; 256], foldhash::fast::RandomState>,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -413,7 +415,7 @@ impl Mirror {
     pub fn empty() -> Self {
         Self {
             first: vec![0; FIRST_LEVEL_ENTRIES],
-            blocks: HashMap::new(),
+            blocks: HashMap::default(),
         }
     }
 
