@@ -58,11 +58,13 @@ pub fn deciding_entries(
             let len = u8::try_from(24 - (region.end - region.start).trailing_zeros()).unwrap_or(0);
             let addr = region.start << 8;
             let first = lower_bound_near(entries, cursor, record_entry(kind, addr, len, 0));
-            for l in (0..len).filter(|l| lengths[list] & (1 << l) != 0) {
-                let key = record_entry(kind, addr & mask(l), l, 0);
-                let at = lower_bound_near(entries, first, key);
-                if entries.get(at).is_some_and(|&e| e >> 8 == key >> 8) {
-                    out.push(entries[at]);
+            if !covering_by_walk(entries, first, (kind, lengths[list]), (addr, len), out) {
+                for l in (0..len).filter(|l| lengths[list] & (1 << l) != 0) {
+                    let key = record_entry(kind, addr & mask(l), l, 0);
+                    let at = lower_bound_near(entries, first, key);
+                    if entries.get(at).is_some_and(|&e| e >> 8 == key >> 8) {
+                        out.push(entries[at]);
+                    }
                 }
             }
             let last = record_entry(kind, addr | !mask(len), 32, u8::MAX);
@@ -75,6 +77,44 @@ pub fn deciding_entries(
     }
     let [dynamic, exempt] = found;
     (dynamic, exempt)
+}
+
+/// Entries walked back at most, looking for those covering a region.
+const WALK_BACK: usize = 32;
+
+/// Pushes the entries covering the region (`addr`, `len`) onto `out` by
+/// walking back from `first` (its first entry) in the entries of list
+/// `kind`, which holds the prefix `lengths` (bit `len`): they all sit between it and
+/// the start of the list's shortest prefix around it, usually a handful of
+/// entries, each cheaper to look at than a search per length. False (and
+/// nothing pushed) if there are more than [`WALK_BACK`]: search then.
+fn covering_by_walk(
+    entries: &[u64],
+    first: usize,
+    (kind, lengths): (u8, u64),
+    (addr, len): (u32, u8),
+    out: &mut Vec<u64>,
+) -> bool {
+    #[expect(clippy::cast_possible_truncation, reason = "a bit index below 64")]
+    let shortest = lengths.trailing_zeros().min(32) as u8;
+    if shortest >= len {
+        return true; // nothing in the list is short enough to cover it
+    }
+    let floor = record_entry(kind, addr & mask(shortest), shortest, 0);
+    let start = first.saturating_sub(WALK_BACK);
+    let reached = entries[start..first].partition_point(|&e| e < floor);
+    if reached == 0 && start > 0 && entries[start - 1] >= floor {
+        return false;
+    }
+    let pushed = out.len();
+    for &entry in &entries[start + reached..first] {
+        let (_, a, l, _) = record_fields(entry);
+        if l < len && addr & mask(l) == a {
+            out.push(entry);
+        }
+    }
+    debug_assert!(out[pushed..].is_sorted());
+    true
 }
 
 /// The prefix of a record entry, and its pool.
