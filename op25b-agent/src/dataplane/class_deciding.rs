@@ -95,7 +95,6 @@ fn covering_by_walk(
     (addr, len): (u32, u8),
     out: &mut Vec<u64>,
 ) -> bool {
-    #[expect(clippy::cast_possible_truncation, reason = "a bit index below 64")]
     let shortest = lengths.trailing_zeros().min(32) as u8;
     if shortest >= len {
         return true; // nothing in the list is short enough to cover it
