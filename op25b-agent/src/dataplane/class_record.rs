@@ -19,7 +19,7 @@ use op25b_common::abi::{
 };
 
 use super::{
-    class_regions::{dirty_regions, dirty_regions_of, ListLengths, RecordChange},
+    class_regions::{dirty_regions, Changes, Comparer, ListLengths, RecordChange},
     class_writer::{ClassError, ClassMaps, ClassStats},
     mmap::Mapping,
 };
@@ -53,6 +53,12 @@ impl RecordLists {
 
     pub fn len(&self) -> usize {
         self.lists[0].len() + self.lists[1].len()
+    }
+
+    /// Does list `i` share its entries with `other`'s (was it left unwalked)?
+    #[cfg(test)]
+    pub fn shares(&self, other: &Self, i: usize) -> bool {
+        Arc::ptr_eq(&self.lists[i], &other.lists[i])
     }
 
     /// Every entry, in the record's order.
@@ -103,50 +109,43 @@ impl AppliedLists {
 /// Pool assignments copied and compared per apply, at most.
 const POOLS_COMPARED: usize = 4096;
 
-/// A new record, and which of its lists can differ from the old one.
+/// A new record, and what differs from the old one.
 pub struct NewRecord {
     pub lists: RecordLists,
     pub lengths: ListLengths,
     pub applied: AppliedLists,
-    /// The lists walked afresh (dynamic, exempt): only these are compared
-    /// with the old record; the others are the old record's, shared.
-    pub walked: [bool; 2],
+    /// What the lists walked afresh changed (compared with the old record
+    /// on the way; the others are the old record's, shared).
+    pub change: RecordChange,
     /// The lists the map holds at the same place already (unchanged, not
     /// moved): the rewrite leaves them.
     pub in_place: [bool; 2],
 }
 
-impl NewRecord {
-    /// What changed against `old` (the record `last` described): only the
-    /// walked lists are compared.
-    pub fn change_from(&self, old: &RecordLists) -> RecordChange {
-        let (old, new) = (old.lists(), self.lists.lists());
-        let pairs: Vec<(&[u64], &[u64])> = (0..2)
-            .filter(|&i| self.walked[i])
-            .map(|i| (old[i], new[i]))
-            .collect();
-        dirty_regions_of(&pairs)
-    }
-}
-
 /// The record of `policy`'s IPv4 lists: dynamic entries, then exempt ones
-/// (the record's sort order). A list `last` says is unchanged is shared
-/// with `old` (the record `last` describes) and left out of the
-/// comparison: a reload of one list neither walks nor compares the other.
+/// (the record's sort order), and what changed against `old` (the record
+/// `last` describes). A list `last` says is unchanged is shared with `old`
+/// and not compared: a reload of one list neither walks nor compares the
+/// other.
 pub fn build_record(policy: &Policy, old: &RecordLists, last: Option<&AppliedLists>) -> NewRecord {
     let same = last.map_or([false; 2], |l| l.same_v4(policy));
     let (dynamic, exempt) = (&policy.dynamic.v4, &policy.exempt.v4);
     let [old_dynamic, old_exempt] = &old.lists;
     let kept_lengths = last.map_or([0; 2], |l| l.lengths);
+    let mut changes = Changes::default();
     let (dynamic_list, dynamic_lengths) = if same[0] {
         (Arc::clone(old_dynamic), kept_lengths[0])
     } else {
-        list_entries(policy.with_pools(dynamic), dynamic.len(), RECORD_DYNAMIC)
+        let walk = policy.with_pools(dynamic);
+        let compared = Comparer::new(old_dynamic, &mut changes);
+        list_entries(walk, dynamic.len(), RECORD_DYNAMIC, compared)
     };
     let (exempt_list, exempt_lengths) = if same[1] {
         (Arc::clone(old_exempt), kept_lengths[1])
     } else {
-        list_entries(exempt.iter().map(|p| (p, 0)), exempt.len(), RECORD_EXEMPT)
+        let walk = exempt.iter().map(|p| (p, 0));
+        let compared = Comparer::new(old_exempt, &mut changes);
+        list_entries(walk, exempt.len(), RECORD_EXEMPT, compared)
     };
     // The dynamic entries always start the record; the exempt ones stay
     // in place when the dynamic list kept its length.
@@ -157,7 +156,7 @@ pub fn build_record(policy: &Policy, old: &RecordLists, last: Option<&AppliedLis
             lists: [dynamic_list, exempt_list],
         },
         lengths,
-        walked: [!same[0], !same[1]],
+        change: changes.into_record_change(),
         in_place,
         applied: AppliedLists {
             v4: [dynamic.generation(), exempt.generation()],
@@ -171,12 +170,14 @@ pub fn build_record(policy: &Policy, old: &RecordLists, last: Option<&AppliedLis
     }
 }
 
-/// One list's record entries, sorted as the list is; and the prefix
-/// lengths it holds (bit `len`).
+/// One list's record entries, sorted as the list is, each compared with
+/// the old list's as it is made; and the prefix lengths it holds (bit
+/// `len`).
 fn list_entries<'a>(
     prefixes: impl Iterator<Item = (&'a Prefix, u32)>,
     count: usize,
     list: u8,
+    mut compared: Comparer,
 ) -> (Arc<Vec<u64>>, u64) {
     let mut entries = Vec::with_capacity(count);
     let mut lengths = 0u64;
@@ -190,8 +191,11 @@ fn list_entries<'a>(
         )]
         let pool = pool as u8;
         lengths |= 1 << prefix.len();
-        entries.push(record_entry(list, u32::from(addr), prefix.len(), pool));
+        let entry = record_entry(list, u32::from(addr), prefix.len(), pool);
+        compared.next(entry);
+        entries.push(entry);
     }
+    compared.finish();
     (Arc::new(entries), lengths)
 }
 

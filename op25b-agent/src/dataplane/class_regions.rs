@@ -106,71 +106,103 @@ pub struct RecordChange {
 
 /// Compares two sorted record entry lists.
 pub fn dirty_regions(old: &[u64], new: &[u64]) -> RecordChange {
-    dirty_regions_of(&[(old, new)])
+    let mut changes = Changes::default();
+    let mut comparer = Comparer::new(old, &mut changes);
+    for &entry in new {
+        comparer.next(entry);
+    }
+    comparer.finish();
+    changes.into_record_change()
 }
 
-/// Compares pairs of sorted record entry lists (old, new): the regions of
-/// all their changes.
-pub fn dirty_regions_of(pairs: &[(&[u64], &[u64])]) -> RecordChange {
-    let mut changed: Vec<(u32, u8)> = Vec::new();
-    let (mut added, mut removed) = (0, 0);
-    for (old, new) in pairs {
-        let counts = changed_prefixes(old, new, &mut changed);
-        added += counts.0;
-        removed += counts.1;
-    }
-    RecordChange {
-        regions: regions_of(changed),
-        added,
-        removed,
-    }
+/// What differs between old and new record entries, as found so far.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// The prefix (address, length up to /24) of each entry that differs.
+    prefixes: Vec<(u32, u8)>,
+    /// Entries new or with a new pool.
+    added: usize,
+    removed: usize,
 }
 
-/// Pushes the prefix (address, length up to /24) of every entry that
-/// differs between `old` and `new` onto `changed`; returns (added, removed).
-fn changed_prefixes(old: &[u64], new: &[u64], changed: &mut Vec<(u32, u8)>) -> (usize, usize) {
-    let (mut added, mut removed) = (0, 0);
-    let mut push = |entry: u64| {
+impl Changes {
+    pub fn into_record_change(self) -> RecordChange {
+        RecordChange {
+            regions: regions_of(self.prefixes),
+            added: self.added,
+            removed: self.removed,
+        }
+    }
+
+    fn push(&mut self, entry: u64) {
         let (_, addr, len, _) = record_fields(entry);
-        changed.push((addr, len.min(24)));
-    };
-    let (mut i, mut j) = (0, 0);
-    while i < old.len() || j < new.len() {
-        // Most of a reload is long equal runs: eight entries at a time.
-        while old.len() - i >= 8 && new.len() - j >= 8 && same8(&old[i..i + 8], &new[j..j + 8]) {
-            i += 8;
-            j += 8;
-        }
-        match (old.get(i), new.get(j)) {
-            (Some(&o), Some(&n)) if o == n => {
-                i += 1;
-                j += 1;
-            }
-            (Some(&o), Some(&n)) if o >> 8 == n >> 8 => {
-                push(n);
-                added += 1;
-                i += 1;
-                j += 1;
-            }
-            (Some(&o), Some(&n)) if o < n => {
-                push(o);
-                removed += 1;
-                i += 1;
-            }
-            (Some(&o), None) => {
-                push(o);
-                removed += 1;
-                i += 1;
-            }
-            (_, Some(&n)) => {
-                push(n);
-                added += 1;
-                j += 1;
-            }
-            (None, None) => break, // the runs ended both lists
+        self.prefixes.push((addr, len.min(24)));
+    }
+}
+
+/// Compares a list's new record entries, fed in order as they are built,
+/// with its old ones: the walk that builds a list compares it on the way,
+/// without reading the new entries again.
+pub struct Comparer<'a> {
+    old: &'a [u64],
+    at: usize,
+    changes: &'a mut Changes,
+}
+
+impl<'a> Comparer<'a> {
+    pub fn new(old: &'a [u64], changes: &'a mut Changes) -> Self {
+        Self {
+            old,
+            at: 0,
+            changes,
         }
     }
-    (added, removed)
+
+    /// The next new entry (entries come sorted).
+    #[inline]
+    pub fn next(&mut self, entry: u64) {
+        // Most entries are the old ones again: one load and compare.
+        if self.old.get(self.at) == Some(&entry) {
+            self.at += 1;
+        } else {
+            self.differs(entry);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn differs(&mut self, entry: u64) {
+        // Old entries of other prefixes before it are gone.
+        while let Some(&old) = self.old.get(self.at) {
+            if old >= entry || old >> 8 == entry >> 8 {
+                break;
+            }
+            self.changes.push(old);
+            self.changes.removed += 1;
+            self.at += 1;
+        }
+        match self.old.get(self.at) {
+            Some(&old) if old == entry => self.at += 1,
+            Some(&old) if old >> 8 == entry >> 8 => {
+                // The same prefix with another pool.
+                self.changes.push(entry);
+                self.changes.added += 1;
+                self.at += 1;
+            }
+            _ => {
+                self.changes.push(entry);
+                self.changes.added += 1;
+            }
+        }
+    }
+
+    /// The old entries after the last new one are gone.
+    pub fn finish(self) {
+        for &old in &self.old[self.at..] {
+            self.changes.push(old);
+            self.changes.removed += 1;
+        }
+    }
 }
 
 /// The /24 regions of changed prefixes: aligned, disjoint, sorted.
@@ -184,11 +216,6 @@ fn regions_of(changed: Vec<(u32, u8)>) -> Vec<Range<u32>> {
     ranges.sort_unstable_by_key(|r| (r.start, std::cmp::Reverse(r.end)));
     ranges.dedup_by(|next, kept| next.end <= kept.end && next.start >= kept.start);
     ranges
-}
-
-/// Eight entries equal? (Compared inline: slice `==` calls `memcmp`.)
-fn same8(a: &[u64], b: &[u64]) -> bool {
-    a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 pub(super) const fn mask(len: u8) -> u32 {

@@ -125,10 +125,9 @@ pub struct ClassStats {
 /// Where an apply's time went, step by step (the bench reports it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClassSteps {
-    /// The new record: changed lists walked, unchanged ones copied.
+    /// The new record: changed lists walked and compared with the kept
+    /// record on the way, unchanged ones shared.
     pub record: Duration,
-    /// The comparison with the kept record (dirty regions).
-    pub compare: Duration,
     pub repaint: Duration,
     /// Orphans deleted, blocks written, first-level bytes stored.
     pub kernel: Duration,
@@ -222,9 +221,9 @@ impl ClassMaps {
             });
         }
         let lists = record.lists.lists();
-        let (mut mirror, repainted, counts) = if let Some(mut mirror) = self.mirror.take() {
-            let change = record.change_from(&old_lists);
-            stats.steps.compare = lap(&mut since);
+        let change = &record.change;
+        let counts = Some((change.added, change.removed));
+        let (mut mirror, repainted) = if let Some(mut mirror) = self.mirror.take() {
             // Few regions: only the entries deciding them are looked at
             // (searches); many: one walk over the lists is cheaper.
             let repainted = if change.regions.len() <= record.lists.len() / 16 {
@@ -232,12 +231,12 @@ impl ClassMaps {
             } else {
                 repaint(&mut mirror, classify_policy(policy, true), &change.regions)
             };
-            (mirror, repainted, Some((change.added, change.removed)))
+            (mirror, repainted)
         } else {
             let mut mirror = self.mirror_from_kernel(ebpf)?;
             let classified = classify_policy(policy, true);
             let repainted = repaint(&mut mirror, classified, &[EVERY_SLASH24]);
-            (mirror, repainted, None)
+            (mirror, repainted)
         };
         if mirror.blocks.len() > CLASS_V4_BLOCK_CAPACITY as usize {
             let count = mirror.blocks.len();
