@@ -8,7 +8,7 @@
 #![allow(clippy::cast_precision_loss)]
 
 use std::{
-    alloc::{GlobalAlloc, Layout, System},
+    alloc::{GlobalAlloc, Layout},
     collections::HashSet,
     net::{Ipv4Addr, SocketAddr, UdpSocket},
     sync::{
@@ -22,6 +22,7 @@ use anyhow::Context as _;
 use op25b_agent::{
     config::radius::{RadiusClient, RadiusConfig},
     dataplane::{Dataplane, Maps},
+    huge_pages::HugePages,
     policy::Policy,
     radius::{
         codec::{self, attr, code, status, Attribute},
@@ -37,7 +38,9 @@ const SECRET: &[u8] = b"bench-nas-secret";
 const WINDOW: usize = 32;
 const SENDERS: usize = 4;
 
-/// Heap bytes live now: the bench binary's allocator counts them.
+/// Heap bytes live now: the bench binary's allocator counts them. It is
+/// the agent's allocator underneath, so the agent's code timed in-process
+/// runs as it does in the agent.
 pub struct CountingAllocator;
 
 static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
@@ -46,19 +49,25 @@ static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
     clippy::cast_possible_wrap,
     reason = "allocation sizes are far below isize::MAX"
 )]
-// SAFETY: every call goes to the system allocator with its arguments
+// SAFETY: every call goes to the agent's allocator with its arguments
 // unchanged; only a counter is added.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
+        // SAFETY: forwarded unchanged to the agent's allocator.
+        unsafe { HugePages.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the agent's allocator.
+        unsafe { HugePages.alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
+        // SAFETY: forwarded unchanged to the agent's allocator.
+        unsafe { HugePages.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -66,8 +75,8 @@ unsafe impl GlobalAlloc for CountingAllocator {
             new_size as isize - layout.size() as isize,
             Ordering::Relaxed,
         );
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
+        // SAFETY: forwarded unchanged to the agent's allocator.
+        unsafe { HugePages.realloc(ptr, layout, new_size) }
     }
 }
 

@@ -20,6 +20,7 @@ pub mod clock;
 pub mod config;
 pub mod dataplane;
 pub mod fleet;
+pub mod huge_pages;
 pub mod observe;
 pub mod policy;
 pub mod radius;

@@ -4,6 +4,10 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use op25b_agent::cli::{Cli, LogFormat};
 
+/// Big allocations on huge pages (see `huge_pages`).
+#[global_allocator]
+static ALLOCATOR: op25b_agent::huge_pages::HugePages = op25b_agent::huge_pages::HugePages;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter =
