@@ -2,7 +2,7 @@
 //! transparent huge pages. A reload looks blocks up at random in a table
 //! of over 100 MB and walks million-entry lists and their 8 MB records;
 //! with 4 KiB pages most of those reads also miss the TLB (a 1% reload of
-//! a million prefixes took a fifth longer). Distributions ship THP in
+//! a million prefixes took about 15% longer). Distributions ship THP in
 //! `madvise` mode, so huge pages are asked for, per allocation of
 //! [`ADVISE_FROM`] or more; small allocations are left alone.
 //!
