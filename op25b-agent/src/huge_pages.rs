@@ -4,7 +4,8 @@
 //! with 4 KiB pages most of those reads also miss the TLB (a 1% reload of
 //! a million prefixes took about 15% longer). Distributions ship THP in
 //! `madvise` mode, so huge pages are asked for, per allocation of
-//! [`ADVISE_FROM`] or more; small allocations are left alone.
+//! [`ADVISE_FROM`] or more; small allocations are left alone (the advice
+//! is a system call that takes the address space's lock).
 //!
 //! `op25b-agent` and `op25b-bench` (which times the agent's code
 //! in-process) both use it.
@@ -29,9 +30,14 @@ fn advise(ptr: *mut u8, size: usize) {
     if end > start {
         // SAFETY: the range lies inside an allocation this process owns;
         // the advice changes how it is backed, never its contents. A
-        // refusal (THP off) leaves 4 KiB pages: nothing to handle.
+        // refusal (a kernel without THP) leaves 4 KiB pages: nothing to
+        // handle, and `errno` is put back, so an allocation between a
+        // failed call and the read of its error does not change the error.
         unsafe {
+            let errno = libc::__errno_location();
+            let saved = *errno;
             libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+            *errno = saved;
         }
     }
 }

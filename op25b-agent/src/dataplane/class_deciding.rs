@@ -1,9 +1,10 @@
 //! The record entries that decide a reload's dirty /24 regions: per region
-//! and list, the entries covering it (one search per prefix length the
-//! list holds) and those inside it (one range). The record is one sorted
-//! `u64` array and the regions come sorted, so each search gallops from
-//! where the last one ended: a 1% change of a million-entry list touches a
-//! few cache lines per region instead of a tree search per length.
+//! and list, the entries covering it (found by a short walk back from the
+//! region, or one search per prefix length the list holds) and those inside
+//! it (one range). Each list's record is a sorted `u64` array and the
+//! regions come sorted, so each search gallops from where the last one
+//! ended: a 1% change of a million-entry list touches a few cache lines per
+//! region instead of a tree search per length.
 //!
 //! Pure: no kernel.
 
@@ -83,11 +84,13 @@ pub fn deciding_entries(
 const WALK_BACK: usize = 32;
 
 /// Pushes the entries covering the region (`addr`, `len`) onto `out` by
-/// walking back from `first` (its first entry) in the entries of list
-/// `kind`, which holds the prefix `lengths` (bit `len`): they all sit between it and
-/// the start of the list's shortest prefix around it, usually a handful of
-/// entries, each cheaper to look at than a search per length. False (and
-/// nothing pushed) if there are more than [`WALK_BACK`]: search then.
+/// walking back from `first` (the region's first entry) through `entries`,
+/// the record of list `kind`, whose prefixes have the lengths in `lengths`
+/// (bit `len` set for each). Covering entries all sit between the region
+/// and where the list's shortest prefix around it would start: usually a
+/// handful of entries, each cheaper to look at than a search per length.
+/// False (and nothing pushed) if that start may lie more than
+/// [`WALK_BACK`] entries back: search then.
 fn covering_by_walk(
     entries: &[u64],
     first: usize,

@@ -192,7 +192,7 @@ fn list_entries<'a>(
         let pool = pool as u8;
         lengths |= 1 << prefix.len();
         let entry = record_entry(list, u32::from(addr), prefix.len(), pool);
-        compared.next(entry);
+        compared.feed(entry);
         entries.push(entry);
     }
     compared.finish();

@@ -68,7 +68,7 @@ impl Repainted {
     }
 
     /// Each region's first /24 and its first-level bytes before.
-    pub fn old_regions(&self) -> impl Iterator<Item = (usize, &[u8])> {
+    pub fn old_regions(&self) -> impl Iterator<Item = (usize, &[u8])> + '_ {
         let mut at = 0;
         self.regions.iter().map(move |r| {
             let len = (r.end - r.start) as usize;
@@ -109,7 +109,7 @@ pub fn dirty_regions(old: &[u64], new: &[u64]) -> RecordChange {
     let mut changes = Changes::default();
     let mut comparer = Comparer::new(old, &mut changes);
     for &entry in new {
-        comparer.next(entry);
+        comparer.feed(entry);
     }
     comparer.finish();
     changes.into_record_change()
@@ -158,9 +158,9 @@ impl<'a> Comparer<'a> {
         }
     }
 
-    /// The next new entry (entries come sorted).
+    /// Takes the next new entry (entries come sorted).
     #[inline]
-    pub fn next(&mut self, entry: u64) {
+    pub fn feed(&mut self, entry: u64) {
         // Most entries are the old ones again: one load and compare.
         if self.old.get(self.at) == Some(&entry) {
             self.at += 1;

@@ -214,7 +214,9 @@ impl ClassMaps {
         stats.steps.record = lap(&mut since);
         let capacity = LISTS_V4_CAPACITY as usize - 1;
         if record.lists.len() > capacity {
+            // Nothing written: the maps still hold what `last` describes.
             self.recorded = Some(old_lists);
+            self.applied = last;
             return Err(ClassError::RecordFull {
                 count: record.lists.len(),
                 capacity,
@@ -243,6 +245,7 @@ impl ClassMaps {
             mirror.restore(&repainted);
             self.mirror = Some(mirror);
             self.recorded = Some(old_lists);
+            self.applied = last;
             return Err(ClassError::TooManyBlocks {
                 count,
                 capacity: CLASS_V4_BLOCK_CAPACITY as usize,
