@@ -97,11 +97,7 @@ impl Policy {
     /// Takes the temporary entries past their `expires_at` out of the
     /// lists, in place.
     pub fn prune_expired(&mut self, now: u64) {
-        for list in [
-            ListKind::Dynamic,
-            ListKind::Exempt,
-            ListKind::AllowedDestinations,
-        ] {
+        for list in ListKind::ALL {
             self.list_mut(list).prune_expired(now);
         }
     }
@@ -109,11 +105,7 @@ impl Policy {
     /// Folds each list's pending edits in, once all its files are read
     /// (once per list: per file would cost O(files x n)).
     pub fn compact_lists(&mut self) {
-        for list in [
-            ListKind::Dynamic,
-            ListKind::Exempt,
-            ListKind::AllowedDestinations,
-        ] {
+        for list in ListKind::ALL {
             self.list_mut(list).compact();
         }
     }
